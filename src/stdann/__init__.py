@@ -1,0 +1,23 @@
+"""stdann — spatiotemporal topographic deep networks.
+
+A 3D ResNet-18 whose units sit on simulated cortical sheets, trained on video with Momentum
+Contrast plus a spatial loss, and probed with in-silico electrophysiology (drifting gratings,
+random dots, plaids) to measure direction tuning, direction maps and pinwheels.
+
+Pipeline, one sub-package per stage:
+
+- :mod:`stdann.models`      — the 3D ResNet-18 backbone and the MoCo wrapper
+- :mod:`stdann.topography`  — cortical sheets, unit positions, neighborhoods, spatial loss, swaps
+- :mod:`stdann.data`        — built-in generated video, video folders, clip cache, augmentation
+- :mod:`stdann.training`    — the training loop, checkpoints, distributed helpers
+- :mod:`stdann.ephys`       — stimuli, recording, tuning metrics, maps and pinwheels
+- :mod:`stdann.reports`     — figures and the HTML report
+- :mod:`stdann.cli`         — the ``stdann`` command
+"""
+
+__version__ = "0.1.0"
+
+DIRECTION_CONVENTION = (
+    "0° = motion to the right (increasing column), 90° = motion upward on the screen "
+    "(decreasing row), angles counter-clockwise"
+)

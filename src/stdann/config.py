@@ -1,0 +1,247 @@
+"""One configuration system: typed dataclasses, YAML files, presets and ``--set`` overrides.
+
+A :class:`Config` has one section per pipeline stage. Every field has a default (the paper-scale
+value); the presets in ``stdann/presets/*.yaml`` (``paper``, ``demo``, ``smoke``) override a few.
+Overrides on the command line use dotted keys: ``--set optim.batch_size=64 --set topography.alpha=0``.
+Unknown keys are refused with the closest valid names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stdann.data.config import DataConfig
+from stdann.ephys.config import EphysConfig
+from stdann.topography.config import TopographyConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "r3d_18"
+    width: int = 64  # base channel count (64 = torchvision's r3d_18)
+
+
+@dataclass
+class MocoConfig:
+    dim: int = 128  # embedding size
+    hidden_dim: int = 512  # MLP head hidden size (scaled with width when 0)
+    queue_size: int = 65536  # K negatives; must be a multiple of the global batch
+    momentum: float = 0.999  # key encoder EMA
+    temperature: float = 0.2  # 0.2 for MoCo v2 (0.07 for v1)
+    shuffle_bn: bool = True  # shuffle keys across ranks (DDP) / split into groups (one device)
+    bn_groups: int = 2  # on one device, key batch BN statistics are computed in this many groups
+    objective: str = "moco"  # "moco" (paper) — the alternatives live next to it
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 256  # global batch (clip pairs per step)
+    lr: float = 0.03  # at batch 256; scaled linearly with batch_size
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    epochs: float = 200.0
+    epoch_size: int = 9537  # clips per epoch (UCF101 split-1 train size) for generated data
+    warmup_epochs: float = 5.0
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
+    max_steps: int = 0  # stop after this many steps (0 = from epochs)
+
+    def total_steps(self) -> int:
+        if self.max_steps > 0:
+            return int(self.max_steps)
+        return max(1, int(round(self.epochs * self.epoch_size / self.batch_size)))
+
+    def scaled_lr(self) -> float:
+        return self.lr * self.batch_size / 256.0
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # channels_last_3d on CUDA
+    compile: bool = False  # torch.compile the encoders
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    log_every: int = 10  # steps between log lines (CSV/TensorBoard)
+    ckpt_every: int = 200  # steps between checkpoints (and at the end)
+    max_minutes: float = 0.0  # wall-clock budget; stops cleanly and checkpoints (0 = none)
+    deterministic: bool = False  # torch deterministic algorithms (tests)
+    tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    moco: MocoConfig = field(default_factory=MocoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    topography: TopographyConfig = field(default_factory=TopographyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ephys: EphysConfig = field(default_factory=EphysConfig)
+
+    # -- conversions ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        return _merge(cls(), d, prefix="")
+
+    def updated(self, d: dict[str, Any]) -> "Config":
+        """A copy with the (nested) dict ``d`` applied on top."""
+        return _merge(dataclasses.replace(self), d, prefix="")
+
+    def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "Config":
+        """Apply ``key.sub=value`` strings (values parsed as YAML)."""
+        cfg = self
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.batch_size=64")
+            key, raw = item.split("=", 1)
+            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+            nested: dict[str, Any] = {}
+            cur = nested
+            parts = key.strip().split(".")
+            for p in parts[:-1]:
+                cur = cur.setdefault(p, {})
+            cur[parts[-1]] = value
+            cfg = cfg.updated(nested)
+        return cfg
+
+
+PRESETS = ("paper", "demo", "smoke")
+
+
+def _preset_text(name: str) -> str:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown preset {name!r}; presets are {list(PRESETS)}.{hint}")
+    return resources.files("stdann.presets").joinpath(f"{name}.yaml").read_text()
+
+
+def load_config(
+    preset: str | None = "demo", path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Defaults ← preset ← YAML file ← ``--set`` overrides."""
+    cfg = Config()
+    if preset:
+        cfg = cfg.updated(yaml.safe_load(_preset_text(preset)) or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+        cfg = cfg.updated(data)
+    return cfg.with_overrides(list(overrides))
+
+
+def flat_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    """All dotted keys of a config (``optim.batch_size`` …)."""
+    obj = Config() if obj is None else obj
+    keys = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            keys += flat_keys(v, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown_key(key: str, valid: list[str], prefix: str) -> ConfigError:
+    full = prefix + key
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
+    where = f"section {prefix[:-1]!r}" if prefix else "the configuration"
+    return ConfigError(f"unknown config key {full!r}.{hint} Valid keys of {where}: {', '.join(valid)}")
+
+
+def _merge(obj: Any, d: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix[:-1] or 'config'} must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    changes = {}
+    for key, value in d.items():
+        if key not in names:
+            raise _unknown_key(str(key), names, prefix)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(dataclasses.replace(current), value, prefix + key + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], prefix + key)
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, key) for v in value]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    return value
