@@ -1,0 +1,122 @@
+"""Unit positions on a cortical sheet: the :class:`LayerPositions` record and its files.
+
+One record per block: every unit (channel c, row h, column w) of the block output, flattened
+row-major over (C, H, W), has a 2-D position in millimetres on the block's square sheet, plus the
+integer array of precomputed neighborhoods used by the spatial loss. Field names follow TDANN's
+``LayerPositions`` so that its users recognise them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class PositionsError(ValueError):
+    """Positions that do not fit their block; the message names the block and the numbers."""
+
+
+@dataclass
+class LayerPositions:
+    name: str  # block name, e.g. "layer3.1"
+    dims: tuple[int, int, int]  # (C, H, W) of the block output
+    coordinates: np.ndarray  # (N, 2) float32, mm; column 0 = x (along W), column 1 = y (along H)
+    neighborhood_indices: np.ndarray  # (P, M) int64 unit indices
+    neighborhood_width: float  # mm
+    sheet_side: float  # mm
+
+    def __post_init__(self) -> None:
+        self.dims = tuple(int(d) for d in self.dims)
+        self.coordinates = np.asarray(self.coordinates, dtype=np.float32)
+        self.neighborhood_indices = np.asarray(self.neighborhood_indices, dtype=np.int64)
+        self.validate()
+
+    @property
+    def num_units(self) -> int:
+        c, h, w = self.dims
+        return c * h * w
+
+    def validate(self) -> None:
+        n = self.num_units
+        if self.coordinates.ndim != 2 or self.coordinates.shape[1] != 2:
+            raise PositionsError(f"{self.name}: coordinates must be (N, 2), got {self.coordinates.shape}")
+        if self.coordinates.shape[0] != n:
+            raise PositionsError(
+                f"{self.name}: {self.coordinates.shape[0]} positions for {n} units (C,H,W = {self.dims}); "
+                "positions were made for another width or clip size — re-run `stdann positions init`"
+            )
+        if not np.all(np.isfinite(self.coordinates)):
+            raise PositionsError(f"{self.name}: coordinates contain NaN or Inf")
+        nb = self.neighborhood_indices
+        if nb.ndim != 2:
+            raise PositionsError(f"{self.name}: neighborhood_indices must be (P, M), got {nb.shape}")
+        if nb.size and (nb.min() < 0 or nb.max() >= n):
+            raise PositionsError(f"{self.name}: neighborhood indices outside [0, {n}) (max {nb.max()})")
+        if nb.shape[0] and nb.shape[1] < 2:
+            raise PositionsError(f"{self.name}: neighborhoods hold {nb.shape[1]} unit(s); at least 2 are needed")
+
+    # -- files ---------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(
+            tmp,
+            name=np.array(self.name),
+            dims=np.array(self.dims, dtype=np.int64),
+            coordinates=self.coordinates,
+            neighborhood_indices=self.neighborhood_indices,
+            neighborhood_width=np.array(self.neighborhood_width, dtype=np.float64),
+            sheet_side=np.array(self.sheet_side, dtype=np.float64),
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LayerPositions":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"positions file {path} does not exist")
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"name", "dims", "coordinates", "neighborhood_indices", "neighborhood_width", "sheet_side"} - set(
+                f.files
+            )
+            if missing:
+                raise PositionsError(f"{path}: not a positions file (missing fields {sorted(missing)})")
+            return cls(
+                name=str(f["name"]),
+                dims=tuple(int(x) for x in f["dims"]),
+                coordinates=f["coordinates"],
+                neighborhood_indices=f["neighborhood_indices"],
+                neighborhood_width=float(f["neighborhood_width"]),
+                sheet_side=float(f["sheet_side"]),
+            )
+
+
+def positions_path(run_dir: str | Path, block: str) -> Path:
+    return Path(run_dir) / "positions" / f"{block}.npz"
+
+
+def save_run_positions(run_dir: str | Path, positions: dict[str, LayerPositions]) -> None:
+    for block, pos in positions.items():
+        pos.save(positions_path(run_dir, block))
+
+
+def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] | None = None) -> dict[str, LayerPositions]:
+    """The positions of a run folder (all blocks found, or those named)."""
+    folder = Path(run_dir) / "positions"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{run_dir} has no positions/ folder; train it with `stdann train` or create positions "
+            "with `stdann positions init RUN_DIR`"
+        )
+    names = blocks if blocks is not None else sorted(p.stem for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    out = {}
+    for b in names:
+        p = positions_path(run_dir, b)
+        if not p.is_file():
+            raise FileNotFoundError(f"{run_dir}: no positions for block {b} ({p})")
+        out[b] = LayerPositions.load(p)
+    return out
