@@ -1,0 +1,51 @@
+"""Options shared by several sub-commands (configuration, output folder)."""
+
+from __future__ import annotations
+
+import argparse
+
+from stdann.config import PRESETS, ConfigError, load_config
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from stdann.topography.positions import PositionsError
+    from stdann.training.checkpoint import CheckpointError
+    from stdann.training.trainer import RunExistsError, TrainingDiverged
+
+    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError,
+                                       FileNotFoundError, NotADirectoryError, PermissionError]
+    for mod, name in (("stdann.data.errors", "DataError"), ("stdann.ephys.errors", "EphysError")):
+        try:
+            errs.append(getattr(__import__(mod, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errs)
+
+
+
+
+USER_ERRORS = _user_errors()
+
+
+def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo") -> None:
+    g = p.add_argument_group("configuration (defaults ← --preset ← --config ← --set)")
+    g.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=default_preset,
+        help=f"scale preset: paper (16x112², width 64, GPU), demo (CPU minutes), smoke (seconds) [default: {default_preset}]",
+    )
+    g.add_argument("--config", metavar="YAML", help="YAML file of config sections applied over the preset")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set optim.batch_size=64 --set topography.alpha=0.5 (repeatable)",
+    )
+    g.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+
+
+def config_from_args(args: argparse.Namespace):
+    return load_config(args.preset, args.config, args.overrides)

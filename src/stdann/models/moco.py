@@ -1,0 +1,146 @@
+"""Momentum Contrast (He et al. 2020; MoCo v2: Chen et al. 2020) for video clips.
+
+Query encoder = 3D ResNet-18 + 2-layer MLP head; key encoder = its exponential moving average;
+a queue of K negatives; InfoNCE over [positive, queue] at temperature τ.
+
+The loss is symmetrised: each view is a query once and a key once, so the spatial loss sees the
+block outputs of every clip of both views (DESIGN §1, §4). Each view goes through the query
+encoder in its own pass (BatchNorm statistics never mix a clip with its positive), and the key
+batch is shuffled before the key encoder — across ranks under DDP (shuffle-BN), or split into
+``bn_groups`` groups on one device — so that BatchNorm cannot leak which key is the positive.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stdann.models.r3d import VideoResNet, r3d_18
+from stdann.training import distributed as D
+
+
+class Encoder(nn.Module):
+    """Backbone + MLP projection head."""
+
+    def __init__(self, backbone: VideoResNet, hidden_dim: int, dim: int):
+        super().__init__()
+        self.backbone = backbone
+        feat = backbone.num_features
+        self.head = nn.Sequential(nn.Linear(feat, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
+
+    def forward(self, x: torch.Tensor, blocks: tuple[str, ...] = ()):
+        if blocks:
+            pooled, outs = self.backbone.forward_blocks(x, blocks)
+        else:
+            pooled, outs = self.backbone(x), {}
+        return self.head(pooled), outs
+
+
+class MoCo(nn.Module):
+    def __init__(
+        self,
+        width: int = 64,
+        dim: int = 128,
+        hidden_dim: int = 512,
+        queue_size: int = 65536,
+        momentum: float = 0.999,
+        temperature: float = 0.2,
+        bn_groups: int = 2,
+        shuffle_bn: bool = True,
+    ):
+        super().__init__()
+        self.momentum = momentum
+        self.temperature = temperature
+        self.bn_groups = max(1, int(bn_groups))
+        self.shuffle_bn = shuffle_bn
+        self.encoder_q = Encoder(r3d_18(None, width), hidden_dim, dim)
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def backbone(self) -> VideoResNet:
+        return self.encoder_q.backbone
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """key ← m·key + (1 − m)·query, as one fused op over all parameters."""
+        qp = [p.detach() for p in self.encoder_q.parameters()]
+        kp = [p for p in self.encoder_k.parameters()]
+        torch._foreach_mul_(kp, self.momentum)
+        torch._foreach_add_(kp, qp, alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        keys = D.all_gather_cat(keys)
+        n, k = keys.shape[0], self.queue.shape[1]
+        if k % n:
+            raise ValueError(
+                f"queue size {k} must be a multiple of the keys enqueued per step ({n} = 2 views x global batch); "
+                f"set moco.queue_size to a multiple of {n}"
+            )
+        # Index arithmetic on the device: no host synchronisation in the hot loop.
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % k
+        self.queue[:, idx] = keys.T.to(self.queue.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + n) % k)
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if not self.shuffle_bn:
+            return F.normalize(self.encoder_k(x)[0].float(), dim=1)
+        if D.is_dist():
+            xs, perm = D.shuffle_across_ranks(x, generator)
+            return F.normalize(D.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
+        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        groups = torch.chunk(x[perm], min(self.bn_groups, x.shape[0]), dim=0)
+        k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()
+        return F.normalize(k[torch.argsort(perm)], dim=1)
+
+    def info_nce(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """InfoNCE of queries ``q`` against their positives ``k`` and the queue; also top-1 accuracy."""
+        q = F.normalize(q.float(), dim=1)
+        pos = (q * k).sum(dim=1, keepdim=True)
+        neg = q @ self.queue.clone().detach().float()
+        logits = torch.cat([pos, neg], dim=1) / self.temperature
+        labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(dim=1) == 0).float().mean()
+        return loss, acc
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None):
+        """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (2B, C, T, H, W)}, "keys": (2B, dim)}``.
+
+        The queue is not updated here; call :meth:`enqueue` with ``out["keys"]`` after the
+        optimiser step (and :meth:`momentum_update` before the next forward).
+        """
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+        q1, b1 = self.encoder_q(x1, blocks)
+        q2, b2 = self.encoder_q(x2, blocks)
+        with torch.no_grad():
+            k1 = self._keys(x1, generator)
+            k2 = self._keys(x2, generator)
+        l1, a1 = self.info_nce(q1, k2)
+        l2, a2 = self.info_nce(q2, k1)
+        outs = {name: torch.cat([b1[name], b2[name]], dim=0) for name in b1}
+        return {"loss": 0.5 * (l1 + l2), "acc": 0.5 * (a1 + a2), "blocks": outs, "keys": torch.cat([k1, k2], dim=0)}
+
+
+def build_moco(cfg) -> MoCo:
+    """MoCo from a :class:`stdann.config.Config`."""
+    m = cfg.moco
+    return MoCo(
+        width=cfg.model.width,
+        dim=m.dim,
+        hidden_dim=m.hidden_dim,
+        queue_size=m.queue_size,
+        momentum=m.momentum,
+        temperature=m.temperature,
+        bn_groups=m.bn_groups,
+        shuffle_bn=m.shuffle_bn,
+    )

@@ -1,0 +1,434 @@
+"""The training loop: MoCo + α·spatial loss, on CPU, one GPU, or many GPUs under torchrun.
+
+Readable in one sitting: set up the run folder → build model, positions, data, optimiser →
+(resume) → for each step: batch → forward → loss → backward → step → EMA → enqueue → log →
+checkpoint. Everything random in a step is seeded from (seed, step), and the data source is a
+pure function of (seed, step, rank), so a resumed run repeats the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from stdann import __version__
+from stdann.config import Config
+from stdann.models.inputs import normalize
+from stdann.models.moco import MoCo, build_moco
+from stdann.training import distributed as D
+from stdann.training.checkpoint import CheckpointError, atomic_save, checkpoint_path, load_state_checked, safe_load
+from stdann.training.logger import RunLogger
+from stdann.training.schedule import lr_at
+
+ExtraLoss = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
+
+# Fields that must match between a checkpoint and the config that resumes it.
+STRUCTURAL_KEYS = (
+    "model.arch",
+    "model.width",
+    "moco.dim",
+    "moco.hidden_dim",
+    "moco.queue_size",
+    "data.frames",
+    "data.size",
+    "optim.batch_size",
+    "topography.blocks",
+)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the message says at which step and which checkpoint is good."""
+
+
+class RunExistsError(RuntimeError):
+    """``--out`` already holds a run and neither ``--resume`` nor ``--overwrite`` was given."""
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | interrupted | time-budget | stopped
+    step: int
+    total_steps: int
+    seconds: float
+    last: dict[str, float]
+    run_dir: Path
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={spec!r} but CUDA is not available here; use train.device=cpu or auto")
+    return dev
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def structural_diff(a: Config, b: Config) -> list[str]:
+    return [f"{k}: checkpoint {_get(a, k)!r}, now {_get(b, k)!r}" for k in STRUCTURAL_KEYS if _get(a, k) != _get(b, k)]
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The RNG of one step (key shuffles, neighborhood draws): the same on every rank."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1))
+
+
+def versions() -> dict[str, str]:
+    import scipy
+
+    return {
+        "stdann": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "python": platform.python_version(),
+        "cuda": str(torch.version.cuda),
+    }
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Check ``out`` against the flags; returns True when an existing run will be resumed."""
+    has_run = (out / "config.yaml").is_file() or (out / "checkpoints").is_dir()
+    if has_run and overwrite:
+        for sub in ("checkpoints", "logs", "figures", "tables"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        for f in ("config.yaml", "run.json", "metrics.json", "report.html"):
+            (out / f).unlink(missing_ok=True)
+        return False
+    if has_run and resume:
+        return checkpoint_path(out, "last").is_file()
+    if has_run:
+        raise RunExistsError(
+            f"{out} already holds a run. Pass --resume to continue it or --overwrite to discard it, "
+            "or choose another --out"
+        )
+    return False
+
+
+def _positions(cfg: Config, run_dir: Path, is_main: bool):
+    """Load the run's positions, copy them from topography.positions_dir, or initialise them."""
+    from stdann.topography.positions import load_run_positions, save_run_positions
+
+    blocks = list(cfg.topography.blocks)
+    if (run_dir / "positions").is_dir() and all((run_dir / "positions" / f"{b}.npz").is_file() for b in blocks):
+        return load_run_positions(run_dir, blocks)
+    src = getattr(cfg.topography, "positions_dir", "")
+    if src:
+        pos = load_run_positions(Path(src).parent if Path(src).name == "positions" else src, blocks)
+    else:
+        from stdann.topography import init_model_positions
+
+        pos = init_model_positions(
+            width=cfg.model.width,
+            frames=cfg.data.frames,
+            size=cfg.data.size,
+            blocks=blocks,
+            sheets=getattr(cfg.topography, "sheets", None) or None,
+            seed=cfg.train.seed,
+        )
+    if is_main:
+        save_run_positions(run_dir, pos)
+    return pos
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    source: Any = None,
+    progress: bool = True,
+    extra_losses: Iterable[ExtraLoss] = (),
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train MoCo (+ α·spatial loss) into ``out_dir``.
+
+    ``source`` overrides the data (anything with ``batch(step) -> (x1, x2)``); ``extra_losses``
+    are callables ``(block_outputs, step) -> {name: scalar}`` added to the loss (the hook for new
+    objectives); ``stop_at_step`` stops as if interrupted after that step (tests).
+    """
+    out = Path(out_dir)
+    device = resolve_device(cfg.train.device)
+    dist_info = D.init_distributed(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    is_main = dist_info.is_main
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    if cfg.optim.batch_size % dist_info.world_size:
+        raise ValueError(
+            f"optim.batch_size={cfg.optim.batch_size} (global) must be divisible by the {dist_info.world_size} processes"
+        )
+    local_batch = cfg.optim.batch_size // dist_info.world_size
+    if cfg.moco.queue_size % (2 * cfg.optim.batch_size):
+        raise ValueError(
+            f"moco.queue_size={cfg.moco.queue_size} must be a multiple of 2 x optim.batch_size = "
+            f"{2 * cfg.optim.batch_size} (both views' keys are enqueued each step)"
+        )
+    if cfg.topography.alpha < 0:
+        raise ValueError(f"topography.alpha must be >= 0, got {cfg.topography.alpha}")
+
+    resuming = False
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        resuming = prepare_run_dir(out, resume, overwrite)
+    if dist_info.enabled:
+        flag = [resuming]
+        torch.distributed.broadcast_object_list(flag, src=0)
+        resuming = bool(flag[0])
+
+    torch.manual_seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed % (2**32))
+    model: MoCo = build_moco(cfg).to(device)
+    total_steps = cfg.optim.total_steps()
+    warmup = int(round(cfg.optim.warmup_epochs * cfg.optim.epoch_size / cfg.optim.batch_size))
+    base_lr = cfg.optim.scaled_lr()
+    use_cuda = device.type == "cuda"
+    if use_cuda and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    params = [p for p in model.encoder_q.parameters() if p.requires_grad]
+    opt_kwargs: dict[str, Any] = dict(lr=base_lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    if use_cuda:
+        opt_kwargs["foreach"] = True
+    optimizer = torch.optim.SGD(params, **opt_kwargs)
+
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    D.barrier()
+    positions = _positions(cfg, out, is_main)
+    use_spatial = cfg.topography.alpha > 0 or cfg.topography.spatial_only
+    spatial_fn = None
+    if use_spatial:
+        from stdann.topography import SpatialLoss
+
+        spatial_fn = SpatialLoss(
+            positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step
+        )
+    spatial_blocks = tuple(cfg.topography.blocks) if use_spatial or extra_losses else ()
+
+    start_step = 0
+    if resuming:
+        ckpt = safe_load(checkpoint_path(out, "last"), map_location=device)
+        from stdann.training.checkpoint import config_from_checkpoint
+
+        diffs = structural_diff(config_from_checkpoint(ckpt), cfg)
+        if diffs:
+            raise CheckpointError(
+                f"cannot resume {out}: the checkpoint was trained with another configuration ({'; '.join(diffs)}). "
+                "Resume with the run's own config.yaml, or use --overwrite / another --out"
+            )
+        load_state_checked(model, ckpt["model"], f"checkpoint {checkpoint_path(out, 'last')}")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_step = int(ckpt["step"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+    elif is_main:
+        cfg.save(out / "config.yaml")
+        atomic_save(
+            {"format": "stdann-checkpoint-v1", "step": 0, "config": cfg.to_yaml(), "backbone": model.backbone.state_dict()},
+            checkpoint_path(out, "init"),
+        )
+
+    if source is None:
+        from stdann.data.loader import build_pair_source
+
+        source = build_pair_source(
+            cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed, rank=dist_info.rank,
+            world_size=dist_info.world_size,
+        )
+
+    step_model: Any = model
+    if dist_info.enabled:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if use_cuda else None,
+            find_unused_parameters=cfg.topography.spatial_only,
+            broadcast_buffers=False,
+        )
+    if cfg.train.compile and use_cuda:
+        model.encoder_q.backbone.forward_blocks = torch.compile(model.encoder_q.backbone.forward_blocks)
+
+    logger = RunLogger(out / "logs", enabled=is_main, tensorboard=cfg.train.tensorboard)
+    if resuming:
+        logger.truncate_after(start_step)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if (use_cuda and cfg.train.amp) else contextlib.nullcontext()
+    )
+
+    # -- signals: first Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit) ----------
+    stop = {"flag": False}
+
+    def _request_stop(signum, frame):  # noqa: ARG001
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+
+    old_handlers = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, _request_stop)
+    except ValueError:  # not the main thread
+        old_handlers = {}
+
+    def save_last(step: int) -> None:
+        if not is_main:
+            return
+        bad = [n for n, p in model.encoder_q.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"parameters became NaN/Inf by step {step} (e.g. {bad[:3]}); the last good checkpoint "
+                f"({checkpoint_path(out, 'last')}) was kept. Lower optim.lr or set optim.clip_grad"
+            )
+        atomic_save(
+            {
+                "format": "stdann-checkpoint-v1",
+                "step": step,
+                "config": cfg.to_yaml(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(),
+                "world_size": dist_info.world_size,
+            },
+            checkpoint_path(out, "last"),
+        )
+
+    def write_status(status: str, step: int, extra: dict | None = None) -> None:
+        if is_main:
+            info = {
+                "status": status,
+                "step": step,
+                "total_steps": total_steps,
+                "device": str(device),
+                "world_size": dist_info.world_size,
+                "versions": versions(),
+                "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            info.update(extra or {})
+            tmp = out / ".run.json.tmp"
+            tmp.write_text(json.dumps(info, indent=2))
+            tmp.replace(out / "run.json")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and is_main), desc="train", unit="step", dynamic_ncols=True)
+    status = "finished"
+    step = start_step
+    last_row: dict[str, float] = {}
+    t_start = time.time()
+    t_log, clips_since = time.time(), 0
+    write_status("running", step)
+    model.train()
+    try:
+        while step < total_steps:
+            if stop["flag"]:
+                status = "interrupted"
+                break
+            if cfg.train.max_minutes > 0 and (time.time() - t_start) > 60 * cfg.train.max_minutes:
+                status = "time-budget"
+                break
+            lr = lr_at(step, total_steps, base_lr, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            gen = step_generator(cfg.train.seed, step)
+            x1, x2 = source.batch(step)
+            x1, x2 = normalize(x1.to(device, non_blocking=True)), normalize(x2.to(device, non_blocking=True))
+            if use_cuda and cfg.train.channels_last:
+                x1 = x1.contiguous(memory_format=torch.channels_last_3d)
+                x2 = x2.contiguous(memory_format=torch.channels_last_3d)
+            with autocast:
+                outp = step_model(x1, x2, blocks=spatial_blocks, generator=gen)
+            task = outp["loss"]
+            sl = spatial_fn(outp["blocks"], gen) if spatial_fn is not None else {}
+            extras: dict[str, torch.Tensor] = {}
+            for fn in extra_losses:
+                extras.update(fn(outp["blocks"], step))
+            sl_total = torch.stack(list(sl.values())).sum() if sl else torch.zeros((), device=device)
+            loss = (0.0 if cfg.topography.spatial_only else task) + cfg.topography.alpha * sl_total
+            loss = loss + sum(extras.values()) if extras else loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
+            optimizer.step()
+            model.momentum_update()
+            model.enqueue(outp["keys"])
+            step += 1
+            clips_since += x1.shape[0] * dist_info.world_size
+            bar.update(1)
+
+            must_log = step % cfg.train.log_every == 0 or step == total_steps
+            must_ckpt = step % cfg.train.ckpt_every == 0 or step == total_steps
+            if must_log or must_ckpt or not use_cuda:
+                value = float(loss.detach())  # one host sync, only where it is needed
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"loss became {value} at step {step}; stopped. The last good checkpoint "
+                        f"({checkpoint_path(out, 'last')}) was kept. Lower optim.lr, set optim.clip_grad, "
+                        "or check the data"
+                    )
+            if must_log:
+                now = time.time()
+                row = {
+                    "step": step,
+                    "epoch": step * cfg.optim.batch_size / cfg.optim.epoch_size,
+                    "lr": lr,
+                    "loss": float(loss.detach()),
+                    "loss_task": float(task.detach()),
+                    "acc": float(outp["acc"]),
+                    "sl_total": float(sl_total.detach()),
+                    **{f"sl_{k}": float(v.detach()) for k, v in sl.items()},
+                    **{k: float(v.detach()) for k, v in extras.items()},
+                    "clips_per_s": clips_since / max(now - t_log, 1e-9),
+                    "elapsed_s": now - t_start,
+                }
+                logger.log(row)
+                last_row = row
+                t_log, clips_since = now, 0
+                bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
+            if must_ckpt:
+                save_last(step)
+            if stop_at_step is not None and step >= stop_at_step and step < total_steps:
+                status = "stopped"
+                break
+        if status != "finished" or step % cfg.train.ckpt_every:
+            save_last(step)
+        write_status(status, step, {"last": last_row})
+    except TrainingDiverged:
+        write_status("diverged", step)
+        raise
+    finally:
+        bar.close()
+        logger.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    if is_main and status == "interrupted":
+        print(f"[stdann] interrupted at step {step}; checkpoint saved. Continue with --resume.")
+    return TrainResult(status, step, total_steps, time.time() - t_start, last_row, out)
