@@ -1,0 +1,147 @@
+"""Tuning metrics against closed forms (von Mises curves) and bad-input handling."""
+
+import numpy as np
+import pytest
+from scipy.special import iv
+
+from stdann.ephys.tuning import (
+    TuningError,
+    bootstrap_median_ci,
+    direction_bandwidth,
+    pattern_component_index,
+    responsive_mask,
+    select_best_condition,
+    tuning_metrics,
+)
+
+D = 16
+DIRS = np.arange(D) * 360.0 / D
+
+
+def vm(kappa, mu_deg, dirs=DIRS):
+    return np.exp(kappa * np.cos(np.deg2rad(dirs - mu_deg)))
+
+
+@pytest.mark.parametrize("kappa", [0.5, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("mu", [0.0, 90.0, 202.5, 337.5])
+def test_von_mises_closed_forms(kappa, mu):
+    m = tuning_metrics(vm(kappa, mu)[None], DIRS)
+    # discrete sums equal the continuous ones up to aliasing terms I_{n+16}(κ) < 1e-8
+    assert m["preferred_direction"][0] == pytest.approx(mu, abs=1e-6)
+    assert m["dsi"][0] == pytest.approx(np.tanh(kappa), rel=1e-9)
+    assert m["di"][0] == pytest.approx(1 - np.exp(-2 * kappa), rel=1e-9)
+    assert m["cv_direction"][0] == pytest.approx(1 - iv(1, kappa) / iv(0, kappa), rel=1e-6)
+    assert m["cv_axial"][0] == pytest.approx(1 - iv(2, kappa) / iv(0, kappa), rel=1e-6)
+    assert m["axial_ratio"][0] == pytest.approx(iv(2, kappa) / iv(1, kappa), rel=1e-6)
+    assert m["dsi"][0] == pytest.approx(m["di"][0] / (2 - m["di"][0]))
+
+
+def test_bidirectional_axial_ratio_and_preference_off_grid():
+    a, b, k, mu = 1.0, 0.6, 2.0, 30.0  # preferred 30° is off the 22.5° grid
+    c = a * vm(k, mu) + b * vm(k, mu + 180)
+    m = tuning_metrics(c[None], DIRS)
+    assert m["axial_ratio"][0] == pytest.approx((a + b) * iv(2, k) / ((a - b) * iv(1, k)), rel=1e-6)
+    assert m["preferred_direction"][0] == pytest.approx(mu, abs=1e-6)
+    pure_axis = vm(k, mu) + vm(k, mu + 180)
+    assert np.isinf(tuning_metrics(pure_axis[None], DIRS)["axial_ratio"][0])
+
+
+def test_vectorised_many_units_and_wraparound():
+    mus = np.array([350.0, 10.0, 180.0])
+    c = np.stack([vm(1.5, mu, DIRS) for mu in mus])
+    m = tuning_metrics(c, DIRS)
+    assert np.allclose(m["preferred_direction"], mus, atol=1e-6)
+    assert np.all((m["preferred_direction"] >= 0) & (m["preferred_direction"] < 360))
+
+
+def test_baseline_subtraction():
+    c = vm(1.0, 0.0) + 5.0
+    m0 = tuning_metrics(c[None], DIRS)
+    m1 = tuning_metrics(c[None], DIRS, baseline=5.0)
+    assert m1["dsi"][0] == pytest.approx(np.tanh(1.0), rel=1e-9)
+    assert m0["dsi"][0] < m1["dsi"][0]
+
+
+def test_bandwidth_von_mises():
+    dirs = np.arange(360) * 1.0
+    for k in (1.0, 2.0, 4.0):
+        expected = 2 * np.rad2deg(np.arccos(np.log(np.cosh(k)) / k))
+        bw = direction_bandwidth(vm(k, 100.0, dirs)[None], dirs)[0]
+        assert bw == pytest.approx(expected, abs=0.5)
+    # coarse sampling: still within a few degrees
+    bw16 = direction_bandwidth(vm(2.0, 0.0)[None], DIRS)[0]
+    assert bw16 == pytest.approx(2 * np.rad2deg(np.arccos(np.log(np.cosh(2.0)) / 2.0)), abs=6)
+    assert np.isnan(direction_bandwidth(np.ones((1, D)), DIRS)[0])
+
+
+def test_bad_inputs():
+    c = vm(1.0, 0.0)[None]
+    with pytest.raises(TuningError, match="NaN"):
+        tuning_metrics(np.where(np.arange(D) == 3, np.nan, c), DIRS)
+    with pytest.raises(TuningError, match="at least 4"):
+        tuning_metrics(c[:, :2], DIRS[:2])
+    with pytest.raises(TuningError, match="evenly spaced"):
+        tuning_metrics(c, np.r_[DIRS[:-1], 350.0])
+    with pytest.raises(TuningError, match="evenly spaced"):
+        tuning_metrics(c, DIRS[::-1])
+    with pytest.raises(TuningError, match="even number"):
+        tuning_metrics(np.ones((1, 5)), np.arange(5) * 72.0)
+    with pytest.raises(TuningError, match="negative"):
+        tuning_metrics(-c, DIRS)
+    with pytest.raises(TuningError, match="directions"):
+        tuning_metrics(c, np.arange(8) * 45.0)
+
+
+def test_all_zero_units_are_excluded_not_numbers():
+    c = np.stack([vm(1.0, 45.0), np.zeros(D)])
+    m = tuning_metrics(c, DIRS)
+    assert m["valid"].tolist() == [True, False]
+    for k in ("dsi", "di", "cv_direction", "cv_axial", "axial_ratio", "preferred_direction"):
+        assert np.isnan(m[k][1]) and np.isfinite(m[k][0])
+
+
+def test_responsive_mask_rule():
+    peak = np.r_[np.linspace(0, 10, 101), np.nan]
+    m = responsive_mask(peak, threshold=0.5)
+    ref = np.percentile(peak[:-1], 99)
+    assert np.array_equal(m[:-1], peak[:-1] > 0.5 * ref) and not m[-1]
+    assert not responsive_mask(np.zeros(5)).any()
+
+
+def test_select_best_condition():
+    rng = np.random.default_rng(0)
+    r = rng.random((D, 3, 2, 7))
+    r[:, 2, 1, 4] += 10  # unit 4 prefers sf index 2, tf index 1
+    curves, best = select_best_condition(r)
+    assert curves.shape == (7, D)
+    assert np.unravel_index(best[4], (3, 2)) == (2, 1)
+    assert np.allclose(curves[4], r[:, 2, 1, 4])
+    flat = r.reshape(D, 6, 7)
+    for u in range(7):
+        assert best[u] == np.argmax(flat[:, :, u].max(0))
+
+
+def test_bootstrap_ci_contains_median_and_counts_nan():
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(2.0, 1.0, 2000), [np.nan] * 3]
+    s = bootstrap_median_ci(x, n_boot=400, seed=0)
+    assert s["n"] == 2000 and s["n_nan"] == 3
+    assert s["ci_low"] < s["median"] < s["ci_high"]
+    assert s["ci_high"] - s["ci_low"] < 0.2
+    assert abs(s["median"] - 2.0) < 0.1
+    assert np.isnan(bootstrap_median_ci([np.nan])["median"])
+
+
+def test_pattern_component_classification():
+    dirs = np.arange(24) * 15.0  # 60° shifts fall on the grid
+    g = np.stack([vm(3.0, mu, dirs) for mu in (0.0, 90.0)])
+    comp = np.stack([vm(3.0, mu - 60, dirs) + vm(3.0, mu + 60, dirs) for mu in (0.0, 90.0)])
+    pc = pattern_component_index(comp, g, dirs)
+    assert (pc["cls"] == -1).all() and (pc["pattern_index"] < -1.28).all()
+    pp = pattern_component_index(g, g, dirs)
+    assert (pp["cls"] == 1).all() and (pp["pattern_index"] > 1.28).all()
+    # off-grid shifts (16 directions): still classified by interpolation
+    g16 = vm(3.0, 0.0)[None]
+    comp16 = (vm(3.0, -60.0) + vm(3.0, 60.0))[None]
+    assert pattern_component_index(comp16, g16, DIRS)["cls"][0] == -1
+    assert pattern_component_index(g16, g16, DIRS)["cls"][0] == 1
