@@ -1,4 +1,12 @@
-"""Electrophysiology section of the configuration (see stdann.config)."""
+"""Electrophysiology section of the configuration (see stdann.config).
+
+Units of the stimulus parameters are chosen so that one preset works at every clip size:
+spatial frequency in cycles per pixel, temporal frequency in cycles per frame (speed of a grating
+= tf / sf pixels per frame; tf < 0.5 keeps the drift direction unambiguous between frames), sizes
+in pixels or in image widths as named. Direction convention everywhere: 0° = motion to the right
+(increasing column index), 90° = motion upward on the screen (decreasing row index),
+counter-clockwise.
+"""
 
 from __future__ import annotations
 
@@ -8,4 +16,28 @@ from dataclasses import dataclass, field
 @dataclass
 class EphysConfig:
     blocks: list[str] = field(default_factory=lambda: ["layer2.1", "layer3.1", "layer4.1"])
-    n_directions: int = 16
+    n_directions: int = 16  # evenly spaced over 360° (22.5° steps at 16); must be even and >= 4
+    # -- drifting gratings ------------------------------------------------------------------------
+    spatial_frequencies: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.16])  # cycles/pixel
+    temporal_frequencies: list[float] = field(default_factory=lambda: [0.125, 0.25])  # cycles/frame
+    n_phases: int = 4  # starting phases (evenly spaced); responses are averaged over them
+    contrast: float = 1.0  # Michelson contrast in [0, 1]
+    aperture: float = 0.0  # circular aperture diameter in image widths; 0 = full field
+    # -- random-dot kinematograms ------------------------------------------------------------------
+    rdk_coherences: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
+    rdk_speed: float = 2.0  # pixels per frame
+    rdk_density: float = 0.02  # dots per pixel^2
+    rdk_dot_size: float = 2.0  # dot diameter in pixels
+    rdk_lifetime: int = 0  # frames a dot lives before it is replotted (0 = the whole clip)
+    rdk_repeats: int = 2  # independent dot patterns per condition (responses averaged)
+    # -- plaids -------------------------------------------------------------------------------------
+    plaid_angle: float = 120.0  # degrees between the two component gratings
+    # -- analysis -------------------------------------------------------------------------------------
+    responsive_threshold: float = 0.1  # peak > threshold x 99th percentile of the block's peaks
+    dsi_criterion: float = 1.0 / 3.0  # "direction selective" = DSI above this (DI >= 0.5 equivalently)
+    map_window_mm: float = 0.0  # FWHM of the Gaussian map kernel; 0 = one retinotopic tile (side/H)
+    map_pixels_per_window: float = 4.0  # map pixel size = window / this
+    smoothness_units: int = 3000  # units sampled for the smoothness curve (all pairs among them)
+    n_bootstrap: int = 1000  # resamples for confidence intervals of medians
+    batch_size: int = 32  # stimuli per forward pass
+    seed: int = 0

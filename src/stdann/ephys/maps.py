@@ -1,0 +1,281 @@
+"""Maps of a cortical sheet: direction/axial maps, column spacing, pinwheels, smoothness (DESIGN §7).
+
+A map is a complex field z on a regular grid: element [i, j] sits at x = x0 + (j + ½)·pixel,
+y = y0 + (i + ½)·pixel (rows along y, columns along x, mm), where (x0, y0) is the lower corner of
+the map's extent. Direction maps use z = Σ w e^{iθ} (360°-periodic); axial (orientation-style)
+maps use e^{2iθ}.
+
+* Column spacing Λ (mm) is measured from the power spectrum of z minus its mean: Λ = 1 / ⟨|f|⟩,
+  f the spatial frequency (cycles/mm) weighted by power (DC excluded; a Hann taper suppresses the
+  edges of non-periodic maps unless ``taper=False``).
+* Pinwheels are the zeros of z: the winding number of arg z round each grid plaquette (four
+  wrapped increments, counter-clockwise in (x, y)) is ±1 there (Wolf & Geisel 1998). For an axial
+  map a charge ±1 of z is a ±½ turn of the axis.
+* Pinwheel density = n · Λ² / analysed area. A narrow-band isotropic Gaussian random field has
+  density π (Wolf & Geisel 1998; Kaschube et al. 2010); in general π·⟨k²⟩/⟨k⟩² (Berry & Dennis
+  2000), so broad-band maps give more than π. Always read it beside the controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+class MapError(ValueError):
+    """A map that would give a wrong number; the message says what is wrong."""
+
+
+@dataclass
+class SheetMap:
+    z: np.ndarray  # complex128 (rows = y, columns = x)
+    pixel_size_mm: float
+    origin_mm: tuple[float, float]  # (x0, y0): lower corner of element [0, 0]
+    valid: np.ndarray  # bool, pixels with units nearby (elsewhere z = 0)
+    window_mm: float
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(x0, x1, y0, y1) for matplotlib imshow(origin="lower")."""
+        h, w = self.z.shape
+        x0, y0 = self.origin_mm
+        return (x0, x0 + w * self.pixel_size_mm, y0, y0 + h * self.pixel_size_mm)
+
+
+def _check_map(z) -> np.ndarray:
+    z = np.asarray(z)
+    if z.ndim != 2 or min(z.shape) < 2:
+        raise MapError(f"a map must be a 2-D array of at least 2x2 pixels, got shape {z.shape}")
+    if not np.iscomplexobj(z):
+        raise MapError("a map must be complex (z = Σ w e^{iθ}); build it with direction_map")
+    if not np.isfinite(z).all():
+        raise MapError(f"map holds {int((~np.isfinite(z)).sum())} NaN/Inf pixels; mask or fill them first")
+    if not (np.abs(z) > 0).any():
+        raise MapError("map has zero magnitude everywhere (no selective units?)")
+    return z.astype(np.complex128)
+
+
+# -- building maps ------------------------------------------------------------------------------------
+def sheet_map(coords, values, pixel_size_mm: float, window_mm: float, extent=None) -> SheetMap:
+    """Gaussian-kernel average of complex unit values on a grid.
+
+    z(x) = Σ_j K(x − x_j) v_j / Σ_j K(x − x_j), K a Gaussian with FWHM ``window_mm``; pixels where
+    the kernel-weighted unit count is below 1e-3 of its maximum are invalid and set to 0.
+    ``extent`` = (x0, x1, y0, y1) in mm (default: the bounding box of the units).
+    """
+    xy = np.asarray(coords, dtype=np.float64)
+    v = np.asarray(values, dtype=np.complex128).ravel()
+    if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] != v.size:
+        raise MapError(f"coords must be (N, 2) matching {v.size} values, got {xy.shape}")
+    if not (np.isfinite(xy).all() and np.isfinite(v).all()):
+        raise MapError("coordinates or values contain NaN/Inf; drop those units before mapping")
+    if pixel_size_mm <= 0 or window_mm <= 0:
+        raise MapError(f"pixel size and window must be > 0 mm, got {pixel_size_mm}, {window_mm}")
+    if extent is None:
+        extent = (xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max())
+    x0, x1, y0, y1 = (float(e) for e in extent)
+    nx = max(2, int(np.ceil((x1 - x0) / pixel_size_mm - 1e-9)))
+    ny = max(2, int(np.ceil((y1 - y0) / pixel_size_mm - 1e-9)))
+    j = np.clip(np.floor((xy[:, 0] - x0) / pixel_size_mm).astype(np.int64), 0, nx - 1)
+    i = np.clip(np.floor((xy[:, 1] - y0) / pixel_size_mm).astype(np.int64), 0, ny - 1)
+    flat = i * nx + j
+    num = np.bincount(flat, weights=v.real, minlength=nx * ny) + 1j * np.bincount(flat, weights=v.imag, minlength=nx * ny)
+    cnt = np.bincount(flat, minlength=nx * ny).astype(np.float64)
+    sigma = window_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / pixel_size_mm
+    num = num.reshape(ny, nx)
+    cnt = ndimage.gaussian_filter(cnt.reshape(ny, nx), sigma, mode="constant")
+    num = ndimage.gaussian_filter(num.real, sigma, mode="constant") + 1j * ndimage.gaussian_filter(num.imag, sigma, mode="constant")
+    valid = cnt > 1e-3 * cnt.max() if cnt.max() > 0 else np.zeros_like(cnt, dtype=bool)
+    z = np.where(valid, num / np.where(valid, cnt, 1.0), 0.0)
+    return SheetMap(z=z, pixel_size_mm=float(pixel_size_mm), origin_mm=(x0, y0), valid=valid, window_mm=float(window_mm))
+
+
+def direction_map(coords, pref_deg, weight, pixel_size_mm: float, window_mm: float, extent=None) -> SheetMap:
+    """Direction map z = Σ K·w·e^{iθ} / Σ K (θ = preferred direction, w = selectivity, e.g. 1 − CV)."""
+    th = np.deg2rad(np.asarray(pref_deg, dtype=np.float64))
+    return sheet_map(coords, np.asarray(weight, dtype=np.float64) * np.exp(1j * th), pixel_size_mm, window_mm, extent)
+
+
+def axial_map(coords, pref_deg, weight, pixel_size_mm: float, window_mm: float, extent=None) -> SheetMap:
+    """Axial (orientation-style, 180°-periodic) map z = Σ K·w·e^{2iθ} / Σ K (θ = preferred axis
+    or direction, w = axial selectivity, e.g. 1 − CV_axial)."""
+    th = np.deg2rad(np.asarray(pref_deg, dtype=np.float64))
+    return sheet_map(coords, np.asarray(weight, dtype=np.float64) * np.exp(2j * th), pixel_size_mm, window_mm, extent)
+
+
+# -- spectrum and column spacing --------------------------------------------------------------------
+def radial_spectrum(z, pixel_size_mm: float, taper: bool = True, n_bins: int | None = None):
+    """(f centres in cycles/mm, mean power per annulus) of z − mean(z)."""
+    z = _check_map(z)
+    p, f = _power(z, pixel_size_mm, taper)
+    nb = n_bins or max(4, min(z.shape) // 2)
+    edges = np.linspace(0, f.max(), nb + 1)
+    idx = np.clip(np.digitize(f.ravel(), edges) - 1, 0, nb - 1)
+    s = np.bincount(idx, weights=p.ravel(), minlength=nb)
+    c = np.bincount(idx, minlength=nb)
+    return (edges[:-1] + edges[1:]) / 2, np.where(c > 0, s / np.maximum(c, 1), 0.0)
+
+
+def _power(z, pixel_size_mm, taper):
+    z = z - z.mean()
+    if taper:
+        z = z * np.outer(np.hanning(z.shape[0]), np.hanning(z.shape[1]))
+    p = np.abs(np.fft.fft2(z)) ** 2
+    fy = np.fft.fftfreq(z.shape[0], d=pixel_size_mm)
+    fx = np.fft.fftfreq(z.shape[1], d=pixel_size_mm)
+    f = np.hypot(fy[:, None], fx[None, :])
+    return p, f
+
+
+def column_spacing(z, pixel_size_mm: float, taper: bool = True) -> float:
+    """Λ in mm = 1 / (power-weighted mean spatial frequency of z − mean), DC excluded."""
+    z = _check_map(z)
+    p, f = _power(z, pixel_size_mm, taper)
+    p = p.copy()
+    p[0, 0] = 0.0
+    if p.sum() <= 0:
+        raise MapError("map is constant after removing its mean: no columns to measure")
+    return float(1.0 / ((p * f).sum() / p.sum()))
+
+
+# -- pinwheels ----------------------------------------------------------------------------------------
+def _wrap(a):
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def find_pinwheels(z, pixel_size_mm: float, mask=None) -> np.ndarray:
+    """Pinwheels of a 360°-periodic map: array (n, 3) of x (along columns) and y (along rows) in mm
+    from element [0, 0], and charge ±1 (counter-clockwise winding of arg z in (x, y)).
+
+    A plaquette is skipped if any corner is masked out (``mask`` False) or has |z| ≤ 1e-12·max|z|
+    (phase undefined). The position is the zero of the plaquette's bilinear-averaged linear fit,
+    kept inside the plaquette.
+    """
+    z = _check_map(z)
+    z00, z01, z10, z11 = z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]
+    ph = np.angle(z)
+    a00, a01, a10, a11 = ph[:-1, :-1], ph[:-1, 1:], ph[1:, :-1], ph[1:, 1:]
+    # counter-clockwise in (x = column, y = row): (i,j) → (i,j+1) → (i+1,j+1) → (i+1,j) → (i,j)
+    wind = _wrap(a01 - a00) + _wrap(a11 - a01) + _wrap(a10 - a11) + _wrap(a00 - a10)
+    charge = np.rint(wind / (2 * np.pi)).astype(np.int64)
+    ok = _plaquette_ok(z, mask)
+    charge = np.where(ok, charge, 0)
+    ii, jj = np.nonzero(charge)
+    if ii.size == 0:
+        return np.zeros((0, 3))
+    c00, c01, c10, c11 = z00[ii, jj], z01[ii, jj], z10[ii, jj], z11[ii, jj]
+    a = (c00 + c01 + c10 + c11) / 4
+    bx = ((c01 - c00) + (c11 - c10)) / 2
+    by = ((c10 - c00) + (c11 - c01)) / 2
+    det = bx.real * by.imag - by.real * bx.imag
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = (-a.real * by.imag + by.real * a.imag) / det
+        dy = (-bx.real * a.imag + bx.imag * a.real) / det
+    dx = np.where(np.isfinite(dx), np.clip(dx, -0.5, 0.5), 0.0)
+    dy = np.where(np.isfinite(dy), np.clip(dy, -0.5, 0.5), 0.0)
+    x = (jj + 0.5 + dx) * pixel_size_mm
+    y = (ii + 0.5 + dy) * pixel_size_mm
+    return np.stack([x, y, charge[ii, jj].astype(np.float64)], axis=1)
+
+
+def _plaquette_ok(z, mask):
+    mag = np.abs(z)
+    good = mag > 1e-12 * mag.max()
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != z.shape:
+            raise MapError(f"mask shape {m.shape} differs from map shape {z.shape}")
+        good &= m
+    return good[:-1, :-1] & good[:-1, 1:] & good[1:, :-1] & good[1:, 1:]
+
+
+def pinwheel_stats(z, pixel_size_mm: float, mask=None, taper: bool = True) -> dict[str, float]:
+    """Count, charges, Λ (measured), analysed area and density (pinwheels per Λ²)."""
+    z = _check_map(z)
+    pw = find_pinwheels(z, pixel_size_mm, mask)
+    lam = column_spacing(z if mask is None else np.where(mask, z, 0), pixel_size_mm, taper)
+    n_ok = int(_plaquette_ok(z, mask).sum())
+    if n_ok == 0:
+        raise MapError("no plaquette of the map can be analysed (all masked or zero)")
+    area = n_ok * pixel_size_mm**2
+    n = pw.shape[0]
+    return {"n_pinwheels": int(n), "n_plus": int((pw[:, 2] > 0).sum()), "n_minus": int((pw[:, 2] < 0).sum()),
+            "column_spacing_mm": lam, "area_mm2": float(area), "density": float(n * lam**2 / area),
+            "n_plaquettes_excluded": int((z.shape[0] - 1) * (z.shape[1] - 1) - n_ok)}
+
+
+def pinwheel_density(z, pixel_size_mm: float, mask=None, taper: bool = True) -> float:
+    """Pinwheels per Λ², with Λ measured by :func:`column_spacing` on the same map."""
+    return pinwheel_stats(z, pixel_size_mm, mask, taper)["density"]
+
+
+# -- controls -------------------------------------------------------------------------------------------
+def random_map_same_spectrum(z, seed: int = 0) -> np.ndarray:
+    """A map with exactly the power spectrum of ``z`` and uniformly random Fourier phases."""
+    z = _check_map(z)
+    rng = np.random.default_rng(seed)
+    amp = np.abs(np.fft.fft2(z))
+    return np.fft.ifft2(amp * np.exp(2j * np.pi * rng.random(z.shape)))
+
+
+def gaussian_random_map(shape, wavelength_px: float, bandwidth: float, seed: int = 0) -> np.ndarray:
+    """Isotropic complex Gaussian random field with an annular spectrum (a reference and test
+    field): Fourier amplitude ∝ exp(−(|f| − f0)² / (2σ²)) with f0 = 1 / ``wavelength_px`` and
+    σ = ``bandwidth``, both in cycles per pixel; DC removed."""
+    rng = np.random.default_rng(seed)
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    amp = np.exp(-((f - 1.0 / wavelength_px) ** 2) / (2 * bandwidth**2))
+    amp[0, 0] = 0.0
+    noise = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    return np.fft.ifft2(amp * noise)
+
+
+def smoothness_curve(coords, pref_deg, bins, shuffle: bool = True, seed: int = 0, max_units: int = 3000,
+                     period: float = 360.0) -> dict[str, np.ndarray]:
+    """Mean |Δ preferred direction| (deg, circular, 0…period/2) of unit pairs binned by cortical
+    distance (mm), over all pairs of up to ``max_units`` randomly chosen units; with ``shuffle``
+    the same curve after a random permutation of the units' positions (the control). Chance level
+    is period/4 (90° for directions)."""
+    xy = np.asarray(coords, dtype=np.float64)
+    th = np.asarray(pref_deg, dtype=np.float64).ravel()
+    if xy.shape != (th.size, 2):
+        raise MapError(f"coords must be (N, 2) matching {th.size} preferences, got {xy.shape}")
+    keep = np.isfinite(th) & np.isfinite(xy).all(axis=1)
+    xy, th = xy[keep], th[keep]
+    if th.size < 2:
+        raise MapError("smoothness needs at least 2 units with finite preferences")
+    rng = np.random.default_rng(seed)
+    if th.size > max_units:
+        sel = rng.choice(th.size, max_units, replace=False)
+        xy, th = xy[sel], th[sel]
+    bins = np.asarray(bins, dtype=np.float64)
+    iu, ju = np.triu_indices(th.size, k=1)
+    dth = np.abs(np.mod(th[iu] - th[ju] + period / 2, period) - period / 2)
+
+    def curve(pos):
+        dist = np.hypot(*(pos[iu] - pos[ju]).T)
+        idx = np.digitize(dist, bins) - 1
+        ok = (idx >= 0) & (idx < bins.size - 1)
+        cnt = np.bincount(idx[ok], minlength=bins.size - 1)
+        s = np.bincount(idx[ok], weights=dth[ok], minlength=bins.size - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s / cnt, cnt
+
+    out = {"bin_edges": bins, "bin_centres": (bins[:-1] + bins[1:]) / 2}
+    out["mean_delta"], out["n_pairs"] = curve(xy)
+    if shuffle:
+        out["shuffled_delta"], _ = curve(xy[rng.permutation(th.size)])
+    out["n_units"] = np.array(th.size)
+    return out
+
+
+def smoothness_index(coords, pref_deg, short_mm: float, seed: int = 0, max_units: int = 3000,
+                     period: float = 360.0) -> dict[str, float]:
+    """One number: 1 − mean|Δpref|(d < short_mm) / the same with positions shuffled.
+    0 = no spatial order, 1 = neighbours share their preference exactly, < 0 = anti-ordered."""
+    c = smoothness_curve(coords, pref_deg, [0.0, short_mm], True, seed, max_units, period)
+    a, b = float(c["mean_delta"][0]), float(c["shuffled_delta"][0])
+    return {"index": 1.0 - a / b if b > 0 else float("nan"), "mean_delta_short": a, "shuffled_delta_short": b,
+            "n_pairs_short": int(c["n_pairs"][0]), "short_mm": float(short_mm)}

@@ -1,0 +1,143 @@
+"""Maps: planted pinwheels, random-field pinwheel density, column spacing, smoothness, controls."""
+
+import numpy as np
+import pytest
+
+from stdann.ephys.maps import (
+    MapError,
+    axial_map,
+    column_spacing,
+    direction_map,
+    find_pinwheels,
+    gaussian_random_map,
+    pinwheel_density,
+    pinwheel_stats,
+    random_map_same_spectrum,
+    smoothness_curve,
+    smoothness_index,
+)
+
+
+def planted(shape, px, pins):
+    """z = Π (w − w_k) for charge +1, Π conj(w − w_k) for −1, w = x + iy, x along columns."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] * px
+    w = xx + 1j * yy
+    z = np.ones(shape, dtype=complex)
+    for x, y, q in pins:
+        f = w - (x + 1j * y)
+        z *= f if q > 0 else np.conj(f)
+    return z / np.abs(z).max()
+
+
+def test_planted_pinwheels_positions_and_charges():
+    px = 0.05
+    pins = [(0.513, 0.771, 1), (1.87, 0.42, -1), (1.21, 1.66, 1), (0.33, 1.93, -1), (2.41, 2.05, -1)]
+    z = planted((60, 60), px, pins)
+    found = find_pinwheels(z, px)
+    assert found.shape == (len(pins), 3)
+    for x, y, q in pins:
+        d = np.hypot(found[:, 0] - x, found[:, 1] - y)
+        k = np.argmin(d)
+        assert d[k] < px, (x, y, found)  # within a pixel
+        assert found[k, 2] == q
+
+
+def test_charge_follows_direction_convention():
+    # arg z = atan2(y, x) turning counter-clockwise in (x = column, y = row): charge +1
+    z = planted((11, 11), 1.0, [(5.3, 5.4, 1)])
+    assert find_pinwheels(z, 1.0)[0, 2] == 1
+    assert find_pinwheels(np.conj(z), 1.0)[0, 2] == -1
+
+
+def test_narrow_band_random_map_has_density_pi():
+    # Berry & Dennis 2000: zeros per area = <k^2>/(4π) for an isotropic complex Gaussian field; with
+    # Λ = 2π/<k> the density per Λ² is π<k^2>/<k>^2 → π for a narrow band (Wolf & Geisel 1998).
+    # A 512² field with Λ = 20 px holds ~2,000 pinwheels; their count fluctuates by ≲2% (pinwheel
+    # counts are sub-Poissonian), Λ is measured to ~1% and a few close pairs are missed at
+    # 20 px per Λ, so 6% is a safe tolerance on the density.
+    shape, lam_px, bw = (512, 512), 20.0, 0.004
+    z = gaussian_random_map(shape, lam_px, bw, seed=3)
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    p = np.exp(-((f - 1 / lam_px) ** 2) / bw**2)
+    p[0, 0] = 0
+    expected = np.pi * (p * f**2).sum() / p.sum() / ((p * f).sum() / p.sum()) ** 2
+    assert expected == pytest.approx(np.pi, rel=0.01)
+    assert column_spacing(z, 1.0, taper=False) == pytest.approx(lam_px, rel=0.02)
+    dens = pinwheel_density(z, 1.0, taper=False)
+    assert dens == pytest.approx(np.pi, rel=0.06)
+    # tapered spectrum (default, for non-periodic maps) gives nearly the same Λ
+    assert column_spacing(z, 1.0) == pytest.approx(lam_px, rel=0.04)
+    st = pinwheel_stats(z, 1.0, taper=False)
+    assert abs(st["n_plus"] - st["n_minus"]) <= 0.1 * st["n_pinwheels"]
+
+
+def expected_density(shape, lam_px, bw):
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    p = np.exp(-((f - 1 / lam_px) ** 2) / bw**2)  # power = amplitude²
+    p[0, 0] = 0
+    return np.pi * (p * f**2).sum() / p.sum() / ((p * f).sum() / p.sum()) ** 2
+
+
+def test_broad_band_random_map_has_more_than_pi():
+    shape = (512, 512)
+    for bw in (0.03, 0.05):
+        exp = expected_density(shape, 20.0, bw)
+        dens = pinwheel_density(gaussian_random_map(shape, 20.0, bw, seed=4), 1.0, taper=False)
+        assert exp > 1.08 * np.pi
+        assert dens > 1.05 * np.pi
+        assert dens == pytest.approx(exp, rel=0.08)
+
+
+def test_random_map_same_spectrum_keeps_power():
+    z = gaussian_random_map((64, 64), 10.0, 0.01, seed=0)
+    r = random_map_same_spectrum(z, seed=1)
+    assert np.allclose(np.abs(np.fft.fft2(r)), np.abs(np.fft.fft2(z)))
+    assert not np.allclose(r, z)
+
+
+def test_direction_map_from_units_recovers_linear_gradient_and_pinwheel():
+    rng = np.random.default_rng(0)
+    xy = rng.random((20000, 2)) * 4.0  # mm
+    # planted pinwheel at (2, 2): preference = angle around it (charge +1)
+    pref = np.rad2deg(np.arctan2(xy[:, 1] - 2.0, xy[:, 0] - 2.0)) % 360
+    m = direction_map(xy, pref, np.ones(len(pref)), pixel_size_mm=0.05, window_mm=0.2, extent=(0, 4, 0, 4))
+    assert m.z.shape == (80, 80) and m.valid.all()
+    pw = find_pinwheels(m.z, m.pixel_size_mm, m.valid)
+    pw[:, 0] += m.origin_mm[0]
+    pw[:, 1] += m.origin_mm[1]
+    assert pw.shape[0] == 1 and pw[0, 2] == 1
+    assert np.hypot(pw[0, 0] - 2.0, pw[0, 1] - 2.0) < 0.1
+    a = axial_map(xy, pref, np.ones(len(pref)), 0.05, 0.2, (0, 4, 0, 4))
+    assert find_pinwheels(a.z, 0.05).shape[0] >= 1  # a double-charge zero splits into near ones
+
+
+def test_bad_maps():
+    z = gaussian_random_map((32, 32), 8.0, 0.01)
+    z[3, 3] = np.nan
+    for fn in (column_spacing, find_pinwheels, pinwheel_density):
+        with pytest.raises(MapError, match="NaN"):
+            fn(z, 1.0)
+        with pytest.raises(MapError, match="zero magnitude"):
+            fn(np.zeros((8, 8), complex), 1.0)
+    with pytest.raises(MapError, match="complex"):
+        column_spacing(np.ones((8, 8)), 1.0)
+    # masked plaquettes are excluded and counted
+    z = gaussian_random_map((64, 64), 8.0, 0.01)
+    mask = np.ones(z.shape, bool)
+    mask[:, :32] = False
+    st = pinwheel_stats(z, 1.0, mask)
+    assert st["n_plaquettes_excluded"] == 63 * 63 - 63 * 31
+    assert (find_pinwheels(z, 1.0, mask)[:, 0] > 31).all()
+
+
+def test_smoothness_curve_and_shuffle_control():
+    rng = np.random.default_rng(0)
+    xy = rng.random((2000, 2)) * 5.0
+    pref = (xy[:, 0] * 72.0) % 360  # smooth: 360° per 5 mm along x
+    c = smoothness_curve(xy, pref, np.linspace(0, 2.5, 11), seed=0)
+    assert c["mean_delta"][0] < 20 and c["mean_delta"][-1] > c["mean_delta"][0]
+    assert np.allclose(c["shuffled_delta"], 90.0, atol=6.0)  # chance level
+    s = smoothness_index(xy, pref, 0.25)
+    assert s["index"] > 0.8
+    s0 = smoothness_index(xy, rng.random(2000) * 360, 0.25)
+    assert abs(s0["index"]) < 0.1
