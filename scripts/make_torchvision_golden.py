@@ -1,4 +1,4 @@
-"""Write tests/data/torchvision_r3d18_golden.json: torchvision's r3d_18 state-dict layout and its
+"""Write tests/fixtures/torchvision_r3d18_golden.json: torchvision's r3d_18 state-dict layout and its
 logits for deterministic weights and input, so the tests can check stdann's backbone against
 torchvision without depending on it.
 
@@ -36,6 +36,6 @@ out = {
     "state_dict": [[k, list(v.shape)] for k, v in model.state_dict().items()],
     "logits": logits.tolist(),
 }
-path = Path(__file__).resolve().parents[1] / "tests" / "data" / "torchvision_r3d18_golden.json"
+path = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "torchvision_r3d18_golden.json"
 path.write_text(json.dumps(out))
 print(f"wrote {path}")
