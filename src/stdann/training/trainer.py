@@ -123,26 +123,23 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
 
 
 def _positions(cfg: Config, run_dir: Path, is_main: bool):
-    """Load the run's positions, copy them from topography.positions_dir, or initialise them."""
+    """The run's positions: those already in ``run_dir/positions`` (e.g. written by
+    ``stdann positions optimize``), else a fresh retinotopic initialisation."""
     from stdann.topography.positions import load_run_positions, save_run_positions
 
     blocks = list(cfg.topography.blocks)
     if (run_dir / "positions").is_dir() and all((run_dir / "positions" / f"{b}.npz").is_file() for b in blocks):
         return load_run_positions(run_dir, blocks)
-    src = getattr(cfg.topography, "positions_dir", "")
-    if src:
-        pos = load_run_positions(Path(src).parent if Path(src).name == "positions" else src, blocks)
-    else:
-        from stdann.topography import init_model_positions
+    from stdann.topography import init_model_positions
 
-        pos = init_model_positions(
-            width=cfg.model.width,
-            frames=cfg.data.frames,
-            size=cfg.data.size,
-            blocks=blocks,
-            sheets=getattr(cfg.topography, "sheets", None) or None,
-            seed=cfg.train.seed,
-        )
+    pos = init_model_positions(
+        width=cfg.model.width,
+        frames=cfg.data.frames,
+        size=cfg.data.size,
+        blocks=blocks,
+        sheets=getattr(cfg.topography, "sheets", None) or None,
+        seed=cfg.train.seed,
+    )
     if is_main:
         save_run_positions(run_dir, pos)
     return pos
@@ -250,12 +247,21 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         start_step = int(ckpt["step"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-    elif is_main:
-        cfg.save(out / "config.yaml")
-        atomic_save(
-            {"format": "stdann-checkpoint-v1", "step": 0, "config": cfg.to_yaml(), "backbone": model.backbone.state_dict()},
-            checkpoint_path(out, "init"),
-        )
+    else:
+        init_state = {"format": "stdann-checkpoint-v1", "step": 0, "config": cfg.to_yaml(), "backbone": model.backbone.state_dict()}
+        if cfg.train.init_from:
+            # Start from another run's weights (e.g. the contrastive-only pretraining of the
+            # topographic recipe). The untrained control stays that run's step-0 network.
+            src_run = Path(cfg.train.init_from)
+            src_ckpt = safe_load(checkpoint_path(src_run, "last"), map_location=device)
+            load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run}")
+            init_file = checkpoint_path(src_run, "init")
+            if init_file.is_file():
+                init_state = safe_load(init_file)
+                init_state["config"] = cfg.to_yaml()
+        if is_main:
+            cfg.save(out / "config.yaml")
+            atomic_save(init_state, checkpoint_path(out, "init"))
 
     if source is None:
         from stdann.data.loader import build_pair_source

@@ -1,0 +1,150 @@
+"""The training loop: run folder, resume equivalence, refusals, divergence, signals, DDP."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stdann.config import load_config
+from stdann.training.checkpoint import CheckpointError, load_backbone, safe_load
+from stdann.training.trainer import RunExistsError, TrainingDiverged, train
+
+SMOKE = ["train.log_every=1", "train.ckpt_every=3", "optim.max_steps=6", "train.deterministic=true"]
+
+
+def cfg_for(*extra):
+    return load_config("smoke", overrides=SMOKE + list(extra))
+
+
+def losses(run):
+    with open(Path(run) / "logs" / "train.csv") as f:
+        return [(int(float(r["step"])), float(r["loss"]), float(r["sl_total"])) for r in csv.DictReader(f)]
+
+
+def test_run_folder_contents_and_backbone(tmp_path):
+    res = train(cfg_for("topography.alpha=0.25"), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert res.status == "finished" and res.step == 6
+    for rel in ("config.yaml", "run.json", "checkpoints/last.pt", "checkpoints/init.pt", "logs/train.csv",
+                "positions/layer3.1.npz"):
+        assert (run / rel).is_file(), rel
+    rows = losses(run)
+    assert [r[0] for r in rows] == list(range(1, 7))
+    assert all(r[2] > 0 for r in rows)  # spatial loss logged and active
+    model, cfg = load_backbone(run, "last")
+    init, _ = load_backbone(run, "init")
+    assert cfg.model.width == 8 and not model.training
+    assert not torch.equal(model.stem[0].weight, init.stem[0].weight)  # training changed the weights
+
+
+def test_resume_after_stop_repeats_the_uninterrupted_run(tmp_path):
+    train(cfg_for("topography.alpha=0.25"), tmp_path / "full", progress=False)
+    part = train(cfg_for("topography.alpha=0.25"), tmp_path / "split", progress=False, stop_at_step=4)
+    assert part.status == "stopped" and part.step == 4
+    assert safe_load(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 4
+    train(cfg_for("topography.alpha=0.25"), tmp_path / "split", resume=True, progress=False)
+    a, b = losses(tmp_path / "full"), losses(tmp_path / "split")
+    assert [r[0] for r in b] == list(range(1, 7))
+    for (sa, la, sla), (sb, lb, slb) in zip(a, b):
+        assert sa == sb and la == pytest.approx(lb, abs=1e-5) and sla == pytest.approx(slb, abs=1e-5)
+
+
+def test_refuses_existing_run_unless_resume_or_overwrite(tmp_path):
+    train(cfg_for("topography.alpha=0"), tmp_path / "r", progress=False)
+    with pytest.raises(RunExistsError, match="--resume.*--overwrite"):
+        train(cfg_for("topography.alpha=0"), tmp_path / "r", progress=False)
+    res = train(cfg_for("topography.alpha=0", "optim.max_steps=2"), tmp_path / "r", overwrite=True, progress=False)
+    assert res.step == 2
+
+
+def test_incompatible_checkpoint_says_what_differs(tmp_path):
+    train(cfg_for("optim.max_steps=3"), tmp_path / "r", progress=False, stop_at_step=2)
+    with pytest.raises(CheckpointError, match="model.width: checkpoint 8, now 16"):
+        train(cfg_for("model.width=16"), tmp_path / "r", resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    def poison(blocks, step):
+        return {"poison": torch.tensor(float("nan")) if step == 4 else torch.zeros(())}
+
+    with pytest.raises(TrainingDiverged, match="at step 5"):
+        train(cfg_for("topography.alpha=0"), tmp_path / "r", progress=False, extra_losses=[poison])
+    assert safe_load(tmp_path / "r" / "checkpoints" / "last.pt")["step"] == 3
+
+
+def test_checkpoint_loading_is_safe(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bad = tmp_path / "evil.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        safe_load(bad)
+    (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CheckpointError, match="truncated"):
+        safe_load(tmp_path / "trunc.pt")
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "stdann", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, **kw)
+
+
+def test_sigterm_checkpoints_then_resume_finishes(tmp_path):
+    run = tmp_path / "r"
+    p = _cli("train", "--preset", "smoke", "--steps", "400", "--out", str(run), "--no-progress",
+             "--set", "train.ckpt_every=1000", "--set", "train.log_every=1")
+    log = run / "logs" / "train.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0, out
+    assert "interrupted" in out
+    step = safe_load(run / "checkpoints" / "last.pt")["step"]
+    assert 2 <= step < 400
+    q = _cli("train", "--out", str(run), "--resume", "--no-progress", "--set", "optim.max_steps=" + str(step + 2))
+    out, _ = q.communicate(timeout=120)
+    assert q.returncode == 0, out
+    assert f"finished at step {step + 2}" in out
+
+
+def test_cli_refuses_existing_out_with_clear_error(tmp_path):
+    run = tmp_path / "r"
+    assert _cli("train", "--preset", "smoke", "--steps", "1", "--out", str(run), "--no-progress").wait(timeout=120) == 0
+    p = _cli("train", "--preset", "smoke", "--steps", "1", "--out", str(run), "--no-progress")
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2 and "already holds a run" in out and "Traceback" not in out
+    p = _cli("train", "--preset", "smoke", "--out", str(tmp_path / "x"), "--set", "optim.batchsize=4")
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2 and "optim.batch_size" in out
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    run = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(torchrun + ["-m", "stdann", "train", "--preset", "smoke", "--steps", "3", "--out", str(run),
+                                   "--no-progress", "--set", "topography.alpha=0.25", "--set", "train.log_every=1"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    import json
+
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "finished" and info["step"] == 3
+    ck = safe_load(run / "checkpoints" / "last.pt")
+    # the queue received both views' keys from both ranks: 3 steps x 2 views x global batch 8
+    assert int(ck["model"]["queue_ptr"]) == (3 * 2 * 8) % ck["model"]["queue"].shape[1]
+    assert len(losses(run)) == 3  # rank 0 logs alone
