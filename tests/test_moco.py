@@ -110,3 +110,20 @@ def test_forward_returns_block_outputs_of_both_views():
     assert out["blocks"]["layer3.1"].shape == (4, 32, 1, 4, 4)
     assert out["blocks"]["layer3.1"].requires_grad
     assert out["keys"].shape == (4, 16) and not out["keys"].requires_grad
+
+
+def test_reverse_negatives_add_one_logit_per_query():
+    m = tiny(queue_size=8, temperature=0.5, reverse_negatives=True)
+    q = torch.randn(3, 16)
+    k = F.normalize(torch.randn(3, 16), dim=1)
+    r = F.normalize(torch.randn(3, 16), dim=1)
+    loss, _ = m.info_nce(q, k, r)
+    qn = F.normalize(q, dim=1)
+    expected = 0.0
+    for i in range(3):
+        pos = math.exp(float(qn[i] @ k[i]) / 0.5)
+        neg = math.exp(float(qn[i] @ r[i]) / 0.5) + sum(math.exp(float(qn[i] @ m.queue[:, j]) / 0.5) for j in range(8))
+        expected += -math.log(pos / (pos + neg)) / 3
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    out = m(torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32))
+    assert torch.isfinite(out["loss"])

@@ -43,7 +43,7 @@ class MocoConfig:
     temperature: float = 0.2  # 0.2 for MoCo v2 (0.07 for v1)
     shuffle_bn: bool = True  # shuffle keys across ranks (DDP) / split into groups (one device)
     bn_groups: int = 2  # on one device, key batch BN statistics are computed in this many groups
-    objective: str = "moco"  # "moco" (paper) — the alternatives live next to it
+    reverse_negatives: bool = False  # add each positive's time-reversed clip as a hard negative
 
 
 @dataclass

@@ -8,6 +8,11 @@ block outputs of every clip of both views (DESIGN §1, §4). Each view goes thro
 encoder in its own pass (BatchNorm statistics never mix a clip with its positive), and the key
 batch is shuffled before the key encoder — across ranks under DDP (shuffle-BN), or split into
 ``bn_groups`` groups on one device — so that BatchNorm cannot leak which key is the positive.
+
+Option ``reverse_negatives`` (a motion-dependent variant, off in the paper's recipe): each query
+also meets the *time-reversed* version of its positive as a hard negative. The reversed clip has
+exactly the positive's appearance and the opposite motion, so the only way to tell them apart
+is to encode the direction of motion (cf. arrow-of-time objectives, Wei et al. 2018).
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ class MoCo(nn.Module):
         temperature: float = 0.2,
         bn_groups: int = 2,
         shuffle_bn: bool = True,
+        reverse_negatives: bool = False,
     ):
         super().__init__()
+        self.reverse_negatives = reverse_negatives
         self.momentum = momentum
         self.temperature = temperature
         self.bn_groups = max(1, int(bn_groups))
@@ -101,12 +108,16 @@ class MoCo(nn.Module):
         k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
-    def info_nce(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """InfoNCE of queries ``q`` against their positives ``k`` and the queue; also top-1 accuracy."""
+    def info_nce(
+        self, q: torch.Tensor, k: torch.Tensor, hard_neg: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """InfoNCE of queries ``q`` against their positives ``k`` and the queue (plus one extra
+        negative per query, ``hard_neg``, when given); also the top-1 accuracy."""
         q = F.normalize(q.float(), dim=1)
         pos = (q * k).sum(dim=1, keepdim=True)
         neg = q @ self.queue.clone().detach().float()
-        logits = torch.cat([pos, neg], dim=1) / self.temperature
+        parts = [pos, neg] if hard_neg is None else [pos, (q * hard_neg).sum(dim=1, keepdim=True), neg]
+        logits = torch.cat(parts, dim=1) / self.temperature
         labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         loss = F.cross_entropy(logits, labels)
         acc = (logits.argmax(dim=1) == 0).float().mean()
@@ -125,8 +136,12 @@ class MoCo(nn.Module):
         with torch.no_grad():
             k1 = self._keys(x1, generator)
             k2 = self._keys(x2, generator)
-        l1, a1 = self.info_nce(q1, k2)
-        l2, a2 = self.info_nce(q2, k1)
+            r1 = r2 = None
+            if self.reverse_negatives:
+                r1 = self._keys(x1.flip(2), generator)
+                r2 = self._keys(x2.flip(2), generator)
+        l1, a1 = self.info_nce(q1, k2, r2)
+        l2, a2 = self.info_nce(q2, k1, r1)
         outs = {name: torch.cat([b1[name], b2[name]], dim=0) for name in b1}
         return {"loss": 0.5 * (l1 + l2), "acc": 0.5 * (a1 + a2), "blocks": outs, "keys": torch.cat([k1, k2], dim=0)}
 
@@ -143,4 +158,5 @@ def build_moco(cfg) -> MoCo:
         temperature=m.temperature,
         bn_groups=m.bn_groups,
         shuffle_bn=m.shuffle_bn,
+        reverse_negatives=m.reverse_negatives,
     )
