@@ -80,6 +80,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget; stops cleanly and checkpoints (0 = none)
     deterministic: bool = False  # torch deterministic algorithms (tests)
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
+    snapshot_every: int = 0  # also keep backbone snapshots checkpoints/step_NNNNNN.pt (0 = none)
     init_from: str = ""  # a run folder whose last weights start this run (fresh optimiser and schedule)
 
 

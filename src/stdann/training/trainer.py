@@ -421,6 +421,13 @@ def train(
                 bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
             if must_ckpt:
                 save_last(step)
+            if cfg.train.snapshot_every > 0 and step % cfg.train.snapshot_every == 0 and is_main:
+                # Backbone-only snapshots for "metric vs training step" studies (small files).
+                atomic_save(
+                    {"format": "stdann-checkpoint-v1", "step": step, "config": cfg.to_yaml(),
+                     "backbone": model.backbone.state_dict()},
+                    checkpoint_path(out, f"step_{step:06d}"),
+                )
             if stop_at_step is not None and step >= stop_at_step and step < total_steps:
                 status = "stopped"
                 break
