@@ -71,8 +71,8 @@ class OptimConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # channels_last_3d on CUDA
+    amp: bool = True  # bf16 autocast (CUDA and CPU; measured ~2x on a 2-core oneDNN CPU)
+    channels_last: bool = True  # channels_last_3d memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the encoders
     threads: int = 0  # torch CPU threads (0 = torch's default)
     log_every: int = 10  # steps between log lines (CSV/TensorBoard)
