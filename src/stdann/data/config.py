@@ -1,8 +1,19 @@
-"""Data section of the configuration (see stdann.config)."""
+"""Data section of the configuration (see stdann.config).
+
+Defaults are the paper-scale values; the presets override ``frames`` and ``size``. Pixel speeds
+are in pixels of the rendered clip (``size``) per clip frame; times are in seconds at ``fps``.
+Direction convention: 0° = motion to the right, 90° = upward on the screen, counter-clockwise.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+DEFAULT_IMAGES = (
+    "astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel",
+    "hubble_deep_field", "ihc", "moon", "motorcycle_left", "retina", "rocket",
+)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", ".3gp")
 
 
 @dataclass
@@ -11,4 +22,61 @@ class DataConfig:
     root: str = ""  # video folder or cache directory (source folder/cache)
     frames: int = 16  # frames per clip (T)
     size: int = 112  # clip height and width after augmentation
-    seed: int = 0
+    seed: int = 0  # fixes the generator's scene bank and the video order
+
+    # -- sampling of clips and positive pairs ------------------------------------------
+    frame_stride: int = 1  # keep every k-th frame (video sources and generator alike)
+    fps: float = 25.0  # nominal frame rate of the generated video (turns seconds into frames)
+    pair_min_gap: float = 0.0  # s, smallest start-time difference of the two clips of a pair
+    pair_max_gap: float = 1.5  # s, largest start-time difference of the two clips of a pair
+    pair_mode: str = "scene"  # scene: positives = same scene at two times | motion: generator only, same motion, different scenes
+    crop_max_distance: float = 0.0  # max distance of the two views' crop centres (fraction of the frame); 0 = independent
+    same_scene_repeats: int = 1  # generator: each scene appears this many times per batch, with different motions
+
+    # -- augmentation (constant across the frames of a clip, vectorised on the device) ---
+    augment: bool = True
+    crop_scale_min: float = 0.2  # random resized crop, area fraction
+    crop_scale_max: float = 1.0
+    crop_ratio_min: float = 0.75  # aspect ratio range of the crop
+    crop_ratio_max: float = 1.3333333
+    color_jitter: float = 0.4  # brightness, contrast and saturation strength
+    hue_jitter: float = 0.1
+    color_jitter_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    flip_prob: float = 0.5  # horizontal flip (mirrors the motion direction too)
+
+    # -- built-in generated video ------------------------------------------------------
+    num_scenes: int = 64  # distinct base textures in the bank
+    images: list[str] = field(default_factory=lambda: list(DEFAULT_IMAGES))  # scikit-image sample names
+    noise_texture_fraction: float = 0.25  # share of the bank that is coloured 1/f noise
+    texture_size: int = 0  # side of each bank texture in pixels; 0 = 3 × size
+    texture_scale_min: float = 0.75  # texture pixels per clip pixel (zoom of the scene)
+    texture_scale_max: float = 1.5
+    speed_min: float = 0.5  # camera translation speed, px per frame (log-uniform)
+    speed_max: float = 8.0
+    velocity_drift: float = 1.0  # std of the heading drift (deg/frame) and of log-speed drift (%/frame)
+    expansion_prob: float = 0.3  # probability of a zoom (expansion or contraction) component
+    expansion_max: float = 0.01  # |d log zoom / frame|
+    rotation_prob: float = 0.3  # probability of a rotation component
+    rotation_max: float = 0.5  # |deg / frame|
+    objects_max: int = 1  # foreground object slots per clip
+    object_prob: float = 0.5  # probability that a slot holds an object
+    object_size_min: float = 0.2  # object diameter, fraction of the frame
+    object_size_max: float = 0.5
+    object_edge: float = 0.08  # soft-edge width, fraction of the object radius
+    brightness_drift: float = 0.01  # std of the log-brightness change per frame
+    sensor_noise: float = 0.02  # largest std of the additive pixel noise (uniform per clip from 0)
+
+    # -- video folders and caches --------------------------------------------------------
+    extensions: list[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))
+    split: str = ""  # UCF101 split list name (e.g. trainlist01); "" = every video found
+    resize: int = 0  # frames are resized to this height (4:3 centre crop); 0 = ceil(size × 8/7)
+    min_side: int = 16  # videos with a smaller frame side are skipped
+    workers: int = 2  # decoding threads (training) / processes (cache building)
+    prefetch: int = 2  # batches prepared ahead by the background pool (folder/cache sources)
+    cache_windows: int = 4  # windows cached per video (evenly spread over its length)
+
+    def resize_hw(self) -> tuple[int, int]:
+        """(height, width) of decoded/cached frames: 4:3, short side ``resize``."""
+        h = self.resize if self.resize > 0 else -(-self.size * 8 // 7)
+        return int(h), int(round(h * 4 / 3))

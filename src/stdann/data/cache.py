@@ -1,0 +1,240 @@
+"""Clip cache: decode a video folder once into fixed-size uint8 windows, memory-mapped at training.
+
+Layout of a cache directory::
+
+    DIR/cache.json          geometry (window frames, height, width) and the settings it was built with
+    DIR/shards/<key>.npy    one shard per video: uint8 (windows, window_frames, H, W, 3)
+    DIR/shards/<key>.json   that shard's metadata (video, fps, window starts, valid lengths)
+    DIR/index.json          every window (shard, row, valid frames, fps) + the skipped files
+
+A window holds one clip plus the largest pair gap, so both clips of a positive pair come from one
+window. Building is multi-process and resumable: shards already on disk are kept, each shard is
+written to a temporary name and renamed when complete; a decoding process that dies is replaced
+and its video retried once, then skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from stdann.data.config import DataConfig
+from stdann.data.folder import DataError, DecodeError, VideoInfo, clip_span, decode_frames, index_folder
+
+CACHE_VERSION = 1
+CRASH_ENV = "STDANN_DATA_TEST_CRASH"  # testing hook: a worker decoding a path containing this exits
+
+
+def window_frames(cfg: DataConfig) -> int:
+    return clip_span(cfg) + int(math.ceil(cfg.pair_max_gap * cfg.fps))
+
+
+def shard_key(rel: str) -> str:
+    return hashlib.sha1(rel.encode()).hexdigest()[:20]
+
+
+def _window_starts(frames: int, win: int, n: int) -> list[int]:
+    if frames <= win:
+        return [0]
+    n = max(1, min(n, frames - win + 1))
+    if n == 1:
+        return [(frames - win) // 2]
+    return [int(round(i * (frames - win) / (n - 1))) for i in range(n)]
+
+
+def _cache_one(info_d: dict, shard_dir: str, win: int, hw: tuple[int, int], n_windows: int, span: int) -> dict:
+    """Worker: decode the windows of one video into ``shard_dir/<key>.npy``; returns metadata."""
+    crash = os.environ.get(CRASH_ENV)
+    if crash and crash in info_d["path"]:
+        os._exit(3)
+    info = VideoInfo(**info_d)
+    key = shard_key(info.rel)
+    final = Path(shard_dir) / f"{key}.npy"
+    tmp = Path(shard_dir) / f".{key}.{os.getpid()}.tmp.npy"
+    starts = _window_starts(info.frames, win, n_windows)
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(starts), win, hw[0], hw[1], 3))
+    valid = []
+    try:
+        for r, s in enumerate(starts):
+            x = decode_frames(info, s, win, hw)
+            if x.shape[0] < span:
+                raise DecodeError(f"only {x.shape[0]} frames decoded at {s}, a clip needs {span}")
+            arr[r, : x.shape[0]] = x
+            if x.shape[0] < win:
+                arr[r, x.shape[0] :] = x[-1]
+            valid.append(int(x.shape[0]))
+        arr.flush()
+        del arr
+        os.replace(tmp, final)
+    except Exception:
+        del arr
+        tmp.unlink(missing_ok=True)
+        raise
+    meta = {"key": key, "rel": info.rel, "path": info.path, "label": info.label, "fps": info.fps, "frames": info.frames, "starts": starts, "valid": valid}
+    (Path(shard_dir) / f"{key}.json").write_text(json.dumps(meta))
+    return meta
+
+
+def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int | None = None, progress: bool = True, overwrite: bool = False) -> dict:
+    """Decode every usable video under ``root`` into the cache ``out``; returns a summary dict."""
+    out = Path(out)
+    shard_dir = out / "shards"
+    win = window_frames(cfg)
+    hw = cfg.resize_hw()
+    geometry = {"version": CACHE_VERSION, "window_frames": win, "height": hw[0], "width": hw[1], "windows_per_video": cfg.cache_windows,
+                "frames": cfg.frames, "frame_stride": cfg.frame_stride, "pair_max_gap": cfg.pair_max_gap, "fps": cfg.fps, "split": cfg.split}
+    meta_p = out / "cache.json"
+    if meta_p.exists() and not overwrite:
+        old = json.loads(meta_p.read_text())
+        if {k: old.get(k) for k in geometry} != geometry:
+            raise DataError(f"{out} holds a cache built with other settings ({old}); use another --out or --overwrite")
+    if overwrite and shard_dir.exists():
+        for f in shard_dir.iterdir():
+            f.unlink()
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    meta_p.write_text(json.dumps({**geometry, "root": str(Path(root).resolve())}, indent=1))
+    t0 = time.perf_counter()
+    index = index_folder(root, cfg, progress=progress)
+    skipped = list(index.skipped)
+    todo, metas = [], []
+    for v in index.videos:
+        key = shard_key(v.rel)
+        if (shard_dir / f"{key}.npy").exists() and (shard_dir / f"{key}.json").exists():
+            metas.append(json.loads((shard_dir / f"{key}.json").read_text()))
+        else:
+            todo.append(v)
+    resumed = len(metas)
+    span = clip_span(cfg)
+    workers = max(1, int(workers if workers is not None else cfg.workers))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(index.videos), initial=resumed, desc="cache", unit="video")
+    queue = list(todo)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    job = (str(shard_dir), win, hw, cfg.cache_windows, span)
+
+    def record(v, fut_result):
+        try:
+            metas.append(fut_result())
+        except BrokenProcessPool:
+            raise
+        except Exception as e:
+            skipped.append({"path": v.path, "reason": f"cannot decode: {type(e).__name__}: {str(e)[:160]}"})
+        if bar is not None:
+            bar.update(1)
+
+    while queue:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        it = iter(queue)
+        queue = []
+        suspects: list[VideoInfo] = []
+        futures: dict = {}
+        pending: set = set()
+        broken = False
+
+        def submit_next() -> bool:
+            v = next(it, None)
+            if v is None:
+                return False
+            f = pool.submit(_cache_one, asdict(v), *job)
+            futures[f] = v
+            pending.add(f)
+            return True
+
+        try:
+            for _ in range(2 * workers):
+                if not submit_next():
+                    break
+            while pending and not broken:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    pending.discard(f)
+                    try:
+                        record(futures[f], f.result)
+                    except BrokenProcessPool:
+                        broken = True
+                        suspects.append(futures[f])
+                        continue
+                    if not broken:
+                        submit_next()
+            if broken:
+                # the pool is gone: in-flight videos become suspects, the rest go to a fresh pool
+                suspects += [futures[f] for f in pending]
+                queue = list(it)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for v in suspects:  # one process each, so one bad file cannot take others down
+            p1 = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            try:
+                record(v, p1.submit(_cache_one, asdict(v), *job).result)
+            except BrokenProcessPool:
+                skipped.append({"path": v.path, "reason": "decoder process died"})
+                if bar is not None:
+                    bar.update(1)
+            finally:
+                p1.shutdown(wait=False, cancel_futures=True)
+    if bar is not None:
+        bar.close()
+    metas.sort(key=lambda m: m["rel"])
+    windows = []
+    for m in metas:
+        for r, (s, n) in enumerate(zip(m["starts"], m["valid"])):
+            windows.append({"shard": f"{m['key']}.npy", "row": r, "rel": m["rel"], "label": m.get("label", ""), "fps": m["fps"], "start": s, "valid": n})
+    summary = {"videos": len(metas), "windows": len(windows), "resumed": resumed, "skipped": skipped,
+               "seconds": round(time.perf_counter() - t0, 2), **{k: geometry[k] for k in ("window_frames", "height", "width")}}
+    tmp = out / ".index.json.tmp"
+    tmp.write_text(json.dumps({**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}))
+    os.replace(tmp, out / "index.json")
+    return summary
+
+
+class CacheStore:
+    """Read-only access to a cache directory: items are windows, read as uint8 (n, H, W, 3)."""
+
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        p = root / "index.json"
+        if not p.is_file():
+            raise DataError(f"{root} is not a stdann clip cache (no index.json); build one with `stdann data cache ROOT --out {root}`")
+        d = json.loads(p.read_text())
+        self.root = root
+        self.windows = d["windows"]
+        self.skipped = d.get("skipped", [])
+        self.height, self.width, self.window_frames = d["height"], d["width"], d["window_frames"]
+        self.videos = d.get("videos", len({w["rel"] for w in self.windows}))
+        if not self.windows:
+            raise DataError(f"the cache {root} holds no clips")
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def length(self, i: int) -> int:
+        return int(self.windows[i]["valid"])
+
+    def fps(self, i: int) -> float:
+        return float(self.windows[i]["fps"])
+
+    def name(self, i: int) -> str:
+        return f"{self.windows[i]['rel']}#{self.windows[i]['row']}"
+
+    def read(self, i: int, start: int, count: int) -> np.ndarray:
+        w = self.windows[i]
+        m = self._maps.get(w["shard"])
+        if m is None:
+            m = np.load(self.root / "shards" / w["shard"], mmap_mode="r")
+            self._maps[w["shard"]] = m
+        return np.asarray(m[w["row"], start : start + count])

@@ -1,0 +1,195 @@
+"""Pair sources for training: ``build_pair_source(cfg, batch_size, device, seed, rank, world_size)``.
+
+Every source has ``batch(step) -> (x1, x2)``: float32 (B, 3, T, H, W) in [0, 1] on ``device``, row
+i of x1 and x2 a positive pair, deterministic in (seed, cfg.seed, step, rank); and ``stats()``.
+
+- ``generated``: :class:`GeneratedPairSource`, the built-in video rendered on ``device``.
+- ``folder``: a tree of video files decoded with PyAV in background threads.
+- ``cache``: windows of a cache built by ``stdann data cache`` (memory-mapped uint8).
+
+For the video sources, a background thread pool prepares the uint8 clips of the next
+``prefetch`` steps; a clip that fails to decode is replaced by a deterministic substitute (and
+listed in ``stats()['failed']``), a worker that raises or stalls is replaced by decoding the step in
+the caller's thread, so training never stops in the middle.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import numpy as np
+import torch
+
+from stdann.data import augment as aug
+from stdann.data.cache import CacheStore
+from stdann.data.config import DataConfig
+from stdann.data.folder import DataError, clip_span, decode_frames, index_folder
+from stdann.data.generator import VideoGenerator, make_generator
+
+_SOURCES = ("generated", "folder", "cache")
+
+
+def resolve_device(device) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class GeneratedPairSource:
+    """Positive pairs of the built-in video, rendered on the device."""
+
+    def __init__(self, cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1):
+        self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
+        self.device = resolve_device(device)
+        self.generator = VideoGenerator(cfg, self.device)
+
+    def batch(self, step: int, return_motion: bool = False):
+        g = make_generator(self.cfg.seed, self.seed, int(step), self.rank, 0xBA7C)
+        return self.generator.pairs(self.batch_size, seed=g, return_motion=return_motion)
+
+    def stats(self) -> dict:
+        return {"source": "generated", "scenes": self.generator.num_scenes, "scene_names": list(self.generator.scene_names),
+                "texture_size": self.generator.texture_size, "videos": 0, "skipped": []}
+
+    def close(self) -> None:
+        pass
+
+
+class _FolderStore:
+    """Videos of a folder as items (decoded on demand)."""
+
+    def __init__(self, cfg: DataConfig):
+        self.index = index_folder(cfg.root, cfg)
+        if not self.index.videos:
+            reasons = self.index.summary()["skipped_by_reason"]
+            raise DataError(f"no usable video under {cfg.root} ({len(self.index.skipped)} files skipped: {reasons})")
+        self.videos = self.index.videos
+        self.hw = cfg.resize_hw()
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def length(self, i: int) -> int:
+        return self.videos[i].frames
+
+    def fps(self, i: int) -> float:
+        return self.videos[i].fps
+
+    def name(self, i: int) -> str:
+        return self.videos[i].rel
+
+    def read(self, i: int, start: int, count: int) -> np.ndarray:
+        return decode_frames(self.videos[i], start, count, self.hw)
+
+
+class VideoPairSource:
+    """Pairs from a video folder or a clip cache (see the module docstring)."""
+
+    def __init__(self, cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1, store=None):
+        self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
+        self.device = resolve_device(device)
+        if store is None:
+            store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg)
+        self.store = store
+        self.span = clip_span(cfg)
+        self.failed: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="stdann-data") if cfg.prefetch > 0 and cfg.workers > 0 else None
+        self._futures: dict = {}
+        self.timeout = 300.0
+        self.worker_errors = 0
+
+    # -- CPU part: choose and read the frames of one step ---------------------------------
+    def _read_row(self, g: torch.Generator, i: int):
+        cfg = self.cfg
+        stride = max(1, cfg.frame_stride)
+        n = len(self.store)
+        item = int(torch.randint(0, n, (1,), generator=g))
+        u_gap = float(torch.rand(1, generator=g, dtype=torch.float64))
+        u_start = float(torch.rand(1, generator=g, dtype=torch.float64))
+        swap = bool(torch.rand(1, generator=g) < 0.5)
+        for attempt in range(n):
+            cand = (item + attempt * 7919) % n if attempt else item
+            # no skipping of known-bad items: the substitute must not depend on earlier steps
+            L = self.store.length(cand)
+            fps = self.store.fps(cand)
+            gap = int(round((cfg.pair_min_gap + u_gap * (cfg.pair_max_gap - cfg.pair_min_gap)) * fps))
+            gap = max(0, min(gap, L - self.span))
+            start = int(u_start * (L - self.span - gap + 1))
+            try:
+                win = self.store.read(cand, start, self.span + gap)
+                if win.shape[0] < self.span + gap:
+                    raise RuntimeError(f"only {win.shape[0]} of {self.span + gap} frames could be read")
+            except Exception as e:
+                with self._lock:
+                    self.failed[cand] = f"{type(e).__name__}: {str(e)[:160]}"
+                continue
+            a = win[0 : self.span : stride]
+            b = win[gap : gap + self.span : stride]
+            return (b, a) if swap else (a, b)
+        raise DataError("every video failed to decode; see stats()['failed']")
+
+    def _cpu_batch(self, step: int) -> np.ndarray:
+        g = make_generator(self.cfg.seed, self.seed, int(step), self.rank, 0xF01D)
+        rows = [self._read_row(g, i) for i in range(self.batch_size)]
+        return np.stack([np.stack(r) for r in rows])  # (B, 2, T, H, W, 3) uint8
+
+    def _get_cpu(self, step: int) -> np.ndarray:
+        if self._pool is None:
+            return self._cpu_batch(step)
+        for s in range(step, step + self.cfg.prefetch + 1):
+            if s not in self._futures:
+                self._futures[s] = self._pool.submit(self._cpu_batch, s)
+        for s in [s for s in self._futures if s < step or s > step + self.cfg.prefetch]:
+            self._futures.pop(s).cancel()
+        fut = self._futures.pop(step)
+        try:
+            return fut.result(timeout=self.timeout)
+        except (FutureTimeout, Exception):
+            self.worker_errors += 1
+            return self._cpu_batch(step)  # the worker died, raised or stalled: do it here
+
+    # -- device part ---------------------------------------------------------------------------
+    def batch(self, step: int):
+        cfg = self.cfg
+        raw = torch.from_numpy(self._get_cpu(int(step)))  # (B, 2, T, H, W, 3)
+        B, _, T, H, W, _ = raw.shape
+        x = raw.to(self.device, non_blocking=True).permute(0, 1, 5, 2, 3, 4).reshape(2 * B, 3, T, H, W).float().div_(255.0)
+        g = make_generator(cfg.seed, self.seed, int(step), self.rank, 0xA06)
+        b1, b2 = aug.sample_pair_crops(g, B, H, W, cfg)
+        boxes = torch.stack([b1, b2], 1).view(2 * B, 4)
+        flips = aug.sample_flips(g, 2 * B, cfg)
+        x = aug.crop_resize(x, boxes, flips, cfg.size, cfg.size)
+        M, ow, _ = aug.sample_color(g, 2 * B, cfg)
+        x = aug.apply_color(x, M, ow).clamp_(0.0, 1.0).view(B, 2, 3, T, cfg.size, cfg.size)
+        return x[:, 0].contiguous(), x[:, 1].contiguous()
+
+    def stats(self) -> dict:
+        skipped = list(getattr(self.store, "skipped", None) or getattr(getattr(self.store, "index", None), "skipped", []))
+        vids = getattr(self.store, "videos", None)
+        return {"source": self.cfg.source, "videos": len(vids) if isinstance(vids, list) else int(vids or 0),
+                "items": len(self.store), "skipped": skipped,
+                "failed": [{"item": self.store.name(i), "reason": r} for i, r in sorted(self.failed.items())],
+                "worker_errors": self.worker_errors}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def build_pair_source(cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1):
+    """The training loop's data source (see the module docstring)."""
+    if cfg.source not in _SOURCES:
+        raise DataError(f"data.source must be one of {_SOURCES}, got {cfg.source!r}")
+    if cfg.source == "generated":
+        return GeneratedPairSource(cfg, batch_size, device, seed, rank, world_size)
+    return VideoPairSource(cfg, batch_size, device, seed, rank, world_size)
