@@ -1,0 +1,230 @@
+"""The spatial loss of topographic deep networks.
+
+For one neighborhood of M units with responses X (S samples × M units) and positions p (M × 2, mm):
+
+* r_ij = Pearson correlation of units i and j across the S samples; a unit whose responses do not
+  vary (e.g. a silent ReLU unit) has r_ij = 0 with every other unit;
+* D_ij = 1 / (d_ij + 1), d_ij = ‖p_i − p_j‖ (mm);
+* relative spatial loss (Margalit et al. 2024, TDANN):
+      SL_rel = (1 − corr(r, D)) / 2,  corr = Pearson correlation over the pairs i < j,
+  in [0, 1]: 0 when response similarity is an increasing linear function of proximity, ≈ ½ for
+  unstructured responses. When r or D is constant over the pairs, corr is taken as 0 (SL_rel = ½).
+* absolute spatial loss (Lee et al. 2020, "Topographic deep artificial neural networks
+  reproduce the hallmarks of the primate inferior temporal cortex face processing network"):
+      SL_abs = mean over i < j of |r_ij − D_ij|.
+
+The loss is differentiable with respect to the responses only; positions are constants. All
+correlation arithmetic runs in float32 with autocast disabled, so the loss is safe inside a bf16
+autocast region.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from stdann.topography.positions import LayerPositions, PositionsError
+
+KINDS = ("rel", "abs")
+_TINY = 1e-30
+_ZERO_VAR_REL = 1e-5  # a unit whose s.d. is below this fraction of its |mean| counts as constant
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"spatial loss kind must be one of {KINDS} (topography.loss), got {kind!r}")
+
+
+def normalize_responses(x: torch.Tensor) -> torch.Tensor:
+    """Centre and scale the responses along dim -2 (samples) so that ``xnᵀ xn`` is the Pearson
+    correlation matrix. Constant units (s.d. ≤ 1e-5·|mean|, or exactly 0) become all-zero columns,
+    hence r = 0 with every unit. float32 in, float32 out."""
+    mean = x.mean(dim=-2, keepdim=True)
+    xc = x - mean
+    ss = (xc * xc).sum(dim=-2, keepdim=True)
+    n = x.shape[-2]
+    const = ss <= n * (_ZERO_VAR_REL * mean.abs()) ** 2
+    const = const | (ss <= _TINY)
+    xn = xc * torch.rsqrt(ss.clamp_min(_TINY))
+    return torch.where(const, torch.zeros_like(xn), xn)
+
+
+def correlation_matrices(x: torch.Tensor) -> torch.Tensor:
+    """(..., S, M) responses → (..., M, M) Pearson correlations (constant units: 0)."""
+    xn = normalize_responses(x)
+    return xn.transpose(-1, -2) @ xn
+
+
+def proximity(coords: torch.Tensor) -> torch.Tensor:
+    """(..., M, 2) positions (mm) → D = 1/(d + 1), (..., M, M)."""
+    diff = coords[..., :, None, :] - coords[..., None, :, :]
+    d = torch.sqrt((diff * diff).sum(-1))
+    return 1.0 / (d + 1.0)
+
+
+def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of a and b along the last dim; 0 where either is constant."""
+    ac = a - a.mean(-1, keepdim=True)
+    bc = b - b.mean(-1, keepdim=True)
+    sa = (ac * ac).sum(-1)
+    sb = (bc * bc).sum(-1)
+    num = (ac * bc).sum(-1)
+    ok = ~((sa <= _TINY) | (sb <= _TINY))  # NaN stays NaN (reported by SpatialLoss)
+    den = torch.sqrt(sa.clamp_min(_TINY)) * torch.sqrt(sb.clamp_min(_TINY))
+    return torch.where(ok, num / den, torch.zeros_like(num))
+
+
+def _loss_from_matrices(r: torch.Tensor, dmat: torch.Tensor, kind: str) -> torch.Tensor:
+    m = r.shape[-1]
+    iu = torch.triu_indices(m, m, offset=1, device=r.device)
+    rp = r[..., iu[0], iu[1]]
+    dp = dmat[..., iu[0], iu[1]]
+    if kind == "rel":
+        return (1.0 - _pearson_rows(rp, dp)) / 2.0
+    return (rp - dp).abs().mean(-1)
+
+
+def spatial_loss(responses: torch.Tensor, positions: torch.Tensor, kind: str = "rel") -> torch.Tensor:
+    """SL_rel or SL_abs of one neighborhood: responses (S × M), positions (M × 2, mm) → scalar.
+
+    Gradients flow to ``responses`` only (positions are detached).
+    """
+    _check_kind(kind)
+    if responses.ndim != 2 or positions.ndim != 2 or positions.shape[1] != 2:
+        raise ValueError(f"spatial_loss expects responses (S, M) and positions (M, 2); got {tuple(responses.shape)}, {tuple(positions.shape)}")
+    if responses.shape[1] != positions.shape[0]:
+        raise ValueError(f"{responses.shape[1]} units in responses but {positions.shape[0]} positions")
+    if responses.shape[1] < 2:
+        raise ValueError("a neighborhood needs at least 2 units")
+    with torch.autocast(device_type=responses.device.type, enabled=False):
+        x = responses.float()
+        p = torch.as_tensor(positions, device=x.device).detach().float()
+        return _loss_from_matrices(correlation_matrices(x), proximity(p), kind)
+
+
+def batched_spatial_loss(
+    responses: torch.Tensor, coords: torch.Tensor, nbhd: torch.Tensor, kind: str = "rel"
+) -> torch.Tensor:
+    """Spatial loss of K neighborhoods at once, no Python loop.
+
+    responses: (S, N_all) responses of all units of a block; coords: (N_all, 2) positions (mm);
+    nbhd: (K, M) unit indices. Returns (K,) losses.
+    """
+    _check_kind(kind)
+    if responses.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or nbhd.ndim != 2:
+        raise ValueError(
+            f"batched_spatial_loss expects responses (S, N), coords (N, 2), nbhd (K, M); got "
+            f"{tuple(responses.shape)}, {tuple(coords.shape)}, {tuple(nbhd.shape)}"
+        )
+    if responses.shape[1] != coords.shape[0]:
+        raise ValueError(f"{responses.shape[1]} units in responses but {coords.shape[0]} coordinates")
+    with torch.autocast(device_type=responses.device.type, enabled=False):
+        nb = nbhd.to(responses.device, torch.long)
+        x = responses.float()[:, nb].permute(1, 0, 2)  # (K, S, M)
+        p = coords.detach().to(responses.device, torch.float32)[nb]  # (K, M, 2)
+        return _loss_from_matrices(correlation_matrices(x), proximity(p), kind)
+
+
+def block_responses(output: torch.Tensor) -> torch.Tensor:
+    """Block output (B, C, T, H, W) → time-averaged responses (B, C·H·W), row-major (C, H, W)."""
+    if output.ndim != 5:
+        raise ValueError(f"block outputs must be (B, C, T, H, W), got shape {tuple(output.shape)}")
+    return output.mean(dim=2).flatten(1)
+
+
+class SpatialLoss(nn.Module):
+    """Spatial loss of several blocks, a few sampled neighborhoods per block per step.
+
+    ``loss_fn(block_outputs, generator)`` → ``{block: mean SL over the sampled neighborhoods}``.
+    Block outputs (B, C, T, H, W) are averaged over T and flattened row-major over (C, H, W)
+    (the unit order of ``LayerPositions.coordinates``); samples are the B clips (pass both MoCo
+    views concatenated to use every clip). ``neighborhoods_per_step`` rows of each block's
+    ``neighborhood_indices`` are drawn with ``generator`` (with replacement) and evaluated as one
+    batched operation. The total loss is ``α · Σ_blocks`` of the returned values (the trainer's
+    job). With ``check_finite`` a non-finite loss raises PositionsError naming the block
+    (one device synchronisation per call).
+    """
+
+    def __init__(
+        self,
+        positions: Mapping[str, LayerPositions],
+        kind: str = "rel",
+        neighborhoods_per_step: int = 4,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_kind(kind)
+        if neighborhoods_per_step < 1:
+            raise ValueError(f"neighborhoods_per_step must be >= 1, got {neighborhoods_per_step}")
+        if not positions:
+            raise ValueError("SpatialLoss needs the positions of at least one block")
+        for b, p in positions.items():
+            if p.neighborhood_indices.shape[0] == 0:
+                raise PositionsError(f"{b}: positions hold no neighborhoods; re-create them with init_positions")
+        self.positions = dict(positions)
+        self.kind = kind
+        self.neighborhoods_per_step = int(neighborhoods_per_step)
+        self.check_finite = check_finite
+        self._cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def blocks(self) -> list[str]:
+        return list(self.positions)
+
+    def _tensors(self, block: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (block, str(device))
+        if key not in self._cache:
+            p = self.positions[block]
+            self._cache[key] = (
+                torch.as_tensor(p.coordinates, dtype=torch.float32).to(device),
+                torch.as_tensor(p.neighborhood_indices, dtype=torch.long).to(device),
+            )
+        return self._cache[key]
+
+    def sample_neighborhoods(self, block: str, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+        _, nbhd = self._tensors(block, device)
+        gdev = generator.device if generator is not None else device
+        rows = torch.randint(nbhd.shape[0], (self.neighborhoods_per_step,), generator=generator, device=gdev)
+        return nbhd[rows.to(device)]
+
+    def forward(
+        self, block_outputs: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        missing = [b for b in self.positions if b not in block_outputs]
+        if missing:
+            raise KeyError(
+                f"SpatialLoss: no output for block(s) {missing}; request them in model.forward_blocks(x, blocks)"
+            )
+        out: dict[str, torch.Tensor] = {}
+        for block, pos in self.positions.items():  # loop over ≤ 8 blocks, not over units
+            y = block_outputs[block]
+            if y.ndim != 5:
+                raise PositionsError(f"{block}: block output must be (B, C, T, H, W), got {tuple(y.shape)}")
+            c, h, w = y.shape[1], y.shape[3], y.shape[4]
+            if (c, h, w) != tuple(pos.dims):
+                raise PositionsError(
+                    f"{block}: block output has (C, H, W) = {(c, h, w)} = {c * h * w} units but its positions "
+                    f"were made for {tuple(pos.dims)} = {pos.num_units} units; positions belong to another "
+                    "width or clip size — re-create them (`stdann positions init`)"
+                )
+            if y.shape[0] < 2:
+                raise ValueError(f"{block}: the spatial loss needs at least 2 samples per batch, got {y.shape[0]}")
+            coords, _ = self._tensors(block, y.device)
+            nb = self.sample_neighborhoods(block, y.device, generator)
+            with torch.autocast(device_type=y.device.type, enabled=False):
+                resp = block_responses(y.float())
+                out[block] = batched_spatial_loss(resp, coords, nb, self.kind).mean()
+        if self.check_finite and out:
+            vals = torch.stack([v.detach() for v in out.values()])
+            if not bool(torch.isfinite(vals).all()):
+                for block, v in out.items():
+                    if not torch.isfinite(v):
+                        bad = not bool(torch.isfinite(block_outputs[block]).all())
+                        why = "its block output contains NaN/Inf" if bad else "the loss itself is not finite"
+                        raise PositionsError(
+                            f"{block}: spatial loss is {v.item()} — {why}; lower the learning rate, check the "
+                            "inputs, or turn off AMP (train.amp=false)"
+                        )
+        return out
