@@ -180,6 +180,14 @@ def find_pinwheels(z, pixel_size_mm: float, mask=None) -> np.ndarray:
     return np.stack([x, y, charge[ii, jj].astype(np.float64)], axis=1)
 
 
+def pinwheels_on_sheet(pinwheels: np.ndarray, sheet: SheetMap) -> np.ndarray:
+    """Pinwheels from :func:`find_pinwheels` (mm from element [0, 0]) in sheet coordinates (mm)."""
+    out = np.array(pinwheels, dtype=np.float64, copy=True).reshape(-1, 3)
+    out[:, 0] += sheet.origin_mm[0] + sheet.pixel_size_mm / 2
+    out[:, 1] += sheet.origin_mm[1] + sheet.pixel_size_mm / 2
+    return out
+
+
 def _plaquette_ok(z, mask):
     mag = np.abs(z)
     good = mag > 1e-12 * mag.max()

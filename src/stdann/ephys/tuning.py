@@ -89,7 +89,8 @@ def _prepare(curves, directions_deg, baseline):
 def tuning_metrics(curves, directions_deg, baseline=None) -> dict[str, np.ndarray]:
     """Direction metrics of every unit. ``curves``: (units, directions), r >= 0.
 
-    Returns arrays (one value per unit): ``preferred_direction`` (deg, [0, 360)), ``dsi``, ``di``,
+    Returns arrays (one value per unit): ``preferred_direction`` (deg, [0, 360)),
+    ``preferred_axis`` (deg, [0, 180), arg F2 / 2), ``dsi``, ``di``,
     ``cv_direction``, ``cv_axial``, ``axial_ratio``, ``peak``, ``valid`` (False for all-zero
     units, whose metrics are NaN).
     """
@@ -113,8 +114,10 @@ def tuning_metrics(curves, directions_deg, baseline=None) -> dict[str, np.ndarra
         axial_ratio = np.where(a1 > tiny, np.abs(f2) / np.where(a1 > tiny, a1, 1.0), np.inf)
     pref = np.mod(np.rad2deg(np.angle(f1)), 360.0)
     pref = np.where(pref >= 360.0, 0.0, pref)
+    axis = np.mod(np.rad2deg(np.angle(f2)) / 2.0, 180.0)
     out = {
         "preferred_direction": pref,
+        "preferred_axis": np.where(axis >= 180.0, 0.0, axis),
         "dsi": dsi,
         "di": di,
         "cv_direction": np.clip(cv_dir, 0.0, 1.0),

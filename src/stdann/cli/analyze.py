@@ -1,0 +1,92 @@
+"""`stdann analyze RUN_DIR`: in-silico electrophysiology of a trained run, beside its untrained control."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from stdann.ephys.stimuli import STIMULUS_SETS
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "analyze",
+        help="direction tuning, maps and pinwheels of a run (writes metrics.json, tables/, figures/)",
+        description=(
+            "Record the blocks of RUN_DIR/checkpoints/<which>.pt and of the untrained control "
+            "RUN_DIR/checkpoints/init.pt to generated stimuli (BatchNorm in eval mode), compute direction "
+            "tuning (DSI, DI, CV, axial ratio, bandwidth), direction/axial maps, column spacing, pinwheels, "
+            "smoothness with controls, and compare with macaque MT. Direction convention: 0 deg = motion to "
+            "the right, 90 deg = upward on the screen, counter-clockwise."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder with checkpoints/ and positions/")
+    p.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
+                   help="blocks to analyse, e.g. layer3.1 layer4.1 (default: ephys.blocks of the run's config)")
+    p.add_argument("--stimuli", nargs="+", default=["gratings"], choices=sorted(STIMULUS_SETS),
+                   help="stimulus sets (gratings are always recorded: tuning curves and maps need them)")
+    p.add_argument("--which", default="last", help="checkpoint to analyse: RUN_DIR/checkpoints/<which>.pt (default last)")
+    p.add_argument("--out", default=None, help="output folder (default: the run folder itself)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--no-control", action="store_true",
+                   help="skip the untrained control (init.pt); not recommended: selectivity needs its baseline")
+    p.add_argument("--no-figures", action="store_true", help="write metrics.json and tables only")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an ephys setting, e.g. --set n_directions=8 --set spatial_frequencies=[0.05,0.1]")
+    p.set_defaults(func=run)
+    return p
+
+
+def _overrides(items: list[str]) -> dict:
+    from stdann.config import ConfigError, EphysConfig, _coerce
+
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(EphysConfig)
+    names = [f.name for f in dataclasses.fields(EphysConfig)]
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like key=value, e.g. n_directions=8")
+        key, raw = item.split("=", 1)
+        key = key.strip().removeprefix("ephys.")
+        if key not in names:
+            raise ConfigError(f"unknown ephys setting {key!r}; valid: {', '.join(names)}")
+        out[key] = _coerce(yaml.safe_load(raw), hints[key], f"ephys.{key}")
+    return out
+
+
+def run(args) -> int:
+    from stdann.ephys.analyze import analyze_run
+
+    metrics = analyze_run(
+        args.run_dir,
+        blocks=args.blocks,
+        stimuli=tuple(args.stimuli),
+        which=args.which,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        device=args.device,
+        control=not args.no_control,
+        figures=not args.no_figures,
+        ephys_overrides=_overrides(args.overrides),
+    )
+    for b, by_net in metrics["blocks"].items():
+        parts = []
+        for label, s in by_net.items():
+            dsi = s.get("dsi_median")
+            fr = s.get("fraction_direction_selective")
+            pd = s.get("pinwheel_density")
+            parts.append(f"{label}: DSI {_fmt(dsi)}, DS fraction {_fmt(fr)}, pinwheels/Λ² {_fmt(pd)}")
+        print(f"{b}  " + " | ".join(parts))
+    for n in metrics.get("notes", []):
+        print("note:", n)
+    print(f"wrote {args.out or args.run_dir}/metrics.json")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or isinstance(v, str) else f"{v:.2f}"
