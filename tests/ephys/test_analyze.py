@@ -130,3 +130,16 @@ def test_cli_registers_and_runs(run_dir, tmp_path):
     assert args.func(args) == 0
     saved = json.loads((out / "metrics.json").read_text())
     assert list(saved["blocks"]) == ["layer4.1"]
+
+
+def test_missing_untrained_control_is_stated(run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "noinit"
+    shutil.copytree(run_dir / "positions", run / "positions")
+    (run / "checkpoints").mkdir()
+    shutil.copy(run_dir / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    with pytest.warns(UserWarning, match="untrained control missing"):
+        m = analyze_run(run, blocks=["layer4.1"], progress=False, figures=False)
+    assert list(m["blocks"]["layer4.1"]) == ["trained"]
+    assert any("untrained control missing" in n for n in m["notes"])

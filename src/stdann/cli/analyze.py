@@ -33,6 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="skip the untrained control (init.pt); not recommended: selectivity needs its baseline")
     p.add_argument("--no-figures", action="store_true", help="write metrics.json and tables only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an ephys setting, e.g. --set n_directions=8 --set spatial_frequencies=[0.05,0.1]")
     p.set_defaults(func=run)

@@ -36,6 +36,7 @@ import torch
 import yaml
 
 from stdann.ephys import maps as M
+from stdann.ephys.errors import EphysError
 from stdann.ephys import tuning as TU
 from stdann.ephys.recording import BN_MODE, record_set
 from stdann.ephys.stimuli import STIMULUS_SETS, directions
@@ -43,7 +44,7 @@ from stdann.ephys.stimuli import STIMULUS_SETS, directions
 MIN_UNITS_FOR_MAP = 10
 
 
-class AnalysisError(ValueError):
+class AnalysisError(EphysError):
     """A run folder or request that cannot be analysed; the message says why and what to do."""
 
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from stdann.ephys.errors import EphysError
 
-class MapError(ValueError):
+
+class MapError(EphysError):
     """A map that would give a wrong number; the message says what is wrong."""
 
 

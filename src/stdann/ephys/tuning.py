@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from stdann.ephys.errors import EphysError
+
 DIRECTION_CONVENTION = (
     "0° = motion to the right (increasing column), 90° = upward on the screen (decreasing row), counter-clockwise"
 )
 
 
-class TuningError(ValueError):
+class TuningError(EphysError):
     """Input that would give a wrong number; the message says what to fix."""
 
 
@@ -208,7 +210,7 @@ def bootstrap_median_ci(x, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) 
         return out
     rng = np.random.default_rng(seed)
     meds = np.empty(n_boot)
-    chunk = max(1, int(2e7 // max(a.size, 1)))
+    chunk = max(1, int(4e6 // max(a.size, 1)))
     for s in range(0, n_boot, chunk):  # chunks of resamples, bounded memory
         k = min(chunk, n_boot - s)
         meds[s : s + k] = np.median(a[rng.integers(0, a.size, size=(k, a.size))], axis=1)

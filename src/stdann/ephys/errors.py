@@ -1,0 +1,6 @@
+"""The error type of the electrophysiology stage (the CLI prints these as one line)."""
+
+
+class EphysError(ValueError):
+    """Input that would give a wrong number, or a run that cannot be analysed; the message says
+    what is wrong and what to do."""
