@@ -164,11 +164,19 @@ class VideoGenerator:
         src = self.bank.index_select(0, scenes.to(self.device))
         return F.grid_sample(src, g, mode="bilinear", padding_mode="border", align_corners=True)
 
+    _NOISE_BLOCK = 1 << 20
+
     def _noise(self, n_el: int, gen) -> torch.Tensor:
-        if self._noise_pool is None or self._noise_pool.numel() < 2 * n_el:
-            g = make_generator(self.cfg.seed, 0xA015E)
-            self._noise_pool = torch.randn(2 * n_el, generator=g).to(self.device)
-        off = int(torch.randint(0, self._noise_pool.numel() - n_el + 1, (1,), generator=gen))
+        """A window of a fixed pseudo-random normal sequence (built in blocks, so the values never
+        depend on which sizes were asked for before); the offset comes from ``gen``."""
+        need = 2 * n_el
+        have = 0 if self._noise_pool is None else self._noise_pool.numel()
+        if have < need:
+            blocks = [] if self._noise_pool is None else [self._noise_pool]
+            for b in range(have // self._NOISE_BLOCK, -(-need // self._NOISE_BLOCK)):
+                blocks.append(torch.randn(self._NOISE_BLOCK, generator=make_generator(self.cfg.seed, 0xA015E, b)).to(self.device))
+            self._noise_pool = torch.cat(blocks)
+        off = int(torch.randint(0, n_el + 1, (1,), generator=gen))
         return self._noise_pool[off : off + n_el]
 
     def _render(self, gen, traj, objs, scenes, rows, times, crops, flips, oh, ow, vh, vw, views: int):

@@ -147,7 +147,9 @@ class VideoPairSource:
         fut = self._futures.pop(step)
         try:
             return fut.result(timeout=self.timeout)
-        except (FutureTimeout, Exception):
+        except KeyboardInterrupt:
+            raise
+        except (FutureTimeout, BaseException):  # SystemExit in a worker thread included
             self.worker_errors += 1
             return self._cpu_batch(step)  # the worker died, raised or stalled: do it here
 

@@ -1,0 +1,159 @@
+"""``stdann data``: preview the built-in video or a data source, index a video folder, build a clip cache.
+
+The integrator's ``stdann.cli.main`` calls :func:`register` with its sub-parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _data_config(args):
+    """DataConfig from --preset/--config/--set (the project's config system) plus the command's own flags."""
+    from stdann.config import load_config
+
+    cfg = load_config(args.preset, getattr(args, "config", None), list(getattr(args, "set", None) or [])).data
+    return cfg
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="demo", help="configuration preset (paper, demo, smoke) that gives clip frames and size (default: demo)")
+    p.add_argument("--config", default=None, help="YAML configuration file applied on top of the preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.frames=16 (repeatable)")
+
+
+def cmd_preview(args) -> int:
+    from dataclasses import replace
+
+    from stdann.data.preview import preview
+
+    cfg = _data_config(args)
+    if args.root:
+        cfg = replace(cfg, root=args.root, source=args.source or ("cache" if (__import__("pathlib").Path(args.root) / "index.json").exists() else "folder"))
+    elif args.source:
+        cfg = replace(cfg, source=args.source)
+    res = preview(cfg, args.out, clips=args.clips, stats_clips=args.stats_clips, device=args.device, seed=args.seed,
+                  fmt=args.format, scale=args.scale, augmented=not args.raw)
+    print(f"wrote {res['animation']} and {res['contact_sheet']} (+ motion_stats.json)")
+    m = res.get("motion")
+    if m:
+        print(f"motion of {m['clips']} clips (0 deg = rightward, 90 deg = upward, counter-clockwise):")
+        for a, c in zip(m["direction_bins_deg"], m["direction_counts"]):
+            print(f"  direction {a:5.1f} deg ±{180 / len(m['direction_counts']):.1f}: {c}")
+        s = m["speed_px_per_frame"]
+        print(f"  speed px/frame: min {s['min']:.2f}  p5 {s['p5']:.2f}  median {s['median']:.2f}  p95 {s['p95']:.2f}  max {s['max']:.2f}")
+        print(f"  resultant length of directions {m['direction_resultant']:.3f} (0 = balanced)")
+    return 0
+
+
+def cmd_index(args) -> int:
+    from dataclasses import replace
+
+    from stdann.data.folder import DataError, index_folder
+
+    cfg = _data_config(args)
+    if args.split is not None:
+        cfg = replace(cfg, split=args.split)
+    try:
+        idx = index_folder(args.root, cfg, progress=not args.json and not args.quiet)
+    except DataError as e:
+        if args.json:
+            print(json.dumps({"videos": 0, "skipped": [], "error": str(e)}))
+        else:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        d = idx.to_json()
+        if not args.files:
+            d.pop("files")
+        print(json.dumps(d))
+        return 0
+    s = idx.summary()
+    print(f"{s['videos']} usable videos under {s['root']}; {s['skipped_count']} skipped")
+    for reason, n in sorted(s["skipped_by_reason"].items()):
+        print(f"  {n:6d} × {reason}")
+    if args.verbose:
+        for sk in idx.skipped:
+            print(f"  skipped {sk['path']}: {sk['reason']}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from dataclasses import replace
+
+    from stdann.data.cache import build_cache
+    from stdann.data.folder import DataError
+
+    cfg = _data_config(args)
+    if args.split is not None:
+        cfg = replace(cfg, split=args.split)
+    if args.windows is not None:
+        cfg = replace(cfg, cache_windows=args.windows)
+    try:
+        s = build_cache(args.root, args.out, cfg, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"cache {args.out}: {s['videos']} videos, {s['windows']} windows of {s['window_frames']}×{s['height']}×{s['width']} "
+          f"({s['resumed']} resumed), {len(s['skipped'])} skipped, {s['seconds']} s")
+    for sk in s["skipped"][:20]:
+        print(f"  skipped {sk['path']}: {sk['reason']}")
+    if len(s["skipped"]) > 20:
+        print(f"  … {len(s['skipped']) - 20} more in {args.out}/index.json")
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("data", help="preview, index and cache training video", description=__doc__)
+    sub = p.add_subparsers(dest="data_command", metavar="{preview,index,cache}")
+    sub.required = True
+
+    pv = sub.add_parser("preview", help="write a short MP4/GIF, a contact sheet and the motion statistics of a data source")
+    _common(pv)
+    pv.add_argument("--out", default="data_preview", help="output folder (default: data_preview)")
+    pv.add_argument("--root", default=None, help="preview a video folder or cache instead of the built-in video")
+    pv.add_argument("--source", choices=["generated", "folder", "cache"], default=None, help="data source (default: from the config, or guessed from --root)")
+    pv.add_argument("--clips", type=int, default=16, help="number of positive pairs shown (default 16)")
+    pv.add_argument("--stats-clips", type=int, default=512, help="pairs whose ground-truth motion is summarised (default 512)")
+    pv.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="animation format (default mp4)")
+    pv.add_argument("--scale", type=int, default=2, help="pixel magnification of the written images (default 2)")
+    pv.add_argument("--raw", action="store_true", help="show generated clips without augmentation (the second view is another clip)")
+    pv.add_argument("--device", default="cpu", help="device for generation: cpu, cuda, auto (default cpu)")
+    pv.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pv.set_defaults(func=cmd_preview)
+
+    ix = sub.add_parser("index", help="list the usable videos of a folder and why the others are skipped")
+    _common(ix)
+    ix.add_argument("root", help="folder tree of video files (mp4, avi, mkv, webm …)")
+    ix.add_argument("--split", default=None, help="UCF101 split list to restrict to, e.g. trainlist01")
+    ix.add_argument("--json", action="store_true", help="print one JSON object with 'videos' (count) and 'skipped' ([{path, reason}])")
+    ix.add_argument("--files", action="store_true", help="with --json, also list every usable file")
+    ix.add_argument("--verbose", "-v", action="store_true", help="print every skipped file with its reason")
+    ix.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    ix.set_defaults(func=cmd_index)
+
+    ca = sub.add_parser("cache", help="decode a folder once into memory-mapped uint8 clip shards (resumable)")
+    _common(ca)
+    ca.add_argument("root", help="folder tree of video files")
+    ca.add_argument("--out", required=True, help="cache directory (created; an unfinished cache there is resumed)")
+    ca.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.workers)")
+    ca.add_argument("--windows", type=int, default=None, help="windows cached per video (default: data.cache_windows)")
+    ca.add_argument("--split", default=None, help="UCF101 split list to restrict to, e.g. trainlist01")
+    ca.add_argument("--overwrite", action="store_true", help="discard an existing cache in --out")
+    ca.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    ca.set_defaults(func=cmd_cache)
+    return p
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point (``python -m stdann.cli.data …``) until the main CLI wires it in."""
+    parser = argparse.ArgumentParser(prog="stdann")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
