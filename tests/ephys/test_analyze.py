@@ -79,6 +79,7 @@ def test_analyze_run_end_to_end(run_dir):
     for k in ("pinwheel_density", "column_spacing_mm", "smoothness", "controls"):
         assert k in s, s.get("map_note")
     assert "shuffled_positions" in s["controls"] and "random_map_same_spectrum" in s["controls"]
+    assert "pinwheel_density" in s["mean_removed"]
     assert "eval" in saved["batchnorm"] and "right" in saved["direction_convention"]
     assert m["blocks"] == saved["blocks"]
     tables = {p.name for p in (run_dir / "tables").iterdir()}

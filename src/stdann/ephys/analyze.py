@@ -17,7 +17,10 @@ peak > ``responsive_threshold`` × 99th percentile of the block's peaks; directi
 DSI > 1/3 (⇔ DI > 0.5); maps weight each responsive unit by 1 − CV_direction (axial map: by
 1 − CV_axial at its preferred axis) with a Gaussian kernel of FWHM ``map_window_mm`` (default one
 retinotopic tile = sheet side / H); smoothness index = 1 − mean |Δ preferred direction| of unit
-pairs closer than the map window / the same with positions shuffled.
+pairs closer than the map window / the same with positions shuffled. Pinwheels are counted on z
+itself and on z minus its mean vector (``mean_removed``: a global direction bias, e.g. from a
+salt-and-pepper layer averaged over many units, leaves z without zeros); the random-map control has
+the spectrum of the mean-removed map with random phases.
 """
 
 from __future__ import annotations
@@ -206,11 +209,20 @@ def _maps(coords, m, window, pixel, extent, ecfg, s) -> dict:
     # controls: positions shuffled among the responsive units; a random map with the same spectrum
     shuf = M.direction_map(coords[rng.permutation(len(coords))], pref, 1.0 - m["cv_direction"], pixel, window, extent)
     sst = M.pinwheel_stats(shuf.z, pixel, shuf.valid)
-    rnd = M.random_map_same_spectrum(dmap.z, seed=ecfg.seed)
+    # the same with the map's mean vector removed (a global direction bias hides zeros of z)
+    zc = np.where(dmap.valid, dmap.z - dmap.z[dmap.valid].mean(), 0)
+    cst = M.pinwheel_stats(zc, pixel, dmap.valid)
+    s["mean_removed"] = {"pinwheel_density": cst["density"], "n_pinwheels": cst["n_pinwheels"],
+                         "mean_vector_length": float(np.abs(dmap.z[dmap.valid].mean())),
+                         "rms_length": float(np.sqrt(np.mean(np.abs(dmap.z[dmap.valid]) ** 2)))}
+    szc = np.where(shuf.valid, shuf.z - shuf.z[shuf.valid].mean(), 0)
+    rnd = M.random_map_same_spectrum(zc, seed=ecfg.seed)
     rst = M.pinwheel_stats(rnd, pixel, dmap.valid)
     s["controls"] = {
-        "shuffled_positions": {"pinwheel_density": sst["density"], "column_spacing_mm": sst["column_spacing_mm"]},
-        "random_map_same_spectrum": {"pinwheel_density": rst["density"], "column_spacing_mm": rst["column_spacing_mm"]},
+        "shuffled_positions": {"pinwheel_density": sst["density"], "column_spacing_mm": sst["column_spacing_mm"],
+                               "pinwheel_density_mean_removed": M.pinwheel_stats(szc, pixel, shuf.valid)["density"]},
+        "random_map_same_spectrum": {"pinwheel_density": rst["density"], "column_spacing_mm": rst["column_spacing_mm"],
+                                     "note": "phases randomised, spectrum of the mean-removed map"},
     }
     sm = M.smoothness_index(coords, pref, window, seed=ecfg.seed, max_units=ecfg.smoothness_units)
     s["smoothness"] = sm["index"]

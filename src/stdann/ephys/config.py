@@ -20,7 +20,7 @@ class EphysConfig:
     # -- drifting gratings ------------------------------------------------------------------------
     spatial_frequencies: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.16])  # cycles/pixel
     temporal_frequencies: list[float] = field(default_factory=lambda: [0.125, 0.25])  # cycles/frame
-    n_phases: int = 4  # starting phases (evenly spaced); responses are averaged over them
+    n_phases: int = 2  # starting phases (evenly spaced), averaged; time averaging over tf·T >= 1 cycle covers the rest
     contrast: float = 1.0  # Michelson contrast in [0, 1]
     aperture: float = 0.0  # circular aperture diameter in image widths; 0 = full field
     # -- random-dot kinematograms ------------------------------------------------------------------
