@@ -161,7 +161,8 @@ class VideoGenerator:
         A = A.to(self.device, torch.float32)
         uv = torch.einsum("rfij,pj->rfpi", A, pix)  # (R, VT, P, 2)
         g = self._reflect_norm(uv).reshape(R, VT * oh, ow, 2)
-        src = self.bank.index_select(0, scenes.to(self.device))
+        # a stack of views (plain copies): index_select on a large tensor scales badly with threads
+        src = torch.stack([self.bank[i] for i in scenes.tolist()])
         return F.grid_sample(src, g, mode="bilinear", padding_mode="border", align_corners=True)
 
     _NOISE_BLOCK = 1 << 20
@@ -218,9 +219,8 @@ class VideoGenerator:
                 q = torch.einsum("mtij,pj->mtpi", Aq, aug.pixel_grid(oh, ow, self.device))
                 r2 = (q * q).sum(-1)
                 mask = ((1.0 - r2) / (2 * self.cfg.object_edge)).clamp_(0, 1).view(-1, 1, T, oh, ow)
-                sel_d = sel.to(self.device)
-                bg = out.index_select(0, sel_d)
-                out.index_copy_(0, sel_d, torch.lerp(bg, tex, mask))
+                for k, i in enumerate(sel.tolist()):
+                    out[i] = torch.lerp(out[i], tex[k], mask[k])
         return out, n_obj
 
     def _finish(self, gen, x: torch.Tensor, T: int, color: bool, rows_time0: torch.Tensor | None = None):
