@@ -152,3 +152,18 @@ def test_module_through_conv_net_and_errors():
         SpatialLoss({"other": pos["blk"]})({"blk": y}, g)
     with pytest.raises(ValueError, match="kind"):
         SpatialLoss(pos, kind="l2")
+
+
+def test_module_equals_batched_on_time_averaged_responses():
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(5, 3, 4, 6, 7, generator=g).relu()
+    pos = _positions("blk", (3, 6, 7))
+    loss_fn = SpatialLoss({"blk": pos}, neighborhoods_per_step=4)
+    got = loss_fn({"blk": y}, torch.Generator().manual_seed(9))["blk"]
+    nb = loss_fn.sample_neighborhoods("blk", y.device, torch.Generator().manual_seed(9))
+    resp = y.mean(2).flatten(1)  # row-major (C, H, W)
+    ref = batched_spatial_loss(resp, torch.tensor(pos.coordinates), nb).mean()
+    assert got.item() == pytest.approx(ref.item(), abs=1e-6)
+    # channels_last_3d block outputs give the same value
+    y_cl = y.contiguous(memory_format=torch.channels_last_3d)
+    assert loss_fn({"blk": y_cl}, torch.Generator().manual_seed(9))["blk"].item() == pytest.approx(got.item(), abs=1e-6)

@@ -24,6 +24,7 @@ from stdann.topography.spatial_loss import (
     SpatialLoss,
     batched_spatial_loss,
     block_responses,
+    neighborhood_losses,
     spatial_loss,
 )
 from stdann.topography.swap import record_probe_responses, swap_optimize
@@ -33,5 +34,5 @@ __all__ = [
     "save_run_positions", "SheetSpec", "default_sheets", "resolve_sheets", "sheets_from_config",
     "init_positions", "init_model_positions", "compute_neighborhoods", "recompute_neighborhoods",
     "retinotopic_coordinates", "effective_neighborhood_width", "spatial_loss", "batched_spatial_loss",
-    "block_responses", "SpatialLoss", "swap_optimize", "record_probe_responses",
+    "block_responses", "neighborhood_losses", "SpatialLoss", "swap_optimize", "record_probe_responses",
 ]

@@ -47,8 +47,10 @@ def normalize_responses(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[-2]
     const = ss <= n * (_ZERO_VAR_REL * mean.abs()) ** 2
     const = const | (ss <= _TINY)
-    xn = xc * torch.rsqrt(ss.clamp_min(_TINY))
-    return torch.where(const, torch.zeros_like(xn), xn)
+    # Double-where: constant units get a harmless denominator, so neither the value nor the
+    # gradient of rsqrt can overflow (0 · inf = NaN in backward otherwise).
+    inv = torch.where(const, torch.zeros_like(ss), torch.rsqrt(torch.where(const, torch.ones_like(ss), ss)))
+    return xc * inv
 
 
 def correlation_matrices(x: torch.Tensor) -> torch.Tensor:
@@ -59,8 +61,7 @@ def correlation_matrices(x: torch.Tensor) -> torch.Tensor:
 
 def proximity(coords: torch.Tensor) -> torch.Tensor:
     """(..., M, 2) positions (mm) → D = 1/(d + 1), (..., M, M)."""
-    diff = coords[..., :, None, :] - coords[..., None, :, :]
-    d = torch.sqrt((diff * diff).sum(-1))
+    d = torch.cdist(coords, coords, compute_mode="donot_use_mm_for_euclid_dist")  # exact differences
     return 1.0 / (d + 1.0)
 
 
@@ -72,18 +73,33 @@ def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     sb = (bc * bc).sum(-1)
     num = (ac * bc).sum(-1)
     ok = ~((sa <= _TINY) | (sb <= _TINY))  # NaN stays NaN (reported by SpatialLoss)
-    den = torch.sqrt(sa.clamp_min(_TINY)) * torch.sqrt(sb.clamp_min(_TINY))
+    one = torch.ones_like(sa)
+    den = torch.sqrt(torch.where(ok, sa, one)) * torch.sqrt(torch.where(ok, sb, one))
     return torch.where(ok, num / den, torch.zeros_like(num))
 
 
 def _loss_from_matrices(r: torch.Tensor, dmat: torch.Tensor, kind: str) -> torch.Tensor:
+    """Loss over the pairs i<j of (..., M, M) symmetric matrices.
+
+    Uses the off-diagonal entries of the full matrices (every pair twice, which leaves means,
+    variances and hence the Pearson correlation unchanged) — no gather of the upper triangle.
+    """
     m = r.shape[-1]
-    iu = torch.triu_indices(m, m, offset=1, device=r.device)
-    rp = r[..., iu[0], iu[1]]
-    dp = dmat[..., iu[0], iu[1]]
-    if kind == "rel":
-        return (1.0 - _pearson_rows(rp, dp)) / 2.0
-    return (rp - dp).abs().mean(-1)
+    off = 1.0 - torch.eye(m, device=r.device, dtype=r.dtype)
+    n = float(m * (m - 1))
+    if kind == "abs":
+        return ((r - dmat).abs() * off).sum((-1, -2)) / n
+    mr = (r * off).sum((-1, -2), keepdim=True) / n
+    md = (dmat * off).sum((-1, -2), keepdim=True) / n
+    rc = (r - mr) * off
+    dc = (dmat - md) * off
+    sa = (rc * rc).sum((-1, -2))
+    sb = (dc * dc).sum((-1, -2))
+    num = (rc * dc).sum((-1, -2))
+    ok = ~((sa <= _TINY) | (sb <= _TINY))  # NaN stays NaN (reported by SpatialLoss)
+    den = torch.sqrt(sa.clamp_min(_TINY)) * torch.sqrt(sb.clamp_min(_TINY))
+    corr = torch.where(ok, num / den, torch.zeros_like(num))
+    return (1.0 - corr) / 2.0
 
 
 def spatial_loss(responses: torch.Tensor, positions: torch.Tensor, kind: str = "rel") -> torch.Tensor:
@@ -124,7 +140,14 @@ def batched_spatial_loss(
         nb = nbhd.to(responses.device, torch.long)
         x = responses.float()[:, nb].permute(1, 0, 2)  # (K, S, M)
         p = coords.detach().to(responses.device, torch.float32)[nb]  # (K, M, 2)
-        return _loss_from_matrices(correlation_matrices(x), proximity(p), kind)
+        return neighborhood_losses(x, p, kind)
+
+
+def neighborhood_losses(x: torch.Tensor, p: torch.Tensor, kind: str = "rel") -> torch.Tensor:
+    """Spatial loss of K gathered neighborhoods: x (K, S, M) responses, p (K, M, 2) mm → (K,)."""
+    _check_kind(kind)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _loss_from_matrices(correlation_matrices(x.float()), proximity(p.detach().float()), kind)
 
 
 def block_responses(output: torch.Tensor) -> torch.Tensor:
@@ -212,10 +235,15 @@ class SpatialLoss(nn.Module):
             if y.shape[0] < 2:
                 raise ValueError(f"{block}: the spatial loss needs at least 2 samples per batch, got {y.shape[0]}")
             coords, _ = self._tensors(block, y.device)
-            nb = self.sample_neighborhoods(block, y.device, generator)
+            nb = self.sample_neighborhoods(block, y.device, generator)  # (K, M)
+            k, m = nb.shape
+            flat = nb.reshape(-1)
+            ci, rem = flat // (h * w), flat % (h * w)
             with torch.autocast(device_type=y.device.type, enabled=False):
-                resp = block_responses(y.float())
-                out[block] = batched_spatial_loss(resp, coords, nb, self.kind).mean()
+                # gather only the sampled units (any memory format, no copy of the whole block),
+                # then average over time: (K·M, B, T) -> (K, B, M)
+                x = y[:, ci, :, rem // w, rem % w].float().mean(-1).reshape(k, m, -1).transpose(1, 2)
+                out[block] = neighborhood_losses(x, coords[nb], self.kind).mean()
         if self.check_finite and out:
             vals = torch.stack([v.detach() for v in out.values()])
             if not bool(torch.isfinite(vals).all()):
