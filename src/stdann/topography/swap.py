@@ -41,15 +41,20 @@ from stdann.topography.spatial_loss import block_responses, normalize_responses,
 _TINY = 1e-30
 
 
-def _window_stats(r: torch.Tensor, dmat: torch.Tensor, iu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SL_rel per window and the scale ‖r − r̄‖·‖D − D̄‖ (over pairs i<j) of each window."""
-    rp = r[:, iu[0], iu[1]]
-    dp = dmat[:, iu[0], iu[1]]
-    rc = rp - rp.mean(-1, keepdim=True)
-    dc = dp - dp.mean(-1, keepdim=True)
-    den = torch.sqrt((rc * rc).sum(-1)) * torch.sqrt((dc * dc).sum(-1))
-    corr = torch.where(den > _TINY, (rc * dc).sum(-1) / den.clamp_min(_TINY), torch.zeros_like(den))
-    return (1.0 - corr) / 2.0, den
+def _window_stats(r: torch.Tensor, dmat: torch.Tensor, iu: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SL_rel per window and the scale ‖r − r̄‖·‖D − D̄‖ (over the pairs i<j) of each window.
+
+    Computed from the off-diagonal entries of the full matrices (each pair twice: the sums of
+    squares are doubled, hence the factor ½ on the scale). ``iu`` is unused (kept for callers).
+    """
+    m = r.shape[-1]
+    off = 1.0 - torch.eye(m, device=r.device, dtype=r.dtype)
+    n = float(m * (m - 1))
+    rc = (r - (r * off).sum((-1, -2), keepdim=True) / n) * off
+    dc = (dmat - (dmat * off).sum((-1, -2), keepdim=True) / n) * off
+    den = torch.sqrt((rc * rc).sum((-1, -2))) * torch.sqrt((dc * dc).sum((-1, -2)))
+    corr = torch.where(den > _TINY, (rc * dc).sum((-1, -2)) / den.clamp_min(_TINY), torch.zeros_like(den))
+    return (1.0 - corr) / 2.0, den / 2.0
 
 
 def _windows(xn: torch.Tensor, slot_xy: torch.Tensor, unit_at_slot: torch.Tensor, slots: torch.Tensor):
