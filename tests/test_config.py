@@ -13,11 +13,11 @@ def test_presets_load_and_differ():
 
 def test_overrides_are_typed():
     cfg = load_config("smoke", overrides=["optim.batch_size=16", "topography.alpha=0.5", "topography.blocks=layer3.1,layer4.1",
-                                          "train.amp=false"])
+                                          "train.channels_last=false"])
     assert cfg.optim.batch_size == 16 and isinstance(cfg.optim.batch_size, int)
     assert cfg.topography.alpha == 0.5
     assert cfg.topography.blocks == ["layer3.1", "layer4.1"]
-    assert cfg.train.amp is False
+    assert cfg.train.channels_last is False
 
 
 def test_unknown_key_names_closest_valid_keys():

@@ -71,7 +71,10 @@ class OptimConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast (CUDA and CPU; measured ~2x on a 2-core oneDNN CPU)
+    # bf16 autocast: "auto" = on CUDA only. On CPU, oneDNN's bf16 Conv3d weight gradients came out
+    # NaN at random (first calls, layer2 convs, torch 2.13.0 CPU wheel), so CPU runs stay fp32
+    # unless amp="bf16" is asked for explicitly. "off" = fp32 everywhere.
+    amp: str = "auto"
     channels_last: bool = True  # channels_last_3d memory format (CUDA and CPU)
     compile: bool = False  # torch.compile the encoders
     threads: int = 0  # torch CPU threads (0 = torch's default)

@@ -253,6 +253,6 @@ class SpatialLoss(nn.Module):
                         why = "its block output contains NaN/Inf" if bad else "the loss itself is not finite"
                         raise PositionsError(
                             f"{block}: spatial loss is {v.item()} — {why}; lower the learning rate, check the "
-                            "inputs, or turn off AMP (train.amp=false)"
+                            "inputs, or turn off AMP (train.amp=off)"
                         )
         return out

@@ -74,6 +74,13 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+def amp_enabled(cfg: Config, device: torch.device) -> bool:
+    mode = str(cfg.train.amp).lower()
+    if mode not in ("auto", "bf16", "off", "true", "false"):
+        raise ValueError(f"train.amp must be auto, bf16 or off, got {cfg.train.amp!r}")
+    return mode in ("bf16", "true") or (mode == "auto" and device.type == "cuda")
+
+
 def _get(cfg: Config, dotted: str) -> Any:
     obj: Any = cfg
     for part in dotted.split("."):
@@ -130,15 +137,16 @@ def _positions(cfg: Config, run_dir: Path, is_main: bool):
     blocks = list(cfg.topography.blocks)
     if (run_dir / "positions").is_dir() and all((run_dir / "positions" / f"{b}.npz").is_file() for b in blocks):
         return load_run_positions(run_dir, blocks)
-    from stdann.topography import init_model_positions
+    from stdann.topography import init_model_positions, sheets_from_config
 
     pos = init_model_positions(
         width=cfg.model.width,
         frames=cfg.data.frames,
         size=cfg.data.size,
         blocks=blocks,
-        sheets=getattr(cfg.topography, "sheets", None) or None,
-        seed=cfg.train.seed,
+        sheets=sheets_from_config(cfg.topography),
+        seed=cfg.topography.position_seed,
+        n_windows=cfg.topography.n_windows,
     )
     if is_main:
         save_run_positions(run_dir, pos)
@@ -285,7 +293,7 @@ def train(
     logger = RunLogger(out / "logs", enabled=is_main, tensorboard=cfg.train.tensorboard)
     if resuming:
         logger.truncate_after(start_step)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.train.amp else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp_enabled(cfg, device) else contextlib.nullcontext()
 
     # -- signals: first Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit) ----------
     stop = {"flag": False}
