@@ -12,7 +12,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from stdann.training.checkpoint import CheckpointError
     from stdann.training.trainer import RunExistsError, TrainingDiverged
 
-    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError,
+    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError, FileExistsError,
                                        FileNotFoundError, NotADirectoryError, PermissionError]
     for mod, name in (("stdann.data.errors", "DataError"), ("stdann.ephys.errors", "EphysError")):
         try:

@@ -1,0 +1,102 @@
+"""``stdann positions``: initialise, swap-optimise and plot unit positions on the cortical sheets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from stdann.cli.common import add_config_args, config_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "positions",
+        help="unit positions on the cortical sheets: init, optimize (swaps), plot",
+        description=(
+            "Unit positions of each block on its cortical sheet (DESIGN §3). The paper's recipe: "
+            "train with α = 0 (`stdann train --alpha 0 --out PRE`), `stdann positions optimize RUN --from PRE`, "
+            "then `stdann train --out RUN --set train.init_from=PRE` (positions in RUN/positions are used "
+            "and stay frozen). `stdann demo` runs the whole sequence."
+        ),
+    )
+    sp = p.add_subparsers(dest="positions_command", metavar="ACTION", required=True)
+
+    a = sp.add_parser("init", help="retinotopic initialisation and neighborhoods → RUN/positions/*.npz")
+    a.add_argument("run_dir", metavar="RUN_DIR", help="folder to write positions/ into (created if missing)")
+    a.add_argument("--force", action="store_true", help="replace positions already in RUN_DIR")
+    add_config_args(a)
+    a.set_defaults(func=run_init)
+
+    o = sp.add_parser("optimize", help="swap pre-optimisation on a contrastive-only network's responses")
+    o.add_argument("run_dir", metavar="RUN_DIR", help="folder whose positions/ receive the optimised positions")
+    o.add_argument("--from", dest="source", required=True, metavar="PRETRAIN_RUN",
+                   help="run folder of a network trained with α = 0 (its last checkpoint gives the responses; "
+                        "its positions are the starting point unless RUN_DIR already has positions)")
+    o.add_argument("--steps", type=int, default=None, help="swap steps per block [default: topography.swap_steps, or 200]")
+    o.add_argument("--blocks", nargs="+", help="blocks to optimise [default: topography.blocks]")
+    o.add_argument("--device", default=None, help="cpu, cuda, auto [default: train.device]")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(o, default_preset=None)
+    o.set_defaults(func=run_optimize)
+
+    q = sp.add_parser("plot", help="PNG of a block's unit positions coloured by channel")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("--block", default="layer3.1", help="block name [default: layer3.1]")
+    q.add_argument("--out", help="PNG path [default: RUN_DIR/figures/positions_BLOCK.png]")
+    q.add_argument("--debug", action="store_true", help="full tracebacks")
+    q.set_defaults(func=run_plot)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from stdann.topography import init_model_positions, save_run_positions, sheets_from_config
+
+    cfg = config_from_args(args)
+    run = Path(args.run_dir)
+    if (run / "positions").is_dir() and any((run / "positions").glob("*.npz")) and not args.force:
+        raise FileExistsError(f"{run}/positions already holds positions; pass --force to replace them")
+    pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
+                               sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
+                               n_windows=cfg.topography.n_windows)
+    save_run_positions(run, pos)
+    for b, p in pos.items():
+        print(f"{b}: {p.num_units} units on {p.sheet_side:.3g} mm sheet, {p.neighborhood_indices.shape[0]} neighborhoods "
+              f"of {p.neighborhood_indices.shape[1]} units (width {p.neighborhood_width:.3g} mm)")
+    return 0
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from stdann.config import load_config
+    from stdann.topography.positions import load_run_positions, save_run_positions
+    from stdann.training.checkpoint import load_backbone
+    from stdann.training.recipe import optimize_positions, swap_summary
+    from stdann.training.trainer import resolve_device
+
+    src, run = Path(args.source), Path(args.run_dir)
+    model_cfg_dev = resolve_device(args.device or "auto")
+    model, cfg = load_backbone(src, "last", device=model_cfg_dev)
+    if args.preset or args.config or args.overrides:
+        cfg = load_config(args.preset, args.config, args.overrides) if (args.preset or args.config) else cfg.with_overrides(args.overrides)
+    blocks = args.blocks or list(cfg.topography.blocks)
+    start_from = run if (run / "positions").is_dir() else src
+    initial = load_run_positions(start_from, blocks)
+    steps = args.steps if args.steps is not None else (cfg.topography.swap_steps or 200)
+    final, history = optimize_positions(model, cfg, initial, steps, model_cfg_dev, not args.no_progress, run / "figures")
+    save_run_positions(run, final)
+    summary = swap_summary(history)
+    (run / "swap.json").write_text(json.dumps({"steps": steps, "from": str(src), "blocks": summary, "history": history}))
+    for b, s in summary.items():
+        print(f"{b}: mean SL_rel {s['sl_first']:.4f} → {s['sl_last']:.4f} ({s['accepted']} swaps accepted)")
+    print(f"positions written to {run / 'positions'}; plots in {run / 'figures'}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from stdann.topography.plots import save_positions_plot
+    from stdann.topography.positions import load_run_positions
+
+    pos = load_run_positions(args.run_dir, [args.block])[args.block]
+    out = Path(args.out) if args.out else Path(args.run_dir) / "figures" / f"positions_{args.block}.png"
+    save_positions_plot(pos, out)
+    print(out)
+    return 0

@@ -1,0 +1,138 @@
+"""The topographic recipe of TDANN / the paper, as one resumable function.
+
+    1. contrastive-only pretraining (α = 0)                       → OUT/pretrain/
+    2. retinotopic position initialisation                        (saved by step 1)
+    3. swap pre-optimisation of positions on the pretrained
+       network's responses to a probe set (drifting gratings of
+       every direction + generated naturalistic clips)            → OUT/positions/, OUT/swap.json
+    4. positions frozen; joint training L = L_task + α·ΣSL_rel
+       starting from the pretrained weights                       → OUT/ (a normal run folder)
+
+Each stage is skipped when its output exists, so an interrupted recipe continues where it
+stopped. The untrained control of OUT is the pretraining run's step-0 network (copied as
+OUT/checkpoints/init.pt by ``train.init_from``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from stdann.config import Config
+from stdann.models.inputs import normalize
+
+
+@dataclass
+class RecipeResult:
+    run_dir: Path
+    pretrain_dir: Path
+    swap: dict
+    seconds: dict
+
+
+def probe_batches(cfg: Config, device, n_natural: int = 64, batch_size: int = 32, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Model-ready probe clips: the grating set of ``cfg.ephys`` (one phase) + generated clips."""
+    import dataclasses
+
+    from stdann.data.generator import VideoGenerator
+    from stdann.ephys.stimuli import grating_set
+
+    frames, size = cfg.data.frames, cfg.data.size
+    gset = grating_set(dataclasses.replace(cfg.ephys, n_phases=1), frames, size)
+    for x in gset.batches(batch_size, device=device):
+        yield normalize(x)
+    gen = VideoGenerator(cfg.data, device=device)
+    for start in range(0, n_natural, batch_size):
+        n = min(batch_size, n_natural - start)
+        yield normalize(gen.generate(n, seed=10_000 + seed * 1000 + start))
+
+
+def optimize_positions(model, cfg: Config, positions: dict, steps: int, device="cpu", progress: bool = True,
+                       figures_dir: Path | None = None, n_natural: int = 64) -> tuple[dict, dict]:
+    """Swap-optimise every block's positions on the model's probe responses (DESIGN §3)."""
+    from stdann.topography import record_probe_responses, swap_optimize
+
+    blocks = list(positions)
+    responses = record_probe_responses(model, probe_batches(cfg, device, n_natural=n_natural), blocks, device=device)
+    out, history = {}, {}
+    for i, b in enumerate(blocks):
+        new, hist = swap_optimize(
+            responses[b], positions[b], steps=steps, windows_per_step=cfg.topography.swap_windows_per_step,
+            pairs_per_window=cfg.topography.swap_pairs_per_window, seed=cfg.train.seed * 100 + i, progress=progress,
+            device=device,
+        )
+        out[b] = new
+        history[b] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in hist.items()}
+        if figures_dir is not None:
+            from stdann.topography.plots import plot_swap_comparison
+
+            plot_swap_comparison(positions[b], new, figures_dir / f"positions_{b}.png", history=hist)
+    return out, history
+
+
+def swap_summary(history: dict) -> dict:
+    """Per block: mean SL_rel on the fixed evaluation windows before and after, swaps accepted."""
+    out = {}
+    for b, h in history.items():
+        seq = h.get("eval_sl") or h.get("sl") or [None]
+        out[b] = {"sl_first": seq[0], "sl_last": seq[-1], "accepted": h.get("total_accepted")}
+    return out
+
+
+def _finished(run_dir: Path) -> bool:
+    info = run_dir / "run.json"
+    return info.is_file() and json.loads(info.read_text()).get("status") == "finished"
+
+
+def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
+                       progress: bool = True) -> RecipeResult:
+    """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
+    (``pretrain_steps``, default 30%) and joint training (the rest)."""
+    from stdann.topography.positions import load_run_positions, save_run_positions
+    from stdann.training.checkpoint import load_backbone
+    from stdann.training.trainer import resolve_device, train
+
+    out = Path(out)
+    pre = out / "pretrain"
+    total = cfg.optim.total_steps()
+    pretrain_steps = int(round(0.3 * total)) if pretrain_steps is None else int(pretrain_steps)
+    if not 0 < pretrain_steps < total:
+        raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
+    swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
+    seconds = {}
+
+    t = time.time()
+    if not _finished(pre):
+        pre_cfg = cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={pretrain_steps}"])
+        train(pre_cfg, pre, resume=True, progress=progress)
+    seconds["pretrain"] = time.time() - t
+
+    t = time.time()
+    swap_file = out / "swap.json"
+    if not swap_file.is_file():
+        device = resolve_device(cfg.train.device)
+        model, _ = load_backbone(pre, "last", device=device)
+        initial = load_run_positions(pre, cfg.topography.blocks)
+        if swap_steps > 0:
+            final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress, out / "figures")
+        else:
+            final, history = initial, {}
+        save_run_positions(out, final)
+        swap = {"steps": swap_steps, "blocks": swap_summary(history), "history": history}
+        tmp = out / ".swap.json.tmp"
+        tmp.write_text(json.dumps(swap))
+        tmp.replace(swap_file)
+    swap = json.loads(swap_file.read_text())
+    seconds["swap"] = time.time() - t
+
+    t = time.time()
+    if not _finished(out):
+        joint_cfg = cfg.with_overrides([f"train.init_from={pre}", f"optim.max_steps={total - pretrain_steps}"])
+        train(joint_cfg, out, resume=True, progress=progress)
+    seconds["joint"] = time.time() - t
+    return RecipeResult(out, pre, swap, seconds)
