@@ -41,7 +41,7 @@ import yaml
 from stdann.ephys import maps as M
 from stdann.ephys.errors import EphysError
 from stdann.ephys import tuning as TU
-from stdann.ephys.recording import BN_MODE, record_set
+from stdann.ephys.recording import bn_mode, calibrate_batchnorm, record_set
 from stdann.ephys.stimuli import STIMULUS_SETS, directions
 
 MIN_UNITS_FOR_MAP = 10
@@ -78,6 +78,17 @@ def _load_backbone_fallback(run_dir, which="last", device="cpu"):  # pragma: no 
     model = r3d_18(None, width=cfg.model.width)
     model.load_state_dict(ckpt["backbone"], strict=True)
     return model.to(device).eval(), cfg
+
+
+def calibration_batches(data_cfg, ecfg, device):
+    """The generated naturalistic clips used to re-estimate BatchNorm statistics (fixed seed, so
+    every network sees exactly the same clips)."""
+    from stdann.data.generator import VideoGenerator
+
+    gen = VideoGenerator(data_cfg, device=device)
+    total, bs = int(ecfg.bn_calibration_clips), int(ecfg.batch_size)
+    for start in range(0, total, bs):
+        yield gen.generate(min(bs, total - start), seed=777_000 + start)
 
 
 def _device(device) -> torch.device:
@@ -283,6 +294,9 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
             msg = f"untrained control missing ({e}); selectivity below is NOT compared with the untrained network"
             warnings.warn(msg)
             notes.append(msg)
+    if ecfg.bn_calibration_clips > 0:
+        for net in nets.values():
+            calibrate_batchnorm(net, calibration_batches(cfg.data, ecfg, dev), device=dev)
     n_stim = sum(len(STIMULUS_SETS[k](ecfg, frames, size)) for k in stimuli) * len(nets)
     bar = None
     if progress:
@@ -303,7 +317,7 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
         "run_dir": str(run_dir),
         "checkpoints": {"trained": which, **({"untrained": "init"} if "untrained" in nets else {})},
         "direction_convention": TU.DIRECTION_CONVENTION,
-        "batchnorm": BN_MODE,
+        "batchnorm": bn_mode(ecfg.bn_calibration_clips),
         "response": "block output after its final ReLU, averaged over frames (and over phases / dot patterns)",
         "responsive_rule": f"peak > {ecfg.responsive_threshold} x 99th percentile of the block's peaks (and > 0)",
         "direction_selective_rule": f"DSI > {ecfg.dsi_criterion:.4g} (equivalently DI > 0.5); DI >= 0.5 also given",

@@ -40,4 +40,11 @@ class EphysConfig:
     smoothness_units: int = 3000  # units sampled for the smoothness curve (all pairs among them)
     n_bootstrap: int = 1000  # resamples for confidence intervals of medians
     batch_size: int = 32  # stimuli per forward pass
+    # BatchNorm statistics: before recording, both the trained and the untrained network get their
+    # running statistics re-estimated on the same generated naturalistic clips (train-mode passes,
+    # no gradients), then run in eval mode. Otherwise the untrained network meets the stimuli with
+    # its initial statistics (mean 0, var 1) and the trained one with statistics of its training
+    # batches, and the comparison mixes learned weights with BatchNorm state. 0 = keep the stored
+    # running statistics.
+    bn_calibration_clips: int = 256
     seed: int = 0

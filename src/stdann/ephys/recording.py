@@ -20,6 +20,37 @@ from stdann.models.inputs import normalize
 BN_MODE = "eval (running statistics)"
 
 
+def bn_mode(calibration_clips: int) -> str:
+    if calibration_clips > 0:
+        return (f"eval; running statistics re-estimated on the same {calibration_clips} generated naturalistic clips "
+                "for every network (trained and untrained) before recording")
+    return "eval (running statistics as stored in the checkpoint)"
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor], device=None,
+                        normalize_input: bool = True) -> int:
+    """Re-estimate every BatchNorm's running mean/var as the plain average over ``batches``
+    (clips in [0, 1]); the model is left in eval mode. Returns the number of clips seen."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all calibration batches
+    model.train()
+    n = 0
+    try:
+        for x in batches:
+            x = x.to(device) if device is not None else x
+            model(normalize(x) if normalize_input else x)
+            n += x.shape[0]
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
+    return n
+
+
 def record_responses(model, stimulus_batches: Iterable[torch.Tensor], blocks, device=None, groups=None,
                      n_groups: int | None = None, progress=None, normalize_input: bool = True) -> dict[str, np.ndarray]:
     """Run batches of clips (B, 3, T, H, W) in [0, 1] through ``model`` and return, per block,
