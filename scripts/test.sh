@@ -6,4 +6,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="$(bash "$root/scripts/env.sh" | tail -n 1)"
 cd "$root"
 if [ $# -eq 0 ]; then set -- -m "not slow"; fi
+# tests/test_report.py renders the HTML report in a real headless browser. As root, install
+# Debian's chromium if it is missing (best effort; the test fails when root and it is still
+# missing, and skips with a reason when not root).
+if [ "$(id -u)" -eq 0 ]; then
+  command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true
+fi
 exec "$py" -m pytest -q "$@"

@@ -1,0 +1,291 @@
+"""`stdann report`: the self-contained HTML page of a run folder and of a study folder, parsed with
+html.parser and rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from stdann.reports.html import ReportError, compare, write_report
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real, tiny run: smoke training (a few seconds) then analysis of layer3.1 (a few seconds)."""
+    from stdann.config import load_config
+    from stdann.ephys.analyze import analyze_run
+    from stdann.training.trainer import train
+
+    run = tmp_path_factory.mktemp("report") / "run"
+    train(load_config("smoke", overrides=["optim.max_steps=4"]), run, progress=False)
+    analyze_run(run, blocks=["layer3.1"], progress=False, ephys_overrides={"n_bootstrap": 100})
+    return run
+
+
+def _png(color="C0") -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 0.1, 0.25, 0.5], [0.31, 0.2, 0.35, 0.4], "-o", color=color)
+    ax.set_xlabel("alpha")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=60)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def study_dir(tmp_path, run_dir) -> Path:
+    study = tmp_path / "study"
+    (study / "figures").mkdir(parents=True)
+    (study / "figures" / "sweep_dsi_vs_alpha.png").write_bytes(_png())
+    # one condition links to the real run (which gets a report), one to a folder without report
+    write_report(run_dir)
+    conds = [
+        {"name": "alpha_0.25", "label": "α = 0.25 <b>", "overrides": ["topography.alpha=0.25"], "seed": 0,
+         "run_dir": str(run_dir), "status": "finished",
+         "metrics": {"layer3.1": {"trained": {"dsi_median": 0.12, "dsi_ci": [0.10, 0.14],
+                                              "fraction_direction_selective": 0.08, "pinwheel_density": 3.0,
+                                              "smoothness": 0.2},
+                                  "untrained": {"dsi_median": 0.31, "dsi_ci": [0.29, 0.33],
+                                                "fraction_direction_selective": 0.47}},
+                     "layer4.1": {"trained": {"dsi_median": 0.56}, "untrained": {"dsi_median": 0.35}}},
+         "task": {"final_loss": 4.5, "knn_top1": 0.3}},
+        {"name": "alpha_2.5", "label": "α = 2.5", "overrides": ["topography.alpha=2.5"], "seed": 1,
+         "run_dir": "runs/alpha_2.5", "status": "failed"},  # no metrics, no task: tolerated
+    ]
+    (study / "study.json").write_text(json.dumps({"kind": "sweep", "conditions": conds, "controls": {"untrained": "init.pt"},
+                                                  "created": "2026-01-01 00:00:00", "config": {"alphas": [0.25, 2.5]}}))
+    return study
+
+
+# -- HTML parsing ---------------------------------------------------------------------------------------
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs: list[str] = []
+        self.urls: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self.figures = 0
+        self.figcaptions = 0
+        self.title = ""
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._in_title = False
+        self._in_tbody = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for k in ("src", "href"):
+            if a.get(k):
+                self.urls.append(a[k])
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        elif tag == "figure":
+            self.figures += 1
+        elif tag == "figcaption":
+            self.figcaptions += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag == "table":
+            self._table = a.get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_tbody = True
+        elif tag == "tr" and self._table and self._in_tbody:
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag == "td" and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "tbody":
+            self._in_tbody = False
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(path: Path) -> Page:
+    p = Page()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def check_self_contained(page: Page, text: str) -> None:
+    assert not [u for u in page.urls if re.match(r"\s*(https?:)?//", u)], "network resource in src/href"
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text)
+    assert "@import" not in text and "url(" not in text  # no style sheet or font fetched
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,")
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+
+
+# -- tests ------------------------------------------------------------------------------------------------
+def test_run_report(run_dir, tmp_path):
+    out = write_report(run_dir, tmp_path / "r.html")
+    assert out == tmp_path / "r.html"
+    text = out.read_text(encoding="utf-8")
+    page = parse(out)
+    check_self_contained(page, text)
+    assert "stdann run report" in page.title
+    n_fig_files = len(list((run_dir / "figures").glob("*.png")))
+    assert n_fig_files >= 4
+    assert len(page.imgs) == n_fig_files + 1  # + the training curve drawn from logs/train.csv
+    assert page.figures == page.figcaptions == len(page.imgs)
+    assert "direction_map_layer3.1.png" in text and "training curve" in text
+    # headline table: trained beside untrained, with the honest verdict
+    head = page.tables["headline-b0"]
+    dsi = next(r for r in head if r[0] == "median DSI")
+    assert "[" in dsi[1] and "[" in dsi[2]
+    assert re.search(r"(above|below) the untrained control|not distinguishable|equal to", dsi[3])
+    assert any(r[0].startswith("pinwheel density") for r in head)
+    # macaque comparison: one row per reference quantity with a metric, block layer3.1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    comp = page.tables["macaque-comparison"]
+    assert len(comp) == len(metrics["comparison"]) >= 5
+    assert {r[1] for r in comp} == {"layer3.1"}
+    assert "dsi" in {r[0] for r in comp}
+    # config, convention and BatchNorm mode
+    from stdann import DIRECTION_CONVENTION
+
+    assert 'id="config-yaml"' in text and "queue_size" in text
+    assert DIRECTION_CONVENTION.split(",")[0] in text
+    assert "BatchNorm during measurement" in text and metrics["batchnorm"] in text
+    assert "versions" in page.tables and any(r[0] == "torch" for r in page.tables["versions"])
+
+
+def test_run_report_default_path_and_unanalysed(tmp_path, run_dir):
+    # default path: RUN/report.html
+    assert write_report(run_dir) == run_dir / "report.html"
+    # a run without metrics.json still gets a report, telling the user to analyse it
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run_dir / "config.yaml", bare / "config.yaml")
+    text = write_report(bare).read_text()
+    assert "has not been analysed" in text and "stdann analyze" in text
+
+
+def test_study_report(study_dir, run_dir):
+    out = write_report(study_dir)
+    assert out == study_dir / "report.html"
+    text = out.read_text(encoding="utf-8")
+    page = parse(out)
+    check_self_contained(page, text)
+    assert len(page.imgs) == 1 and page.figures == 1
+    rows = page.tables["study-comparison"]
+    assert [r[0] for r in rows] == ["alpha_0.25", "alpha_2.5"]
+    assert rows[0][1] == "α = 0.25 <b>"  # escaped text, not markup
+    assert "&lt;b&gt;" in text
+    assert rows[0][7].startswith("below")  # 0.12 [0.10, 0.14] vs 0.31 [0.29, 0.33]
+    assert "below</span> it in 1" in text
+    # task performance columns and the relative link to the condition's own report
+    assert "task: knn_top1" in text
+    link = os.path.relpath(run_dir / "report.html", study_dir)
+    assert f'href="{link}"' in text
+    assert not Path(link).is_absolute()
+    assert "no report.html" in rows[1][-1]
+    other = page.tables["study-other-blocks"]
+    assert other[0][:2] == ["alpha_0.25", "layer4.1"] and other[0][4].startswith("above")
+
+
+def test_not_a_run_or_study(tmp_path):
+    with pytest.raises(ReportError, match="stdann train.*stdann analyze.*stdann sweep"):
+        write_report(tmp_path)
+    with pytest.raises(ReportError, match="does not exist"):
+        write_report(tmp_path / "missing")
+
+
+def test_compare_wording():
+    assert compare(0.12, [0.1, 0.14], 0.31, [0.29, 0.33])[1] == "below"
+    assert compare(0.5, [0.45, 0.55], 0.31, [0.29, 0.33])[1] == "above"
+    assert compare(0.3, [0.25, 0.35], 0.31, [0.29, 0.33])[1] == "same"
+    assert compare(None, None, 0.31, None)[1] == "na"
+    assert compare(0.2, None, 0.3, None)[0].startswith("below")
+
+
+def test_cli(run_dir, tmp_path, capsys):
+    from stdann.cli.main import main
+
+    out = tmp_path / "cli.html"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# -- a real browser -----------------------------------------------------------------------------------------
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+def _dump_dom(browser: str, page: Path, profile: Path) -> str:
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom",
+           page.resolve().as_uri()]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_headless_browser_renders_report(run_dir, study_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            pytest.fail("chromium not found although running as root: scripts/test.sh installs it "
+                        "(apt-get install chromium); install it and re-run")
+        pytest.skip("chromium not installed and not root (cannot install it): `apt-get install chromium`")
+    for folder in (run_dir, study_dir):
+        page = write_report(folder, tmp_path / f"{folder.name}.html")
+        n_img = len(parse(page).imgs)
+        dom = _dump_dom(browser, page, tmp_path / f"profile-{folder.name}")
+        # the page's load script counts the <img> that decoded (naturalWidth > 0)
+        m = re.search(r'<body[^>]*data-images-loaded="(\d+)"[^>]*data-images-total="(\d+)"', dom)
+        assert m, "load script did not run in the browser"
+        assert int(m.group(1)) == int(m.group(2)) == n_img >= 1
+        rendered = parse_str(dom)
+        assert len(rendered.imgs) == n_img and all(s.startswith("data:image/png;base64,") for s in rendered.imgs)
+        table = "macaque-comparison" if folder == run_dir else "study-comparison"
+        assert rendered.tables.get(table), f"table {table} missing from the rendered DOM"
+
+
+def parse_str(text: str) -> Page:
+    p = Page()
+    p.feed(text)
+    return p
