@@ -204,6 +204,8 @@ def test_study_report(study_dir, run_dir):
     page = parse(out)
     check_self_contained(page, text)
     assert len(page.imgs) == 1 and page.figures == 1
+    assert 'id="figures-curves"' in text  # sweep_*.png grouped as a sweep curve
+    assert "CV_dir" not in text  # metric columns no condition has are left out
     rows = page.tables["study-comparison"]
     assert [r[0] for r in rows] == ["alpha_0.25", "alpha_2.5"]
     assert rows[0][1] == "α = 0.25 <b>"  # escaped text, not markup

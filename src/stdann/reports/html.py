@@ -158,6 +158,7 @@ def folder_kind(path: str | Path) -> str:
 
 # -- figures ----------------------------------------------------------------------------------------------
 FIGURE_GROUPS = (  # (group id, heading, filename prefixes)
+    ("curves", "Sweep and emergence curves", ("sweep", "tradeoff", "trade_off", "emergence", "alpha", "study", "curve")),
     ("maps", "Maps", ("direction_map", "axial_map", "map")),
     ("tuning", "Tuning", ("tuning", "polar", "plaid", "rdk", "coherence")),
     ("histograms", "Histograms", ("histogram",)),
@@ -759,7 +760,10 @@ def _study_sections(study: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
                 task_keys.append(k)
     header = ["condition", "label", "seed", "overrides", "status", "DSI trained [CI]", "DSI untrained [CI]",
               "DSI: trained vs untrained", "frac. DS trained", "frac. DS untrained"]
-    header += [f"{lab} (trained / untrained)" for lab, _, _ in STUDY_METRICS[2:]]
+    # metric columns that no condition has are left out
+    shown = [(lab, key) for lab, key, _ in STUDY_METRICS[2:]
+             if any(_num(_get(c, "metrics", MT_BLOCK, net, key)) is not None for c in conds for net in ("trained", "untrained"))]
+    header += [f"{lab} (trained / untrained)" for lab, _ in shown]
     header += [f"task: {k}" for k in task_keys] + ["report"]
     rows = []
     n_below = n_above = 0
@@ -779,7 +783,7 @@ def _study_sections(study: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
                f"<span class={cls}>{esc(verdict.split(' (')[0])}</span>",
                f"<span class=num>{esc(fmt(tr.get('fraction_direction_selective')))}</span>",
                f"<span class=num>{esc(fmt(un.get('fraction_direction_selective')))}</span>"]
-        for _, key, _ci_key in STUDY_METRICS[2:]:
+        for _, key in shown:
             row.append(f"<span class=num>{esc(fmt(tr.get(key)))} / {esc(fmt(un.get(key)))}</span>")
         tc = _task_cells(c.get("task"))
         row += [f"<span class=num>{esc(tc.get(k, ''))}</span>" for k in task_keys]
