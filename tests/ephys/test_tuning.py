@@ -145,3 +145,13 @@ def test_pattern_component_classification():
     comp16 = (vm(3.0, -60.0) + vm(3.0, 60.0))[None]
     assert pattern_component_index(comp16, g16, DIRS)["cls"][0] == -1
     assert pattern_component_index(g16, g16, DIRS)["cls"][0] == 1
+
+
+def test_bootstrap_fraction_ci_brackets_the_fraction():
+    from stdann.ephys.tuning import bootstrap_fraction_ci
+
+    mask = np.r_[np.ones(300, bool), np.zeros(700, bool)]
+    r = bootstrap_fraction_ci(mask, n_boot=2000, seed=1)
+    assert r["fraction"] == pytest.approx(0.3)
+    # binomial standard error sqrt(.3*.7/1000) = 0.0145 → 95% CI about ±0.028
+    assert r["ci_low"] == pytest.approx(0.3 - 0.028, abs=0.006) and r["ci_high"] == pytest.approx(0.3 + 0.028, abs=0.006)

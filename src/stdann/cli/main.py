@@ -10,6 +10,7 @@ from stdann import DIRECTION_CONVENTION, __version__
 
 # In pipeline order; each module adds one sub-command.
 COMMANDS = ("train", "positions", "data", "analyze", "demo", "sweep", "report", "bench")
+# Modules that add more than one command (``sweep`` also adds ``emergence``).
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,6 +137,8 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         s[f"{key}_median"] = st["median"]
         s[f"{key}_ci"] = [st["ci_low"], st["ci_high"]]
     s["fraction_direction_selective"] = float(np.mean(m["dsi"] > ecfg.dsi_criterion))
+    fci = TU.bootstrap_fraction_ci(m["dsi"] > ecfg.dsi_criterion, ecfg.n_bootstrap, ecfg.seed)
+    s["fraction_direction_selective_ci"] = [fci["ci_low"], fci["ci_high"]]
     s["fraction_di_ge_half"] = float(np.mean(m["di"] >= 0.5))
     s["n_bandwidth_excluded_flat"] = int(np.isnan(bw).sum())
     n_sf, n_tf = grating_resp.shape[1], grating_resp.shape[2]

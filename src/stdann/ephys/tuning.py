@@ -270,3 +270,16 @@ def pattern_component_index(plaid_curves, grating_curves, directions_deg, plaid_
     ok = np.isfinite(Zp) & np.isfinite(Zc)
     return {"r_pattern": Rp, "r_component": Rc, "z_pattern": Zp, "z_component": Zc,
             "pattern_index": Zp - Zc, "cls": np.where(ok, cls, 0).astype(np.int64), "valid": ok}
+
+
+def bootstrap_fraction_ci(mask, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
+    """Fraction of True in ``mask`` with a percentile bootstrap confidence interval (resampling
+    units). Returns ``fraction, ci_low, ci_high, n``."""
+    a = np.asarray(mask, dtype=bool).ravel()
+    if a.size == 0:
+        return {"fraction": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    # Resampling n units with replacement = a binomial draw with the observed fraction.
+    fr = rng.binomial(a.size, a.mean(), size=n_boot) / a.size
+    lo, hi = np.quantile(fr, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return {"fraction": float(a.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(a.size)}

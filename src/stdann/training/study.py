@@ -1,0 +1,229 @@
+"""Studies: many trainings compared under one roof — the α sweep with its controls, and the
+emergence study (metrics versus training step, beside the untrained network).
+
+A study folder holds one run folder per condition and seed (``OUT/<condition>/seed<k>/``) and a
+``study.json`` that is rewritten (atomically) after every finished condition, so an interrupted
+study resumes by skipping what is done. Every selectivity number is stored beside the untrained
+network's, measured the same way (DESIGN "A measured warning").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stdann.config import Config
+
+KEY_METRICS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
+               "axial_ratio_median", "pinwheel_density", "column_spacing_mm", "smoothness")
+
+
+@dataclass
+class Condition:
+    name: str  # folder name
+    label: str  # legend text
+    overrides: list[str] = field(default_factory=list)
+    mode: str = "recipe"  # recipe (pretrain → swaps → joint) | train (one plain run from scratch)
+    alpha: float | None = None  # for sweep plots
+
+
+# -- evaluation of one network ----------------------------------------------------------------------
+def evaluate_network(model, cfg: Config, positions: dict, blocks: list[str], device, ephys_overrides: dict | None = None,
+                     stimuli=("gratings",)) -> dict[str, dict]:
+    """Tuning / map summaries of ``blocks`` for one network, BatchNorm re-estimated on the same
+    generated clips as every other network (see EphysConfig.bn_calibration_clips)."""
+    from stdann.ephys.analyze import analyze_network, calibration_batches
+    from stdann.ephys.recording import calibrate_batchnorm
+
+    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
+    if ecfg.bn_calibration_clips > 0:
+        calibrate_batchnorm(model, calibration_batches(cfg.data, ecfg, device), device=device)
+    res = analyze_network(model, positions, blocks, stimuli, ecfg, cfg.data.frames, cfg.data.size, device)
+    return {b: _slim(res[b][0]) for b in blocks}
+
+
+def _slim(summary: dict) -> dict:
+    keep = {}
+    for k, v in summary.items():
+        if k in KEY_METRICS or k.endswith("_ci") and k[:-3] + "_median" in summary or k in (
+            "fraction_direction_selective_ci", "n_responsive", "n_units"):
+            keep[k] = v
+    det = summary.get("smoothness_detail") or {}
+    keep["smoothness_shuffled_delta"] = det.get("shuffled_delta_short")
+    keep["smoothness_delta"] = det.get("mean_delta_short")
+    ctrl = summary.get("controls") or {}
+    for k, v in ctrl.items():
+        if isinstance(v, (int, float)) or v is None:
+            keep[f"control_{k}"] = v
+    mr = summary.get("mean_removed") or {}
+    if "pinwheel_density" in mr:
+        keep["pinwheel_density_mean_removed"] = mr["pinwheel_density"]
+    return keep
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
+    tmp.replace(path)
+
+
+def _load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# -- one condition ----------------------------------------------------------------------------------
+def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progress: bool, blocks: list[str],
+                  readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict:
+    """Train (or resume) one condition, then evaluate it and its untrained control."""
+    from stdann.topography.positions import load_run_positions
+    from stdann.training.checkpoint import load_backbone
+    from stdann.training.readout import final_task_loss, linear_probe_motion
+    from stdann.training.recipe import _finished, topographic_recipe
+    from stdann.training.trainer import resolve_device, train
+
+    run_dir = out / cond.name / f"seed{seed}"
+    cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
+    result_file = run_dir / "condition.json"
+    cached = _load_json(result_file)
+    t0 = time.time()
+    if cond.mode == "recipe":
+        topographic_recipe(cfg, run_dir, progress=progress)
+    elif cond.mode == "train":
+        if not _finished(run_dir):
+            train(cfg, run_dir, resume=True, progress=progress)
+    else:
+        raise ValueError(f"unknown condition mode {cond.mode!r}")
+    if cached.get("complete"):
+        return cached
+    device = resolve_device(cfg.train.device)
+    positions = load_run_positions(run_dir, blocks)
+    entry: dict[str, Any] = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed,
+                             "alpha": cond.alpha, "mode": cond.mode, "run_dir": str(run_dir),
+                             "train_seconds": time.time() - t0}
+    untrained, _ = load_backbone(run_dir, "init", device=device)
+    trained, _ = load_backbone(run_dir, "last", device=device)
+    u = evaluate_network(untrained, cfg, positions, blocks, device, ephys_overrides)
+    t = evaluate_network(trained, cfg, positions, blocks, device, ephys_overrides)
+    entry["metrics"] = {b: {"trained": t[b], "untrained": u[b]} for b in blocks}
+    if snapshots:
+        entry["snapshots"] = []
+        for snap in sorted((run_dir / "checkpoints").glob("step_*.pt")):
+            net, _ = load_backbone(run_dir, snap.stem, device=device)
+            entry["snapshots"].append({"step": int(snap.stem.split("_")[1]),
+                                       "metrics": evaluate_network(net, cfg, positions, blocks, device, ephys_overrides)})
+    entry["task"] = {"final_infonce": final_task_loss(run_dir)}
+    if readout:
+        entry["task"]["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=seed)
+        entry["task"]["probe_untrained"] = linear_probe_motion(untrained, cfg.data, device=device, seed=seed)
+    entry["complete"] = True
+    _write_json(result_file, entry)
+    return _jsonable(entry)
+
+
+def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
+              progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
+              ephys_overrides: dict | None = None, extra: dict | None = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = list(blocks or base.ephys.blocks)
+    study_file = out / "study.json"
+    study = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(), "blocks": blocks,
+             "seeds": seeds, "conditions": [], **(extra or {})}
+    for cond in conditions:
+        for seed in range(seeds):
+            print(f"[stdann {kind}] {cond.name} seed {seed}")
+            entry = run_condition(cond, base, seed, out, progress=progress, blocks=blocks, readout=readout,
+                                  snapshots=snapshots, ephys_overrides=ephys_overrides)
+            study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
+            study["conditions"].append(entry)
+            _write_json(study_file, study)
+    study["figures"] = study_figures(study, out / "figures")
+    _write_json(study_file, study)
+    return study
+
+
+# -- summaries and figures -------------------------------------------------------------------------------
+def metric_of(entry: dict, block: str, key: str, which: str = "trained"):
+    return ((entry.get("metrics") or {}).get(block) or {}).get(which, {}).get(key)
+
+
+def study_figures(study: dict, folder: Path) -> list[str]:
+    from stdann.reports.study_figures import emergence_figures, sweep_figures
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if study["kind"] == "sweep":
+        return sweep_figures(study, folder)
+    return emergence_figures(study, folder)
+
+
+# -- the two studies -------------------------------------------------------------------------------------
+PAPER_ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.25, 2.5, 25.0)
+
+
+def sweep_conditions(alphas, spatial_only: bool = False) -> list[Condition]:
+    conds = [Condition(f"alpha_{a:g}", f"α = {a:g}" + (" (MoCo only)" if a == 0 else ""),
+                       [f"topography.alpha={a}"], "recipe", float(a)) for a in alphas]
+    if spatial_only:
+        # Task loss off, spatial loss alone from the untrained network, retinotopic positions.
+        conds.append(Condition("spatial_only", "spatial loss only", ["topography.spatial_only=true",
+                                                                      "topography.alpha=1.0"], "train", None))
+    return conds
+
+
+# Design choices of the emergence study (issue 8 / DESIGN "A measured warning"). Each is a set of
+# overrides on top of the preset; all are trained with snapshots and measured beside the untrained net.
+EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "paper": ("MoCo v2 as in the paper (same scene, two times)", []),
+    "reverse": ("+ time-reversed positive as a hard negative", ["moco.reverse_negatives=true"]),
+    "motion_pairs": ("positives share only the motion (different scenes)", ["data.pair_mode=motion"]),
+    "repeats": ("each scene 4x per batch with different motions", ["data.same_scene_repeats=4"]),
+    "fast": ("faster motion (2-8 px/frame), no objects", ["data.speed_min=2.0", "data.object_prob=0.0"]),
+    "high_lr": ("learning rate x4", ["optim.lr=0.24"]),
+    "small_queue": ("queue 512, temperature 0.1", ["moco.queue_size=512", "moco.temperature=0.1"]),
+}
+
+
+def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
+    conds = []
+    for n in names:
+        if n not in EMERGENCE_VARIANTS:
+            import difflib
+
+            close = difflib.get_close_matches(n, list(EMERGENCE_VARIANTS), n=1)
+            raise ValueError(f"unknown variant {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                             f"variants: {', '.join(EMERGENCE_VARIANTS)}")
+        label, ov = EMERGENCE_VARIANTS[n]
+        extra = [] if alpha is None else [f"topography.alpha={alpha}"]
+        conds.append(Condition(n, label, ov + extra, "train", alpha))
+    return conds
+
+
+def untrained_row(study: dict) -> dict:
+    """A pseudo-condition holding the untrained control of the α = 0 runs (else the first run)."""
+    base = [c for c in study["conditions"] if c.get("alpha") == 0.0] or study["conditions"][:1]
+    rows = []
+    for c in base:
+        rows.append({"name": "untrained", "label": "untrained network (same init)", "seed": c["seed"], "mode": "control",
+                     "alpha": None, "run_dir": c["run_dir"],
+                     "metrics": {b: {"trained": v["untrained"], "untrained": v["untrained"]} for b, v in c["metrics"].items()},
+                     "task": {"probe_trained": (c.get("task") or {}).get("probe_untrained")}})
+    return rows
