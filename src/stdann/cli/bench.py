@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-ablation", action="store_true", help="skip the alpha=0 step (spatial loss's whole cost)")
     t.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak in TFLOP/s (overrides the "
                    "built-in table: H100 SXM 989.4, H100 PCIe 756.5, H100 NVL 835.5, H200 989.4, A100 312)")
+    t.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark=True for "
+                   "every variant (the trainer leaves it off); CUDA only")
     t.add_argument("--json", action="store_true", help="print one JSON object (no table, no progress lines)")
     add_config_args(t)
     t.set_defaults(func=run_train)
@@ -90,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
         extra.append(f"optim.batch_size={args.batch_size}")
     cfg = _cfg(args, extra)
     r = bench_train(cfg, args.device, steps=args.steps, warmup=args.warmup, baseline=not args.no_baseline,
-                    ablation=not args.no_ablation, peak_tflops=args.peak_tflops, progress=_progress(args))
+                    ablation=not args.no_ablation, peak_tflops=args.peak_tflops, progress=_progress(args),
+                    cudnn_benchmark=args.cudnn_benchmark)
     r["preset"] = args.preset
     print(json.dumps(r, allow_nan=False) if args.json else format_train(r))
     return 0
