@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=run_optimize)
 
     q = sp.add_parser("plot", help="PNG of a block's unit positions coloured by channel")
-    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="run folder with positions/")
     q.add_argument("--block", default="layer3.1", help="block name [default: layer3.1]")
     q.add_argument("--out", help="PNG path [default: RUN_DIR/figures/positions_BLOCK.png]")
     q.add_argument("--debug", action="store_true", help="full tracebacks")

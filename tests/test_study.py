@@ -1,0 +1,83 @@
+"""Trained-vs-untrained comparison machinery (emergence, sweep) at smoke scale.
+
+These tests do not ask the science to come out a certain way; they fail if the comparison is
+wired wrongly (wrong checkpoint, BatchNorm state leaking into the comparison, lost results).
+"""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from stdann.config import load_config
+from stdann.ephys.recording import calibrate_batchnorm
+from stdann.models import r3d_18
+from stdann.topography import init_model_positions
+from stdann.training.study import evaluate_network, run_study, emergence_conditions, sweep_conditions
+
+FAST = {"n_bootstrap": 50, "n_directions": 8, "spatial_frequencies": [0.08, 0.16], "temporal_frequencies": [0.25],
+        "n_phases": 1, "bn_calibration_clips": 16}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    net = r3d_18(None, cfg.model.width).eval()
+    pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, ["layer3.1"], seed=0, n_windows=500)
+    return cfg, net, pos
+
+
+def test_same_network_same_numbers_whatever_its_batchnorm_state(setup):
+    cfg, net, pos = setup
+    a = evaluate_network(copy.deepcopy(net), cfg, pos, ["layer3.1"], "cpu", FAST)
+    def perturbed():
+        other = copy.deepcopy(net)
+        for m in other.modules():  # a different stored BN state (e.g. from training batches)
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.add_(0.05)
+                m.running_var.mul_(1.5)
+        return other
+
+    b = evaluate_network(perturbed(), cfg, pos, ["layer3.1"], "cpu", FAST)
+    assert a["layer3.1"]["dsi_median"] == pytest.approx(b["layer3.1"]["dsi_median"], abs=1e-5)
+    # without re-estimation the BN state does change the numbers (so the calibration is doing work)
+    c = evaluate_network(perturbed(), cfg, pos, ["layer3.1"], "cpu", dict(FAST, bn_calibration_clips=0))
+    assert c["layer3.1"].get("dsi_median") != pytest.approx(a["layer3.1"]["dsi_median"], abs=1e-4)
+
+
+def test_calibration_sets_running_stats_to_the_batch_average():
+    torch.manual_seed(0)
+    bn_net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), torch.nn.BatchNorm3d(4))
+    clips = [torch.rand(2, 3, 2, 4, 4) for _ in range(3)]
+    calibrate_batchnorm(bn_net, clips, normalize_input=False)
+    feats = torch.cat([bn_net[0](c) for c in clips])
+    torch.testing.assert_close(bn_net[1].running_mean, feats.mean(dim=(0, 2, 3, 4)), rtol=1e-4, atol=1e-5)
+    assert not bn_net.training
+
+
+def test_study_stores_trained_and_untrained_from_the_right_checkpoints(tmp_path):
+    base = load_config("smoke", overrides=["optim.max_steps=4", "train.snapshot_every=2"])
+    study = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,
+                      blocks=["layer3.1"], readout=False, snapshots=True, ephys_overrides=FAST)
+    (entry,) = study["conditions"]
+    assert [s["step"] for s in entry["snapshots"]] == [2, 4]
+    m = entry["metrics"]["layer3.1"]
+    # the last snapshot is the final network: its numbers equal the "trained" entry
+    assert entry["snapshots"][-1]["metrics"]["layer3.1"]["dsi_median"] == pytest.approx(m["trained"]["dsi_median"])
+    assert m["trained"]["dsi_median"] != pytest.approx(m["untrained"]["dsi_median"], abs=1e-6)
+    saved = json.loads((tmp_path / "em" / "study.json").read_text())
+    assert saved["conditions"][0]["metrics"]["layer3.1"]["untrained"]["dsi_median"] == pytest.approx(m["untrained"]["dsi_median"])
+    assert (tmp_path / "em" / "figures" / "emergence_layer3.1.png").is_file()
+    # rerunning skips the finished condition (no retraining, same numbers)
+    again = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,
+                      blocks=["layer3.1"], readout=False, snapshots=True, ephys_overrides=FAST)
+    assert again["conditions"][0]["metrics"] == study["conditions"][0]["metrics"]
+
+
+def test_unknown_variant_is_refused_with_the_list():
+    with pytest.raises(ValueError, match="did you mean 'reverse'"):
+        emergence_conditions(["revers"])
+    names = [c.name for c in sweep_conditions([0, 0.25], spatial_only=True)]
+    assert names == ["alpha_0", "alpha_0.25", "spatial_only"]
