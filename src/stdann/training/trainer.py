@@ -236,7 +236,8 @@ def train(
         from stdann.topography import SpatialLoss
 
         spatial_fn = SpatialLoss(
-            positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step
+            positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step,
+            check_finite=not use_cuda,  # on CUDA the NaN check runs at log steps only (no sync per step)
         )
     spatial_blocks = tuple(cfg.topography.blocks) if use_spatial or extra_losses else ()
 
