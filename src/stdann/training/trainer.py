@@ -113,6 +113,8 @@ def versions() -> dict[str, str]:
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     """Check ``out`` against the flags; returns True when an existing run will be resumed."""
     has_run = (out / "config.yaml").is_file() or (out / "checkpoints").is_dir()
+    if has_run and resume and not checkpoint_path(out, "last").is_file():
+        overwrite = True  # stopped before its first checkpoint: nothing to resume, start clean
     if has_run and overwrite:
         for sub in ("checkpoints", "logs", "figures", "tables"):
             shutil.rmtree(out / sub, ignore_errors=True)
