@@ -20,6 +20,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("path", metavar="PATH", help="run folder (has config.yaml) or sweep / study folder (has study.json)")
     p.add_argument("--out", metavar="FILE", default=None, help="HTML file to write (default: PATH/report.html)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print Markdown tables of the metrics instead of writing HTML (for docs and notes)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     p.set_defaults(func=run)
     return p
@@ -28,6 +30,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from stdann.reports.html import write_report
 
+    if args.markdown:
+        from stdann.reports.markdown import markdown_for
+
+        print(markdown_for(args.path))
+        return 0
     out = write_report(args.path, args.out)
     print(f"wrote {out}")
     return 0
