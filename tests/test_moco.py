@@ -107,8 +107,9 @@ def test_forward_returns_block_outputs_of_both_views():
     m = tiny()
     x1, x2 = torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32)
     out = m(x1, x2, blocks=("layer3.1",))
-    assert out["blocks"]["layer3.1"].shape == (4, 32, 1, 4, 4)
-    assert out["blocks"]["layer3.1"].requires_grad
+    v1, v2 = out["blocks"]["layer3.1"]  # one output per view
+    assert v1.shape == v2.shape == (2, 32, 1, 4, 4)
+    assert v1.requires_grad and v2.requires_grad
     assert out["keys"].shape == (4, 16) and not out["keys"].requires_grad
 
 

@@ -15,3 +15,15 @@ def test_gradient_finite_with_near_constant_units():
     pos = torch.rand(10, 2)
     spatial_loss(x, pos).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_per_view_tuple_equals_concatenated_outputs():
+    from stdann.topography import SpatialLoss, init_positions
+
+    torch.manual_seed(0)
+    pos = init_positions("layer3.1", (4, 3, 3), rng=0, n_windows=300)
+    a, b = torch.rand(5, 4, 2, 3, 3), torch.rand(3, 4, 2, 3, 3)
+    fn = SpatialLoss({"layer3.1": pos}, neighborhoods_per_step=3)
+    cat = fn({"layer3.1": torch.cat([a, b])}, torch.Generator().manual_seed(1))["layer3.1"]
+    tup = fn({"layer3.1": (a, b)}, torch.Generator().manual_seed(1))["layer3.1"]
+    torch.testing.assert_close(cat, tup)

@@ -20,6 +20,19 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255.0)
     elif not x.is_floating_point():
         raise TypeError(f"clips must be uint8 or floating point, got {x.dtype}")
-    mean = torch.tensor(KINETICS_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1, 1)
-    std = torch.tensor(KINETICS_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1, 1)
+    mean, std = _stats(x.device, x.dtype)
     return (x - mean) / std
+
+
+_CACHE: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _stats(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean/std tensors, made once per device and dtype (no host-to-device copy per call)."""
+    key = (str(device), dtype)
+    if key not in _CACHE:
+        _CACHE[key] = (
+            torch.tensor(KINETICS_MEAN, dtype=dtype).view(1, 3, 1, 1, 1).to(device),
+            torch.tensor(KINETICS_STD, dtype=dtype).view(1, 3, 1, 1, 1).to(device),
+        )
+    return _CACHE[key]

@@ -27,6 +27,13 @@ from stdann.models.r3d import VideoResNet, r3d_18
 from stdann.training import distributed as D
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU tensor to ``device`` without blocking the host on CUDA."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
 class Encoder(nn.Module):
     """Backbone + MLP projection head."""
 
@@ -103,7 +110,7 @@ class MoCo(nn.Module):
         if D.is_dist():
             xs, perm = D.shuffle_across_ranks(x, generator)
             return F.normalize(D.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
-        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        perm = _to_device(torch.randperm(x.shape[0], generator=generator), x.device)
         groups = torch.chunk(x[perm], min(self.bn_groups, x.shape[0]), dim=0)
         k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()
         return F.normalize(k[torch.argsort(perm)], dim=1)
@@ -124,7 +131,8 @@ class MoCo(nn.Module):
         return loss, acc
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None):
-        """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (2B, C, T, H, W)}, "keys": (2B, dim)}``.
+        """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (out_view1, out_view2)}, "keys": (2B, dim)}``;
+        each block output is (B, C, T, H, W).
 
         The queue is not updated here; call :meth:`enqueue` with ``out["keys"]`` after the
         optimiser step (and :meth:`momentum_update` before the next forward).
@@ -142,7 +150,10 @@ class MoCo(nn.Module):
                 r2 = self._keys(x2.flip(2), generator)
         l1, a1 = self.info_nce(q1, k2, r2)
         l2, a2 = self.info_nce(q2, k1, r1)
-        outs = {name: torch.cat([b1[name], b2[name]], dim=0) for name in b1}
+        # Block outputs stay per view, (view-1 output, view-2 output): the spatial loss gathers its
+        # few sampled units from each, so the full outputs are never concatenated (a copy of every
+        # block of both views, ~9 GB per step at paper scale).
+        outs = {name: (b1[name], b2[name]) for name in b1}
         return {"loss": 0.5 * (l1 + l2), "acc": 0.5 * (a1 + a2), "blocks": outs, "keys": torch.cat([k1, k2], dim=0)}
 
 

@@ -161,6 +161,8 @@ class SpatialLoss(nn.Module):
     """Spatial loss of several blocks, a few sampled neighborhoods per block per step.
 
     ``loss_fn(block_outputs, generator)`` → ``{block: mean SL over the sampled neighborhoods}``.
+    A block's output may also be a tuple of tensors (e.g. MoCo's two views), whose samples are
+    pooled after gathering the sampled units, without concatenating the whole outputs.
     Block outputs (B, C, T, H, W) are averaged over T and flattened row-major over (C, H, W)
     (the unit order of ``LayerPositions.coordinates``); samples are the B clips (pass both MoCo
     views concatenated to use every clip). ``neighborhoods_per_step`` rows of each block's
@@ -210,6 +212,8 @@ class SpatialLoss(nn.Module):
         _, nbhd = self._tensors(block, device)
         gdev = generator.device if generator is not None else device
         rows = torch.randint(nbhd.shape[0], (self.neighborhoods_per_step,), generator=generator, device=gdev)
+        if rows.device != device and device.type == "cuda":
+            rows = rows.pin_memory().to(device, non_blocking=True)
         return nbhd[rows.to(device)]
 
     def forward(
@@ -223,7 +227,9 @@ class SpatialLoss(nn.Module):
         out: dict[str, torch.Tensor] = {}
         for block, pos in self.positions.items():  # loop over ≤ 8 blocks, not over units
             y = block_outputs[block]
-            if y.ndim != 5:
+            parts = tuple(y) if isinstance(y, (tuple, list)) else (y,)  # per-view outputs, gathered separately
+            y = parts[0]
+            if any(p_.ndim != 5 for p_ in parts):
                 raise PositionsError(f"{block}: block output must be (B, C, T, H, W), got {tuple(y.shape)}")
             c, h, w = y.shape[1], y.shape[3], y.shape[4]
             if (c, h, w) != tuple(pos.dims):
@@ -232,8 +238,8 @@ class SpatialLoss(nn.Module):
                     f"were made for {tuple(pos.dims)} = {pos.num_units} units; positions belong to another "
                     "width or clip size — re-create them (`stdann positions init`)"
                 )
-            if y.shape[0] < 2:
-                raise ValueError(f"{block}: the spatial loss needs at least 2 samples per batch, got {y.shape[0]}")
+            if sum(p_.shape[0] for p_ in parts) < 2:
+                raise ValueError(f"{block}: the spatial loss needs at least 2 samples per batch, got {sum(p_.shape[0] for p_ in parts)}")
             coords, _ = self._tensors(block, y.device)
             nb = self.sample_neighborhoods(block, y.device, generator)  # (K, M)
             k, m = nb.shape
@@ -242,14 +248,18 @@ class SpatialLoss(nn.Module):
             with torch.autocast(device_type=y.device.type, enabled=False):
                 # gather only the sampled units (any memory format, no copy of the whole block),
                 # then average over time: (K·M, B, T) -> (K, B, M)
-                x = y[:, ci, :, rem // w, rem % w].float().mean(-1).reshape(k, m, -1).transpose(1, 2)
+                # advanced indices around a slice put the unit axis first: (K·M, B_view, T) per view
+                g = torch.cat([p_[:, ci, :, rem // w, rem % w] for p_ in parts], dim=1)  # (K·M, ΣB, T)
+                x = g.float().mean(-1).reshape(k, m, -1).transpose(1, 2)  # (K, ΣB, M)
                 out[block] = neighborhood_losses(x, coords[nb], self.kind).mean()
         if self.check_finite and out:
             vals = torch.stack([v.detach() for v in out.values()])
             if not bool(torch.isfinite(vals).all()):
                 for block, v in out.items():
                     if not torch.isfinite(v):
-                        bad = not bool(torch.isfinite(block_outputs[block]).all())
+                        outs_b = block_outputs[block]
+                        outs_b = tuple(outs_b) if isinstance(outs_b, (tuple, list)) else (outs_b,)
+                        bad = not all(bool(torch.isfinite(o).all()) for o in outs_b)
                         why = "its block output contains NaN/Inf" if bad else "the loss itself is not finite"
                         raise PositionsError(
                             f"{block}: spatial loss is {v.item()} — {why}; lower the learning rate, check the "

@@ -162,6 +162,8 @@ def spatial_loss_loop(spatial_fn, block_outputs: dict[str, torch.Tensor], genera
     out = {}
     for block, pos in spatial_fn.positions.items():
         y = block_outputs[block]
+        if isinstance(y, (tuple, list)):  # MoCo's per-view outputs: the plain way concatenates them
+            y = torch.cat(list(y), dim=0)
         nb = spatial_fn.sample_neighborhoods(block, y.device, generator)
         coords = torch.as_tensor(pos.coordinates, dtype=torch.float32, device=y.device)
         resp = block_responses(y.float())  # (S, C*H*W)

@@ -177,7 +177,8 @@ def train(
 
     ``source`` overrides the data (anything with ``batch(step) -> (x1, x2)``); ``extra_losses``
     are callables ``(block_outputs, step) -> {name: scalar}`` added to the loss (the hook for new
-    objectives); ``stop_at_step`` stops as if interrupted after that step (tests).
+    objectives; ``block_outputs[name]`` is the pair (view-1 output, view-2 output), each
+    (B, C, T, H, W)); ``stop_at_step`` stops as if interrupted after that step (tests).
     """
     out = Path(out_dir)
     device = resolve_device(cfg.train.device)
@@ -220,6 +221,8 @@ def train(
     warmup = int(round(cfg.optim.warmup_epochs * cfg.optim.epoch_size / cfg.optim.batch_size))
     base_lr = cfg.optim.scaled_lr()
     use_cuda = device.type == "cuda"
+    if use_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
     if cfg.train.channels_last:  # ~2x faster 3D convolutions on CUDA and on oneDNN CPUs alike
         model = model.to(memory_format=torch.channels_last_3d)
     params = [p for p in model.encoder_q.parameters() if p.requires_grad]
