@@ -14,7 +14,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError, FileExistsError,
                                        FileNotFoundError, NotADirectoryError, PermissionError]
-    for mod, name in (("stdann.data.errors", "DataError"), ("stdann.ephys.errors", "EphysError")):
+    for mod, name in (("stdann.data.folder", "DataError"), ("stdann.ephys.errors", "EphysError"),
+                      ("stdann.training.recipe", "RecipeInterrupted")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -89,13 +89,28 @@ def _finished(run_dir: Path) -> bool:
     return info.is_file() and json.loads(info.read_text()).get("status") == "finished"
 
 
+class RecipeInterrupted(RuntimeError):
+    """A training stage stopped early (Ctrl-C, SIGTERM, time budget); rerun the same command to resume."""
+
+
+def _train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
+    from stdann.training.trainer import train
+
+    result = train(cfg, run_dir, resume=True, progress=progress)
+    if result.status != "finished":
+        raise RecipeInterrupted(
+            f"training in {run_dir} stopped at step {result.step}/{result.total_steps} ({result.status}); "
+            "run the same command again to resume"
+        )
+
+
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
                        progress: bool = True) -> RecipeResult:
     """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
     (``pretrain_steps``, default 30%) and joint training (the rest)."""
     from stdann.topography.positions import load_run_positions, save_run_positions
     from stdann.training.checkpoint import load_backbone
-    from stdann.training.trainer import resolve_device, train
+    from stdann.training.trainer import resolve_device
 
     out = Path(out)
     pre = out / "pretrain"
@@ -109,7 +124,7 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
     t = time.time()
     if not _finished(pre):
         pre_cfg = cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={pretrain_steps}"])
-        train(pre_cfg, pre, resume=True, progress=progress)
+        _train_stage(pre_cfg, pre, progress)
     seconds["pretrain"] = time.time() - t
 
     t = time.time()
@@ -133,6 +148,6 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
     t = time.time()
     if not _finished(out):
         joint_cfg = cfg.with_overrides([f"train.init_from={pre}", f"optim.max_steps={total - pretrain_steps}"])
-        train(joint_cfg, out, resume=True, progress=progress)
+        _train_stage(joint_cfg, out, progress)
     seconds["joint"] = time.time() - t
     return RecipeResult(out, pre, swap, seconds)

@@ -97,8 +97,8 @@ def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progre
     from stdann.topography.positions import load_run_positions
     from stdann.training.checkpoint import load_backbone
     from stdann.training.readout import final_task_loss, linear_probe_motion
-    from stdann.training.recipe import _finished, topographic_recipe
-    from stdann.training.trainer import resolve_device, train
+    from stdann.training.recipe import _finished, _train_stage, topographic_recipe
+    from stdann.training.trainer import resolve_device
 
     run_dir = out / cond.name / f"seed{seed}"
     cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
@@ -109,7 +109,7 @@ def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progre
         topographic_recipe(cfg, run_dir, progress=progress)
     elif cond.mode == "train":
         if not _finished(run_dir):
-            train(cfg, run_dir, resume=True, progress=progress)
+            _train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
     else:
         raise ValueError(f"unknown condition mode {cond.mode!r}")
     if cached.get("complete"):
