@@ -81,3 +81,20 @@ def test_unknown_variant_is_refused_with_the_list():
         emergence_conditions(["revers"])
     names = [c.name for c in sweep_conditions([0, 0.25], spatial_only=True)]
     assert names == ["alpha_0", "alpha_0.25", "spatial_only"]
+
+
+def test_interrupted_training_stops_the_study_without_results(tmp_path, monkeypatch):
+    import stdann.training.trainer as T
+    from stdann.training.recipe import RecipeInterrupted
+
+    real = T.train
+    monkeypatch.setattr(T, "train", lambda *a, **k: real(*a, **{**k, "stop_at_step": 2}))
+    base = load_config("smoke", overrides=["optim.max_steps=4"])
+    with pytest.raises(RecipeInterrupted, match="run the same command again"):
+        run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", progress=False,
+                  blocks=["layer3.1"], readout=False, ephys_overrides=FAST)
+    assert not (tmp_path / "em" / "paper" / "seed0" / "condition.json").exists()
+    monkeypatch.setattr(T, "train", real)  # resuming finishes the run and then evaluates it
+    study = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", progress=False,
+                      blocks=["layer3.1"], readout=False, ephys_overrides=FAST)
+    assert study["conditions"][0]["metrics"]["layer3.1"]["trained"]["dsi_median"] is not None
