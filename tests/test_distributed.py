@@ -25,7 +25,12 @@ def _worker(rank, world, port, q):
 def test_shuffle_and_unshuffle_across_ranks():
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, 2, 29533, q)) for r in range(2)]
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
     for p in procs:
         p.start()
     results = sorted(q.get(timeout=120) for _ in procs)

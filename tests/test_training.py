@@ -134,7 +134,13 @@ def test_cli_refuses_existing_out_with_clear_error(tmp_path):
 
 def test_ddp_two_cpu_processes(tmp_path):
     run = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517"]
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                "--master-port", str(port)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(torchrun + ["-m", "stdann", "train", "--preset", "smoke", "--steps", "3", "--out", str(run),
                                    "--no-progress", "--set", "topography.alpha=0.25", "--set", "train.log_every=1"],
