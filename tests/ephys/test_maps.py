@@ -140,3 +140,16 @@ def test_smoothness_curve_and_shuffle_control():
     assert s["index"] > 0.8
     s0 = smoothness_index(xy, rng.random(2000) * 360, 0.25)
     assert abs(s0["index"]) < 0.1
+
+
+def test_smoothness_permutation_test_separates_ordered_from_random_maps():
+    from stdann.ephys.maps import smoothness_index
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 10, size=(800, 2))
+    ordered = np.degrees(np.arctan2(np.sin(xy[:, 0]), np.cos(xy[:, 1]))) % 360  # smooth in space
+    random = rng.uniform(0, 360, 800)
+    s_ord = smoothness_index(xy, ordered, short_mm=0.5)
+    s_rnd = smoothness_index(xy, random, short_mm=0.5)
+    assert s_ord["index"] > 0.5 and s_ord["p_value"] <= 1 / 51 + 1e-12
+    assert abs(s_rnd["index"]) < 0.1 and s_rnd["p_value"] > 0.05

@@ -63,7 +63,7 @@ def study_markdown(study: dict, block: str | None = None) -> str:
     for b in ([block] if block else blocks):
         out.append(f"**{b}**\n")
         out.append("| condition | seed | median DSI trained | median DSI untrained | DSI | fraction DS trained | "
-                   "fraction DS untrained | CV axial | axial ratio | pinwheels/Λ² | smoothness | probe dir. R² | InfoNCE |")
+                   "fraction DS untrained | CV axial | axial ratio | pinwheels/Λ² | smoothness (p) | probe dir. R² | InfoNCE |")
         out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
             m = (c.get("metrics") or {}).get(b) or {}
@@ -76,7 +76,7 @@ def study_markdown(study: dict, block: str | None = None) -> str:
                 f"{_ci(t, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
                 f"{_ci(u, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
                 f"{_f(t.get('cv_axial_median'))} | {_f(t.get('axial_ratio_median'))} | {_f(t.get('pinwheel_density'), 2)} | "
-                f"{_f(t.get('smoothness'))} | {_f(probe)} | {_f(task.get('final_infonce'))} |")
+                f"{_f(t.get('smoothness'))} ({_f(t.get('smoothness_p'), 2)}) | {_f(probe)} | {_f(task.get('final_infonce'))} |")
         out.append("")
     return "\n".join(out)
 

@@ -58,6 +58,7 @@ def _slim(summary: dict) -> dict:
     det = summary.get("smoothness_detail") or {}
     keep["smoothness_shuffled_delta"] = det.get("shuffled_delta_short")
     keep["smoothness_delta"] = det.get("mean_delta_short")
+    keep["smoothness_p"] = det.get("p_value")  # permutation test against shuffled positions
     ctrl = summary.get("controls") or {}
     for k, v in ctrl.items():
         if isinstance(v, (int, float)) or v is None:
