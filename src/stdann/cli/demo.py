@@ -7,7 +7,6 @@ in-silico electrophysiology of the trained network *and* its untrained control â
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -79,10 +78,9 @@ def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = Non
     metrics["config"] = cfg.to_dict()
     if extra:
         metrics.update(extra)
-    path = Path(run_dir) / "metrics.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False, default=str))
-    tmp.replace(path)
+    from stdann.fileio import write_json
+
+    write_json(Path(run_dir) / "metrics.json", metrics, allow_nan=False, default=str)
     return metrics
 
 

@@ -73,10 +73,10 @@ def _cache_one(info_d: dict, shard_dir: str, win: int, hw: tuple[int, int], n_wi
                 arr[r, x.shape[0] :] = x[-1]
             valid.append(int(x.shape[0]))
         arr.flush()
-        del arr
+        arr = None  # close the memory map before the rename
         os.replace(tmp, final)
     except Exception:
-        del arr
+        arr = None
         tmp.unlink(missing_ok=True)
         raise
     meta = {"key": key, "rel": info.rel, "path": info.path, "label": info.label, "fps": info.fps, "frames": info.frames, "starts": starts, "valid": valid}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import warnings
 from importlib import resources
@@ -39,6 +38,7 @@ import torch
 import yaml
 
 from stdann.ephys import maps as M
+from stdann.fileio import write_json
 from stdann.ephys.errors import EphysError
 from stdann.ephys import tuning as TU
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm, record_set
@@ -340,7 +340,7 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     _write_tables(out / "tables", metrics, results, positions)
     if figures:
         metrics["figures"] = _write_figures(out / "figures", results, ecfg, ref)
-    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False))
+    write_json(out / "metrics.json", _jsonable(metrics), allow_nan=False)
     return _jsonable(metrics)
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 

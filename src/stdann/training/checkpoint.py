@@ -101,7 +101,6 @@ def load_backbone(run_dir: str | Path, which: str = "last", device: str | torch.
     ``which="last"`` is the latest training state; ``which="init"`` the network at step 0 — the
     untrained control of the very same run (same seed, same initialisation).
     """
-    from stdann.config import Config, load_config  # local: config imports the sub-packages
     from stdann.models.r3d import r3d_18
 
     run_dir = Path(run_dir)

@@ -24,6 +24,7 @@ from typing import Iterator
 import torch
 
 from stdann.config import Config
+from stdann.fileio import write_json
 from stdann.models.inputs import normalize
 
 
@@ -139,9 +140,7 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
             final, history = initial, {}
         save_run_positions(out, final)
         swap = {"steps": swap_steps, "blocks": swap_summary(history), "history": history}
-        tmp = out / ".swap.json.tmp"
-        tmp.write_text(json.dumps(swap))
-        tmp.replace(swap_file)
+        write_json(swap_file, swap, indent=None)
     swap = json.loads(swap_file.read_text())
     seconds["swap"] = time.time() - t
 

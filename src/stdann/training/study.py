@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from stdann.config import Config
+from stdann.fileio import write_json
 
 KEY_METRICS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
                "axial_ratio_median", "pinwheel_density", "column_spacing_mm", "smoothness")
@@ -82,9 +82,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=1))
-    tmp.replace(path)
+    write_json(path, _jsonable(obj), indent=1)
 
 
 def _load_json(path: Path) -> dict:

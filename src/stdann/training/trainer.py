@@ -9,7 +9,6 @@ pure function of (seed, step, rank), so a resumed run repeats the uninterrupted 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 import shutil
@@ -24,6 +23,7 @@ import torch
 
 from stdann import __version__
 from stdann.config import Config
+from stdann.fileio import write_json
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
 from stdann.training import distributed as D
@@ -350,9 +350,7 @@ def train(
                 "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
             }
             info.update(extra or {})
-            tmp = out / ".run.json.tmp"
-            tmp.write_text(json.dumps(info, indent=2))
-            tmp.replace(out / "run.json")
+            write_json(out / "run.json", info)
 
     from tqdm.auto import tqdm
 
