@@ -15,7 +15,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="direction tuning, maps and pinwheels of a run (writes metrics.json, tables/, figures/)",
         description=(
             "Record the blocks of RUN_DIR/checkpoints/<which>.pt and of the untrained control "
-            "RUN_DIR/checkpoints/init.pt to generated stimuli (BatchNorm in eval mode), compute direction "
+            "RUN_DIR/checkpoints/init.pt to generated stimuli (BatchNorm in eval mode after re-estimating its statistics on the same generated clips for both), compute direction "
             "tuning (DSI, DI, CV, axial ratio, bandwidth), direction/axial maps, column spacing, pinwheels, "
             "smoothness with controls, and compare with macaque MT. Direction convention: 0 deg = motion to "
             "the right, 90 deg = upward on the screen, counter-clockwise."

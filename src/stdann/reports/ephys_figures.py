@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import hsv_to_rgb  # noqa: E402
 
 CONVENTION = ("Direction convention: 0° = motion to the right (increasing column), 90° = upward on the screen "
-              "(decreasing row), counter-clockwise. BatchNorm in eval mode.")
+              "(decreasing row), counter-clockwise. BatchNorm in eval mode, statistics re-estimated on the same generated clips for every network.")
 
 
 def _save(fig, path) -> Path:
