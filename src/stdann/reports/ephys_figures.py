@@ -58,9 +58,9 @@ def fig_sheet_maps(panels: dict, path, title: str, period: float = 360.0) -> Pat
     """``panels``: label → dict(map=SheetMap, pinwheels=(n, 3) array in sheet mm (maps.pinwheels_on_sheet) or None,
     text=str). Hue = preferred direction (or axis), brightness = selectivity |z|."""
     n = len(panels)
-    fig = plt.figure(figsize=(4.2 * n + 1.2, 4.6))
+    fig = plt.figure(figsize=(4.2 * n + 1.2, 4.9))
     for k, (label, p) in enumerate(panels.items()):
-        ax = fig.add_axes([0.05 + k * (0.85 / n), 0.12, 0.8 / n, 0.76])
+        ax = fig.add_axes([0.05 + k * (0.85 / n), 0.16, 0.8 / n, 0.72])  # room for the footer
         m = p["map"]
         ax.imshow(map_rgb(m.z, period, m.valid), origin="lower", extent=m.extent, interpolation="nearest")
         pw = p.get("pinwheels")
