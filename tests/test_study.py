@@ -98,3 +98,19 @@ def test_interrupted_training_stops_the_study_without_results(tmp_path, monkeypa
     study = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", progress=False,
                       blocks=["layer3.1"], readout=False, ephys_overrides=FAST)
     assert study["conditions"][0]["metrics"]["layer3.1"]["trained"]["dsi_median"] is not None
+
+
+def test_one_process_per_study_folder(tmp_path):
+    import os
+
+    from stdann.training.study import StudyLocked, study_lock
+
+    with study_lock(tmp_path):
+        assert (tmp_path / ".study.lock").read_text() == str(os.getpid())
+        with pytest.raises(StudyLocked, match="in use by process"):
+            with study_lock(tmp_path):
+                pass
+    assert not (tmp_path / ".study.lock").exists()
+    (tmp_path / ".study.lock").write_text("999999999")  # a dead process: the stale lock is taken over
+    with study_lock(tmp_path):
+        pass

@@ -15,7 +15,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError, FileExistsError,
                                        FileNotFoundError, NotADirectoryError, PermissionError]
     for mod, name in (("stdann.data.folder", "DataError"), ("stdann.ephys.errors", "EphysError"),
-                      ("stdann.training.recipe", "RecipeInterrupted")):
+                      ("stdann.training.recipe", "RecipeInterrupted"), ("stdann.training.study", "StudyLocked")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):

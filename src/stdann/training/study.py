@@ -9,8 +9,10 @@ network's, measured the same way (DESIGN "A measured warning").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +145,40 @@ def run_study(kind: str, base: Config, conditions: list[Condition], out: str | P
               ephys_overrides: dict | None = None, extra: dict | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with study_lock(out):
+        return _run_study(kind, base, conditions, out, seeds=seeds, progress=progress, blocks=blocks, readout=readout,
+                          snapshots=snapshots, ephys_overrides=ephys_overrides, extra=extra)
+
+
+class StudyLocked(RuntimeError):
+    """Another live process is running a study in the same folder."""
+
+
+@contextlib.contextmanager
+def study_lock(out: Path):
+    """One process per study folder: two would train the same run folder at once."""
+    lock = out / ".study.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or 0)
+            os.kill(pid, 0)  # raises if that process is gone
+        except (ValueError, ProcessLookupError, PermissionError):
+            lock.unlink(missing_ok=True)  # a stale lock from a process that died
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        else:
+            raise StudyLocked(f"{out} is in use by process {pid}; wait for it or stop it (its work resumes later)")
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, *, seeds: int, progress: bool,
+               blocks, readout: bool, snapshots: bool, ephys_overrides, extra) -> dict:
     blocks = list(blocks or base.ephys.blocks)
     study_file = out / "study.json"
     study = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(), "blocks": blocks,
