@@ -91,14 +91,18 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
         if any(c.get("mode") == "control" for c in conds):
             axes.flat[0].plot([], [], "--", color="0.5", label="untrained row")
         axes.flat[0].legend(fontsize=8)
-        fig.suptitle(f"{block}: metrics versus α", fontsize=13)
-        fig.text(0.01, 0.005, FOOT, fontsize=8)
-        fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-        path = folder / f"sweep_{block}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_finish(fig, f"{block}: metrics versus α", folder / f"sweep_{block}.png", bottom=0.02, top=0.97))
     return written
+
+
+def _finish(fig, title: str, path: Path, bottom: float, top: float) -> str:
+    """Title, the measurement footnote, layout, PNG; returns the path."""
+    fig.suptitle(title, fontsize=13)
+    fig.text(0.01, 0.005, FOOT, fontsize=8)
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
 
 
 def emergence_figures(study: dict, folder: Path) -> list[str]:
@@ -137,11 +141,6 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels([f"{c['name']}\nseed {c['seed']}" for c in conds], rotation=60, fontsize=7)
         ax.set_title("final median DSI, 95% CI (grey: untrained)")
-        fig.suptitle(f"{block}: does direction selectivity emerge?", fontsize=13)
-        fig.text(0.01, 0.005, FOOT, fontsize=8)
-        fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-        path = folder / f"emergence_{block}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_finish(fig, f"{block}: does direction selectivity emerge?", folder / f"emergence_{block}.png",
+                               bottom=0.03, top=0.95))
     return written
