@@ -28,15 +28,14 @@ def _ci(d: dict, key: str, ci_key: str | None = None) -> str:
 
 
 def verdict(t: dict, u: dict, key: str = "dsi_median", ci_key: str = "dsi_ci") -> str:
-    """'above' / 'below' when the 95% CIs do not overlap, else 'overlapping'."""
+    """'above' / 'below' when the 95% CIs do not overlap, else 'overlapping' — the rule of the
+    HTML report (:func:`stdann.reports.html.compare`), in one word."""
+    from stdann.reports.html import compare
+
     tc, uc = t.get(ci_key), u.get(ci_key)
     if not tc or not uc or None in tc or None in uc:
         return "no CI"
-    if tc[0] > uc[1]:
-        return "above"
-    if tc[1] < uc[0]:
-        return "below"
-    return "overlapping"
+    return {"above": "above", "below": "below"}.get(compare(t.get(key), tc, u.get(key), uc)[1], "overlapping")
 
 
 def run_markdown(metrics: dict) -> str:

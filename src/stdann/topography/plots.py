@@ -99,18 +99,17 @@ def plot_swap_comparison(
         ax.set_ylabel("mean SL_rel")
         ax.set_title("swap pre-optimisation")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)
 
 
 def save_positions_plot(positions: LayerPositions, path: str | Path, values: np.ndarray | None = None, dpi: int = 120) -> Path:
     """One block's positions as a PNG."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     plot_positions(positions, values, ax=ax)
+    return _save(fig, path, dpi)
+
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

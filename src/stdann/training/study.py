@@ -197,10 +197,6 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
 
 
 # -- summaries and figures -------------------------------------------------------------------------------
-def metric_of(entry: dict, block: str, key: str, which: str = "trained"):
-    return ((entry.get("metrics") or {}).get(block) or {}).get(which, {}).get(key)
-
-
 def study_figures(study: dict, folder: Path) -> list[str]:
     from stdann.reports.study_figures import emergence_figures, sweep_figures
 

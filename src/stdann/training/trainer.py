@@ -416,7 +416,7 @@ def train(
                     "step": step,
                     "epoch": step * cfg.optim.batch_size / cfg.optim.epoch_size,
                     "lr": lr,
-                    "loss": float(loss.detach()),
+                    "loss": value,
                     "loss_task": float(task.detach()),
                     "acc": float(outp["acc"]),
                     "sl_total": float(sl_total.detach()),
