@@ -110,3 +110,30 @@ def test_same_scene_repeats_and_motion_mode():
     g = VideoGenerator(DataConfig(frames=2, size=16, num_scenes=10, pair_mode="motion"))
     _, _, m1, m2 = g.pairs(8, seed=0, return_motion=True)
     assert torch.all(m1["scene"] != m2["scene"])
+
+
+def _pair_directions(pair_flip):
+    # square crops: an anisotropic crop would also rotate the motion direction in output pixels
+    cfg = DataConfig(frames=4, size=32, num_scenes=4, flip_prob=0.5, velocity_drift=0, pair_flip=pair_flip,
+                     crop_ratio_min=1.0, crop_ratio_max=1.0)
+    _, _, m1, m2 = VideoGenerator(cfg).pairs(64, seed=3, return_motion=True)
+    d = (m1["direction"] - m2["direction"]) % 360
+    return np.minimum(d.numpy(), 360 - d.numpy())
+
+
+def test_shared_flips_keep_one_motion_per_pair():
+    # Without heading drift the two views of a pair move the same way unless one of them is
+    # mirrored; shared flips (the default) never mirror only one view.
+    assert DataConfig().pair_flip == "shared"
+    assert _pair_directions("shared").max() < 1e-2
+
+
+def test_independent_flips_mirror_one_view_of_some_pairs():
+    d = _pair_directions("independent")
+    mirrored = d > 1e-2
+    assert 0.25 < mirrored.mean() < 0.75  # P(exactly one view flipped) = 0.5
+
+
+def test_unknown_pair_flip_mode_is_refused():
+    with pytest.raises(ValueError, match="pair_flip"):
+        VideoGenerator(DataConfig(frames=2, size=16, num_scenes=2, pair_flip="sometimes")).pairs(2)

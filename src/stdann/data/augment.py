@@ -66,6 +66,25 @@ def sample_flips(gen: torch.Generator, n: int, cfg) -> torch.Tensor:
     return torch.rand(n, generator=gen) < cfg.flip_prob
 
 
+PAIR_FLIP_MODES = ("shared", "independent")
+
+
+def sample_pair_flips(gen: torch.Generator, n: int, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal flips of the two views of ``n`` positive pairs.
+
+    ``cfg.pair_flip = "shared"``: one decision per pair (both views flipped or neither), so the two
+    views keep the same motion; ``"independent"``: one decision per view. A flip reverses the
+    horizontal component of the motion, so independent flips make a clip and its mirror image
+    (opposite horizontal motion) positives of each other.
+    """
+    mode = getattr(cfg, "pair_flip", "shared")
+    if mode not in PAIR_FLIP_MODES:
+        raise ValueError(f"data.pair_flip must be one of {PAIR_FLIP_MODES}, got {mode!r}")
+    f1 = sample_flips(gen, n, cfg)
+    f2 = f1.clone() if mode == "shared" else sample_flips(gen, n, cfg)
+    return f1, f2
+
+
 def crop_affine(boxes: torch.Tensor, flips: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     """(n, 2, 3) affines mapping output pixel (x, y, 1) to source pixel coordinates."""
     n = boxes.shape[0]

@@ -44,6 +44,10 @@ class DataConfig:
     color_jitter_prob: float = 0.8
     grayscale_prob: float = 0.2
     flip_prob: float = 0.5  # horizontal flip (mirrors the motion direction too)
+    # shared: both views of a positive pair are flipped or neither (the pair keeps one motion);
+    # independent: each view on its own — half the flipped pairs then tell MoCo that a clip and its
+    # mirror image (opposite horizontal motion) are the same instance (issue 11)
+    pair_flip: str = "shared"
 
     # -- built-in generated video ------------------------------------------------------
     num_scenes: int = 64  # distinct base textures in the bank

@@ -315,7 +315,7 @@ class VideoGenerator:
         start2 = torch.where(late, torch.zeros_like(gap), gap)
         steps = torch.arange(T) * stride
         b1, b2 = aug.sample_pair_crops(gen, n, vh, vw, cfg)
-        f1, f2 = aug.sample_flips(gen, n, cfg), aug.sample_flips(gen, n, cfg)
+        f1, f2 = aug.sample_pair_flips(gen, n, cfg)
         rows = torch.arange(n).repeat_interleave(2)
         times = torch.stack([start1[:, None] + steps, start2[:, None] + steps], 1).view(2 * n, T)
         crops = torch.stack([b1, b2], 1).view(2 * n, 4)
