@@ -6,13 +6,17 @@ wired wrongly (wrong checkpoint, BatchNorm state leaking into the comparison, lo
 
 import copy
 import json
+import os
 
 import pytest
 import torch
 
+import stdann.training.study as S
+from lock_helpers import hold_in_other_process
 from stdann.config import load_config
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
+from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
 from stdann.training.study import evaluate_network, run_study, emergence_conditions, sweep_conditions
 
@@ -104,18 +108,17 @@ def test_one_process_per_study_folder(tmp_path, monkeypatch):
     """The study folder is locked by run_study; a second process is refused with a one-line error. The
     lock is an OS lock (no pid file), so a holder that died never leaves a stale lock behind, and a live
     holder is never taken for a dead one (the old pid lock treated os.kill's PermissionError as 'dead')."""
-    from lock_helpers import hold_in_other_process
+    def kill_says_permission_denied(pid, sig):  # what os.kill(pid, 0) says of another user's live process
+        raise PermissionError(1, "Operation not permitted")
 
-    from stdann.runs.errors import FolderInUse
-
+    monkeypatch.setattr(os, "kill", kill_says_permission_denied)
     with hold_in_other_process(tmp_path) as holder:
         with pytest.raises(FolderInUse, match="in use by another stdann process"):
             run_study("sweep", load_config("smoke"), sweep_conditions([0.0]), tmp_path, progress=False,
                       blocks=["layer3.1"], readout=False, ephys_overrides=FAST)
+        monkeypatch.undo()
         holder.kill()  # kill -9: the kernel drops its lock
         holder.wait()
-    import stdann.training.study as S
-
     seen = []
     monkeypatch.setattr(S, "_run_study", lambda *a, **k: seen.append(a) or {"kind": "sweep"})
     assert run_study("sweep", load_config("smoke"), [], tmp_path)["kind"] == "sweep" and seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from stdann.cli.common import add_config_args
@@ -41,13 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from stdann.config import load_config
     from stdann.runs.folder import RunFolder
-    from stdann.training.trainer import train
+    from stdann.training.distributed import launch_rank
 
     out = Path(args.out)
-    if args.resume and args.preset is None and args.config is None:
-        cfg = RunFolder(out).resume_config(args.overrides)  # the run's own configuration, checked
-    else:
-        cfg = load_config(args.preset or "demo", args.config, args.overrides)
+    run_folder = RunFolder(out)
+    # On resume, read the run's configuration under its lock (a folder in use says so first); under
+    # torchrun only rank 0 locks, as only rank 0 writes.
+    with run_folder.hold_for_resume() if args.resume and launch_rank() == 0 else contextlib.nullcontext():
+        if args.resume and args.preset is None and args.config is None:
+            cfg = run_folder.resume_config(args.overrides)  # the run's own configuration, checked
+        else:
+            cfg = load_config(args.preset or "demo", args.config, args.overrides)
+        return _train(args, cfg, out)
+
+
+def _train(args: argparse.Namespace, cfg, out: Path) -> int:
+    from stdann.training.trainer import train
+
     extra = []
     if args.alpha is not None:
         extra.append(f"topography.alpha={args.alpha}")

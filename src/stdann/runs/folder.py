@@ -270,6 +270,16 @@ class RunFolder:
         with folder_lock(self.root):
             yield self
 
+    @contextlib.contextmanager
+    def hold_for_resume(self) -> Iterator["RunFolder"]:
+        """Hold the lock of a run to resume: a folder that does not exist is refused (never created),
+        one in use by another process is refused as such, one without a run to resume is refused."""
+        if not self.root.exists():
+            self.require_resumable()
+        with self.hold():
+            self.require_resumable()
+            yield self
+
     def _require_lock(self) -> None:
         if not holds(self.root):
             raise RuntimeError(f"internal error: write into {self.root} without holding its lock (use RunFolder.hold())")
@@ -493,7 +503,7 @@ class RunFolder:
         checked against the complete copy inside ``checkpoints/last.pt`` — a key the checkpoint has
         and config.yaml lacks means a truncated or damaged file, never a default. Without
         config.yaml, the checkpoint's copy. Then ``overrides``."""
-        self.require_resumable()
+        self.require_resumable()  # (callers hold the lock: see hold_for_resume)
         ckpt = self.checkpoint("last")
         stored = _yaml_mapping(ckpt, checkpoint_config_text(ckpt))
         path = self.root / CONFIG
@@ -594,7 +604,5 @@ def training_folder(out: str | Path, *, resume: bool | str = False, overwrite: b
     if not main:
         yield run, False
         return
-    if resume is True and not overwrite:
-        run.require_resumable()
-    with run.hold():
+    with run.hold_for_resume() if resume is True and not overwrite else run.hold():
         yield run, run.prepare_training(resume=resume, overwrite=overwrite)
