@@ -3,6 +3,7 @@ folders that hold a user's own files, a foreign train.csv, a missing positions f
 config.yaml, a typo in --out, two processes on one folder, interrupted commands, and run folders made
 before the marker existed."""
 
+import ast
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import stdann.runs
 from lock_helpers import hold_in_other_process
 from stdann.cli.main import main
 from stdann.config import load_config
@@ -322,3 +324,16 @@ def test_tensorboard_events_are_recorded(tmp_path):
     train(cfg_for("train.tensorboard=true", "optim.max_steps=1"), run, progress=False)
     events = [p.relative_to(run).as_posix() for p in (run / "logs" / "tb").rglob("*") if p.is_file()]
     assert events and set(events) <= RunFolder(run).written()
+
+
+def test_runs_imports_only_the_layers_below_it():
+    """stdann.runs may import config, models, topography, data and fileio — never training, ephys, reports or
+    cli (so that analysis can read run folders without importing training)."""
+    allowed = ("stdann.config", "stdann.models", "stdann.topography", "stdann.data", "stdann.fileio", "stdann.runs")
+    for path in Path(stdann.runs.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                if name == "stdann" or name.startswith("stdann."):
+                    assert name == "stdann" or name.startswith(allowed), (path.name, name)

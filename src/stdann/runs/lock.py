@@ -23,7 +23,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from stdann.runs.errors import FolderInUse
+from stdann.runs.errors import FolderInUse, RunFolderError
 
 LOCK_NAME = ".stdann.lock"
 
@@ -63,7 +63,10 @@ def _sign(path: Path) -> None:
 def folder_lock(folder: str | Path) -> Iterator[None]:
     """Hold ``folder``'s lock (creating the folder if needed) or raise :class:`FolderInUse` at once."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"cannot create {folder} ({e.strerror}): choose a folder you can write to") from None
     key = _key(folder)
     if key in _held:
         lock, depth = _held[key]
@@ -77,11 +80,14 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
     lock = FileLock(lock_file(folder))
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # (a subclass of OSError: caught first)
         raise FolderInUse(
             f"{folder} is in use by another stdann process{_holder(lock_file(folder))}; "
             "wait for it to finish or stop it, then run the command again"
         ) from None
+    except OSError as e:  # a read-only folder, a full disk, ...
+        raise RunFolderError(f"cannot lock {folder} ({e.strerror or e}): stdann writes its lock file "
+                             f"{LOCK_NAME} there; choose a folder you can write to") from None
     _sign(lock_file(folder))
     _held[key] = (lock, 1)
     try:
