@@ -226,7 +226,7 @@ class RunFolder:
 
     def _legacy_run(self) -> bool:
         """A run folder of an stdann made before the marker: its config or a checkpoint proves it."""
-        config, ckpts = self.root / CONFIG, self.root / CHECKPOINTS
+        config = self.root / CONFIG
         if config.is_file() and _stdann_config(config):
             return True
         return any(_stamped_checkpoint(self.checkpoint(w)) for w in ("last", "init") if self.checkpoint(w).is_file())
@@ -313,15 +313,15 @@ class RunFolder:
                                        (TENSORBOARD, "events.out.tfevents.*", lambda p: True)):
             if (self.root / folder).is_dir():
                 found += [f"{folder}/{p.name}" for p in sorted((self.root / folder).glob(pattern)) if p.is_file() and proof(p)]
-        atomic_write_text(self.root / MARKER, json.dumps({"stdann_run": 1, "adopted": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                          "stdann": __version__, "legacy": True}, indent=1))
-        for rel in found:
-            self._record(rel)
         pre = self.child(PRETRAIN)
         if pre.root.is_dir() and pre.kind() == "legacy":
             with pre.hold():
                 pre.adopt_legacy()
-            self._record(f"{PRETRAIN}/{MARKER}")
+            found.append(f"{PRETRAIN}/{MARKER}")
+        for rel in found:  # the manifest first: a marker never stands beside an incomplete manifest
+            self._record(rel)
+        atomic_write_text(self.root / MARKER, json.dumps({"stdann_run": 1, "adopted": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                          "stdann": __version__, "legacy": True}, indent=1))
         return found
 
     def ensure_run(self) -> "RunFolder":
@@ -338,6 +338,7 @@ class RunFolder:
     def adopt_child(self, name: str) -> "RunFolder":
         """A run folder nested in this one (e.g. the recipe's ``pretrain/``), entered in this folder's
         manifest so that clearing this run clears it too. Refuses a nested folder stdann did not make."""
+        self._require_lock()
         child = self.child(name)
         kind = child.kind()
         if kind == "foreign":
@@ -348,6 +349,7 @@ class RunFolder:
 
     # -- writes -------------------------------------------------------------------------------------------------
     def _record(self, rel: str) -> None:
+        self._require_lock()
         rel = _rel(rel)
         if rel in self.written():
             return
