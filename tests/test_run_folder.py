@@ -279,6 +279,7 @@ def test_two_demos_on_one_folder_then_sigterm(tmp_path):
 def test_run_folder_of_the_previous_version_is_resumed_and_protected(tmp_path):
     run = tmp_path / "old"
     train(cfg_for("optim.max_steps=3"), run, progress=False, stop_at_step=1)
+    (run / "report.html").write_text('<!DOCTYPE html>\n<meta name="generator" content="stdann 0.1.0">\n')
     make_legacy(run)
     mine = put_user_files(run)
     with pytest.raises(RunFolderError, match="older stdann"):
@@ -292,7 +293,7 @@ def test_run_folder_of_the_previous_version_is_resumed_and_protected(tmp_path):
     assert res.status == "finished" and res.step == 3 and log_steps(run) == [1, 2, 3]
     written = RunFolder(run).written()
     assert {"config.yaml", "run.json", "checkpoints/last.pt", "checkpoints/init.pt", "logs/train.csv",
-            "positions/layer3.1.npz"} <= written
+            "positions/layer3.1.npz", "report.html"} <= written
     assert not any(str(p.relative_to(run)) in written for p in mine)
     train(cfg_for(), run, overwrite=True, progress=False)  # adopted: --overwrite now removes stdann's files only
     assert_intact(mine)

@@ -162,6 +162,14 @@ def _stdann_positions(path: Path) -> bool:
     return True
 
 
+def _stdann_report(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return '<meta name="generator" content="stdann ' in f.read(4096)
+    except OSError:
+        return False
+
+
 def _stdann_log(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
@@ -307,7 +315,7 @@ class RunFolder:
                   STATUS: lambda p: _json_with(p, {"status", "step", "total_steps"}),
                   SWAP: lambda p: _json_with(p, {"steps", "blocks"}),
                   METRICS: lambda p: _json_with(p, {"run_dir", "blocks", "direction_convention"}),
-                  CONDITION: lambda p: _json_with(p, {"name", "seed", "metrics"})}
+                  CONDITION: lambda p: _json_with(p, {"name", "seed", "metrics"}), REPORT: _stdann_report}
         found = [rel for rel, proof in proofs.items() if (self.root / rel).is_file() and proof(self.root / rel)]
         for folder, pattern, proof in ((CHECKPOINTS, "*.pt", _stamped_checkpoint), (POSITIONS, "*.npz", _stdann_positions),
                                        (TENSORBOARD, "events.out.tfevents.*", lambda p: True)):
