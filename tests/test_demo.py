@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import torch
+
+from stdann.runs.folder import BOOKKEEPING, RunFolder
+
 REQUIRED = ("dsi_median", "cv_direction_median", "fraction_direction_selective", "pinwheel_density",
             "column_spacing_mm", "smoothness")
 
@@ -26,8 +30,13 @@ def test_smoke_demo_writes_report_and_metrics(tmp_path):
     assert (out / "swap.json").is_file() and (out / "pretrain" / "checkpoints" / "last.pt").is_file()
     assert "DSI trained" in r.stdout  # the summary table printed at the end
     # the untrained control of the topographic run is the pretraining run's step-0 network
-    import torch
-
     a = torch.load(out / "checkpoints" / "init.pt", weights_only=True)["backbone"]["stem.0.weight"]
     b = torch.load(out / "pretrain" / "checkpoints" / "init.pt", weights_only=True)["backbone"]["stem.0.weight"]
     assert torch.equal(a, b)
+    # every file the demo wrote is in its run folder's manifest (so --overwrite can remove exactly those):
+    # clearing the manifest's files leaves nothing but the bookkeeping files of the two run folders
+    run = RunFolder(out)
+    with run.hold():
+        run.clear()
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert left == [f"{d}{name}" for d in ("", "pretrain/") for name in sorted(BOOKKEEPING)], left

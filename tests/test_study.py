@@ -6,13 +6,17 @@ wired wrongly (wrong checkpoint, BatchNorm state leaking into the comparison, lo
 
 import copy
 import json
+import os
 
 import pytest
 import torch
 
+import stdann.training.study as S
+from lock_helpers import hold_in_other_process
 from stdann.config import load_config
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
+from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
 from stdann.training.study import evaluate_network, run_study, emergence_conditions, sweep_conditions
 
@@ -84,7 +88,7 @@ def test_unknown_variant_is_refused_with_the_list():
 
 
 def test_interrupted_training_stops_the_study_without_results(tmp_path, monkeypatch):
-    import stdann.training.trainer as T
+    import stdann.training.recipe as T  # the stages call the trainer through the recipe
     from stdann.training.recipe import RecipeInterrupted
 
     real = T.train
@@ -100,17 +104,21 @@ def test_interrupted_training_stops_the_study_without_results(tmp_path, monkeypa
     assert study["conditions"][0]["metrics"]["layer3.1"]["trained"]["dsi_median"] is not None
 
 
-def test_one_process_per_study_folder(tmp_path):
-    import os
+def test_one_process_per_study_folder(tmp_path, monkeypatch):
+    """The study folder is locked by run_study; a second process is refused with a one-line error. The
+    lock is an OS lock (no pid file), so a holder that died never leaves a stale lock behind, and a live
+    holder is never taken for a dead one (the old pid lock treated os.kill's PermissionError as 'dead')."""
+    def kill_says_permission_denied(pid, sig):  # what os.kill(pid, 0) says of another user's live process
+        raise PermissionError(1, "Operation not permitted")
 
-    from stdann.training.study import StudyLocked, study_lock
-
-    with study_lock(tmp_path):
-        assert (tmp_path / ".study.lock").read_text() == str(os.getpid())
-        with pytest.raises(StudyLocked, match="in use by process"):
-            with study_lock(tmp_path):
-                pass
-    assert not (tmp_path / ".study.lock").exists()
-    (tmp_path / ".study.lock").write_text("999999999")  # a dead process: the stale lock is taken over
-    with study_lock(tmp_path):
-        pass
+    monkeypatch.setattr(os, "kill", kill_says_permission_denied)
+    with hold_in_other_process(tmp_path) as holder:
+        with pytest.raises(FolderInUse, match="in use by another stdann process"):
+            run_study("sweep", load_config("smoke"), sweep_conditions([0.0]), tmp_path, progress=False,
+                      blocks=["layer3.1"], readout=False, ephys_overrides=FAST)
+        monkeypatch.undo()
+        holder.kill()  # kill -9: the kernel drops its lock
+        holder.wait()
+    seen = []
+    monkeypatch.setattr(S, "_run_study", lambda *a, **k: seen.append(a) or {"kind": "sweep"})
+    assert run_study("sweep", load_config("smoke"), [], tmp_path)["kind"] == "sweep" and seen

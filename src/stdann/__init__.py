@@ -9,7 +9,8 @@ Pipeline, one sub-package per stage:
 - :mod:`stdann.models`      — the 3D ResNet-18 backbone and the MoCo wrapper
 - :mod:`stdann.topography`  — cortical sheets, unit positions, neighborhoods, spatial loss, swaps
 - :mod:`stdann.data`        — built-in generated video, video folders, clip cache, augmentation
-- :mod:`stdann.training`    — the training loop, checkpoints, distributed helpers
+- :mod:`stdann.runs`        — the run folder: layout, marker, lock, safe writes, checkpoints
+- :mod:`stdann.training`    — the training loop, recipe, studies, distributed helpers
 - :mod:`stdann.ephys`       — stimuli, recording, tuning metrics, maps and pinwheels
 - :mod:`stdann.reports`     — figures and the HTML report
 - :mod:`stdann.cli`         — the ``stdann`` command

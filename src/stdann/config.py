@@ -21,6 +21,7 @@ import yaml
 
 from stdann.data.config import DataConfig
 from stdann.ephys.config import EphysConfig
+from stdann.fileio import atomic_write_text
 from stdann.topography.config import TopographyConfig
 
 
@@ -105,7 +106,7 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml())
+        atomic_write_text(path, self.to_yaml())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":

@@ -8,14 +8,15 @@ from stdann.config import PRESETS, ConfigError, load_config
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from stdann.runs.checkpoint import CheckpointError
+    from stdann.runs.errors import RunFolderError
     from stdann.topography.positions import PositionsError
-    from stdann.training.checkpoint import CheckpointError
-    from stdann.training.trainer import RunExistsError, TrainingDiverged
+    from stdann.training.trainer import TrainingDiverged
 
-    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunExistsError, TrainingDiverged, PositionsError, FileExistsError,
-                                       FileNotFoundError, NotADirectoryError, PermissionError]
+    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunFolderError, TrainingDiverged, PositionsError,
+                                       FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError]
     for mod, name in (("stdann.data.folder", "DataError"), ("stdann.ephys.errors", "EphysError"),
-                      ("stdann.training.recipe", "RecipeInterrupted"), ("stdann.training.study", "StudyLocked")):
+                      ("stdann.training.recipe", "RecipeInterrupted")):
         try:
             errs.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -23,18 +24,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
-
-
 USER_ERRORS = _user_errors()
 
 
-def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo") -> None:
+def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo", default_text: str | None = None) -> None:
+    """``--preset``, ``--config``, ``--set``, ``--debug``; ``default_text`` describes the default in
+    the help when it is not simply ``default_preset``."""
     g = p.add_argument_group("configuration (defaults ← --preset ← --config ← --set)")
     g.add_argument(
         "--preset",
         choices=PRESETS,
         default=default_preset,
-        help=f"scale preset: paper (16x112², width 64, GPU), demo (CPU minutes), smoke (seconds) [default: {default_preset}]",
+        help="scale preset: paper (16x112², width 64, GPU), demo (CPU minutes), smoke (seconds) "
+        f"[default: {default_text or default_preset}]",
     )
     g.add_argument("--config", metavar="YAML", help="YAML file of config sections applied over the preset")
     g.add_argument(

@@ -7,11 +7,11 @@ in-silico electrophysiology of the trained network *and* its untrained control �
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.runs.folder import FIGURES, METRICS, REPORT, TABLES, RunFolder
 
 HEADLINE = ("dsi_median", "cv_direction_median", "cv_axial_median", "fraction_direction_selective",
             "pinwheel_density", "column_spacing_mm", "smoothness")
@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", default=None, metavar="DIR", help="output folder [default: runs/<preset>]")
-    p.add_argument("--overwrite", action="store_true", help="delete DIR first and start again")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the files an earlier demo wrote in DIR (never other files) and start again; "
+                        "without it, an interrupted demo in DIR continues where it stopped")
     p.add_argument("--stimuli", nargs="+", default=None, choices=["gratings", "rdk", "plaids"],
                    help="stimulus sets for the analysis [default: gratings rdk plaids (gratings only for smoke)]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -38,13 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stdann.ephys.analyze import analyze_run
-    from stdann.training.recipe import topographic_recipe
-
     cfg = config_from_args(args)
     out = Path(args.out or f"runs/{args.preset or 'custom'}")
-    if args.overwrite and out.exists():
-        shutil.rmtree(out)
+    run_folder = RunFolder(out)
+    with run_folder.hold():  # one demo per folder; the recipe's training stages take the same lock
+        if args.overwrite:
+            run_folder.discard()
+        run_folder.ensure_run().check_writable([METRICS, REPORT])
+        return _demo(args, cfg, run_folder)
+
+
+def _demo(args: argparse.Namespace, cfg, run_folder: RunFolder) -> int:
+    from stdann.ephys.analyze import analyze_run
+    from stdann.reports.html import write_report
+    from stdann.training.recipe import topographic_recipe
+
+    out = run_folder.root
     progress = not args.no_progress
     t0 = time.time()
     print(f"[stdann demo] {args.preset} preset → {out} (width {cfg.model.width}, clips {cfg.data.frames}x{cfg.data.size}², "
@@ -52,24 +63,24 @@ def run(args: argparse.Namespace) -> int:
     result = topographic_recipe(cfg, out, progress=progress)
     t_train = time.time() - t0
     stimuli = args.stimuli or (["gratings"] if args.preset == "smoke" else ["gratings", "rdk", "plaids"])
+    before = {d: run_folder.files_in(d) for d in (TABLES, FIGURES)}
+    run_folder.claim(METRICS)
     metrics = analyze_run(out, blocks=list(cfg.ephys.blocks), stimuli=stimuli, progress=progress)
+    for d, files in before.items():  # the analysis wrote these itself, while this process held the folder
+        run_folder.record_changed(d, files)
     metrics = finalize_metrics(out, metrics, cfg, extra={"recipe_seconds": result.seconds, "swap": result.swap.get("blocks")})
-    report = None
-    try:
-        from stdann.reports.html import write_report
-
-        report = write_report(out)
-    except ImportError:  # pragma: no cover - the report module ships with the package
-        pass
+    run_folder.claim(REPORT)
+    report = write_report(out)
     print_summary(metrics)
     print(f"[stdann demo] done in {time.time() - t0:.0f} s (training recipe {t_train:.0f} s). "
-          f"Metrics: {out / 'metrics.json'}" + (f"; report: {report}" if report else ""))
+          f"Metrics: {out / METRICS}; report: {report}")
     return 0
 
 
 def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = None) -> dict:
     """Add the run's config and the headline keys at block level (the trained network's values,
-    the untrained control's beside them under ``untrained``) to metrics.json."""
+    the untrained control's beside them under ``untrained``) to metrics.json (the caller holds
+    the run folder's lock)."""
     for block, entry in metrics.get("blocks", {}).items():
         trained = entry.get("trained", {})
         for key in HEADLINE:
@@ -78,9 +89,7 @@ def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = Non
     metrics["config"] = cfg.to_dict()
     if extra:
         metrics.update(extra)
-    from stdann.fileio import write_json
-
-    write_json(Path(run_dir) / "metrics.json", metrics, allow_nan=False, default=str)
+    RunFolder(run_dir).write_json(METRICS, metrics, allow_nan=False, default=str)
     return metrics
 
 

@@ -52,5 +52,5 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(e, USER_ERRORS) and not getattr(args, "debug", False):
             print(f"stdann {args.command}: error: {e}", file=sys.stderr)
-            return 2
+            return int(getattr(e, "exit_code", 2))  # 130 / 143 when a signal stopped the work
         raise

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.runs.folder import POSITIONS, SWAP, RunFolder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = sp.add_parser("init", help="retinotopic initialisation and neighborhoods → RUN/positions/*.npz")
     a.add_argument("run_dir", metavar="RUN_DIR", help="folder to write positions/ into (created if missing)")
-    a.add_argument("--force", action="store_true", help="replace positions already in RUN_DIR")
+    a.add_argument("--force", action="store_true", help="replace positions stdann already wrote in RUN_DIR")
     add_config_args(a)
     a.set_defaults(func=run_init)
 
@@ -49,16 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from stdann.topography import init_model_positions, save_run_positions, sheets_from_config
+    from stdann.topography import init_model_positions, sheets_from_config
 
     cfg = config_from_args(args)
-    run = Path(args.run_dir)
-    if (run / "positions").is_dir() and any((run / "positions").glob("*.npz")) and not args.force:
-        raise FileExistsError(f"{run}/positions already holds positions; pass --force to replace them")
-    pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
-                               sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
-                               n_windows=cfg.topography.n_windows)
-    save_run_positions(run, pos)
+    run = RunFolder(args.run_dir)
+    with run.hold():
+        if run.path(POSITIONS).is_dir() and any(run.path(POSITIONS).glob("*.npz")) and not args.force:
+            raise FileExistsError(f"{run.root}/positions already holds positions; pass --force to replace them")
+        pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
+                                   sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
+                                   n_windows=cfg.topography.n_windows)
+        run.ensure_run().save_positions(pos)
     for b, p in pos.items():
         print(f"{b}: {p.num_units} units on {p.sheet_side:.3g} mm sheet, {p.neighborhood_indices.shape[0]} neighborhoods "
               f"of {p.neighborhood_indices.shape[1]} units (width {p.neighborhood_width:.3g} mm)")
@@ -67,27 +68,30 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_optimize(args: argparse.Namespace) -> int:
     from stdann.config import load_config
-    from stdann.topography.positions import load_run_positions, save_run_positions
-    from stdann.training.checkpoint import load_backbone
+    from stdann.runs.checkpoint import load_backbone
+    from stdann.topography.positions import load_run_positions
     from stdann.training.recipe import optimize_positions, swap_summary
     from stdann.training.trainer import resolve_device
 
-    src, run = Path(args.source), Path(args.run_dir)
+    src, run = Path(args.source), RunFolder(args.run_dir)
     model_cfg_dev = resolve_device(args.device or "auto")
     model, cfg = load_backbone(src, "last", device=model_cfg_dev)
     if args.preset or args.config or args.overrides:
         cfg = load_config(args.preset, args.config, args.overrides) if (args.preset or args.config) else cfg.with_overrides(args.overrides)
     blocks = args.blocks or list(cfg.topography.blocks)
-    start_from = run if (run / "positions").is_dir() else src
-    initial = load_run_positions(start_from, blocks)
-    steps = args.steps if args.steps is not None else (cfg.topography.swap_steps or 200)
-    final, history = optimize_positions(model, cfg, initial, steps, model_cfg_dev, not args.no_progress, run / "figures")
-    save_run_positions(run, final)
-    summary = swap_summary(history)
-    (run / "swap.json").write_text(json.dumps({"steps": steps, "from": str(src), "blocks": summary, "history": history}))
+    with run.hold():
+        run.ensure_run().check_writable([SWAP] + [f"{POSITIONS}/{b}.npz" for b in blocks]
+                                        + [run.positions_figure(b) for b in blocks])
+        initial = run.load_positions(blocks) or load_run_positions(src, blocks)
+        steps = args.steps if args.steps is not None else (cfg.topography.swap_steps or 200)
+        final, history = optimize_positions(model, cfg, initial, steps, model_cfg_dev, not args.no_progress,
+                                            lambda b: run.claim(run.positions_figure(b)))
+        run.save_positions(final)
+        summary = swap_summary(history)
+        run.write_json(SWAP, {"steps": steps, "from": str(src), "blocks": summary, "history": history}, indent=None)
     for b, s in summary.items():
         print(f"{b}: mean SL_rel {s['sl_first']:.4f} → {s['sl_last']:.4f} ({s['accepted']} swaps accepted)")
-    print(f"positions written to {run / 'positions'}; plots in {run / 'figures'}")
+    print(f"positions written to {run.path(POSITIONS)}; plots in {run.root / 'figures'}")
     return 0
 
 
@@ -96,7 +100,12 @@ def run_plot(args: argparse.Namespace) -> int:
     from stdann.topography.positions import load_run_positions
 
     pos = load_run_positions(args.run_dir, [args.block])[args.block]
-    out = Path(args.out) if args.out else Path(args.run_dir) / "figures" / f"positions_{args.block}.png"
-    save_positions_plot(pos, out)
+    if args.out:
+        out = save_positions_plot(pos, args.out)
+    else:
+        run = RunFolder(args.run_dir)
+        with run.hold():
+            out = run.ensure_run().claim(run.positions_figure(args.block))
+            save_positions_plot(pos, out)
     print(out)
     return 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
-from stdann.cli.common import add_config_args, config_from_args
+from stdann.cli.common import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Train a 3D ResNet-18 with MoCo plus the spatial loss into a run folder. Works on CPU, one GPU, "
             "or several with `torchrun --nproc-per-node N -m stdann train ...`. Without data options it "
-            "trains on the built-in generated naturalistic video."
+            "trains on the built-in generated naturalistic video. One process at a time per run folder; "
+            "an interrupted run (Ctrl-C, SIGTERM) saves a checkpoint and exits with 130 / 143."
         ),
         epilog="Examples:\n  stdann train --preset demo --out runs/demo\n"
         "  stdann train --preset paper --set data.source=folder --set data.root=/data/UCF101 --out runs/paper\n"
@@ -23,26 +25,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs, positions, config)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="discard a run already in --out and start again")
+    once = p.add_mutually_exclusive_group()
+    once.add_argument("--resume", action="store_true",
+                      help="continue the run in --out from its last checkpoint, with its own configuration (plus --set)")
+    once.add_argument("--overwrite", action="store_true",
+                      help="discard the files a stdann run wrote in --out (never other files; keeps its positions) "
+                           "and start again")
     p.add_argument("--alpha", type=float, help="shortcut for --set topography.alpha=VALUE")
     p.add_argument("--steps", type=int, help="shortcut for --set optim.max_steps=VALUE")
     p.add_argument("--device", help="shortcut for --set train.device=VALUE (auto, cpu, cuda, cuda:1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
-    add_config_args(p)
+    add_config_args(p, default_preset=None, default_text="demo; with --resume, the run's own configuration")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from stdann.config import load_config
-    from stdann.training.trainer import train
+    from stdann.runs.folder import RunFolder
+    from stdann.training.distributed import launch_rank
 
     out = Path(args.out)
-    if args.resume and (out / "config.yaml").is_file() and args.config is None and not _explicit_preset(args):
-        # Resume with the run's own configuration; --set may still change non-structural keys.
-        cfg = load_config(None, out / "config.yaml", args.overrides)
-    else:
-        cfg = config_from_args(args)
+    run_folder = RunFolder(out)
+    # On resume, read the run's configuration under its lock (a folder in use says so first); under
+    # torchrun only rank 0 locks, as only rank 0 writes.
+    with run_folder.hold_for_resume() if args.resume and launch_rank() == 0 else contextlib.nullcontext():
+        if args.resume and args.preset is None and args.config is None:
+            cfg = run_folder.resume_config(args.overrides)  # the run's own configuration, checked
+        else:
+            cfg = load_config(args.preset or "demo", args.config, args.overrides)
+        return _train(args, cfg, out)
+
+
+def _train(args: argparse.Namespace, cfg, out: Path) -> int:
+    from stdann.training.trainer import train
+
     extra = []
     if args.alpha is not None:
         extra.append(f"topography.alpha={args.alpha}")
@@ -57,10 +73,4 @@ def run(args: argparse.Namespace) -> int:
     if last:
         msg += f"; InfoNCE {last.get('loss_task', float('nan')):.3f}, spatial loss {last.get('sl_total', 0):.3f}"
     print(msg + f"; run folder {out}")
-    return 0
-
-
-def _explicit_preset(args: argparse.Namespace) -> bool:
-    import sys
-
-    return any(a == "--preset" or a.startswith("--preset=") for a in sys.argv)
+    return 128 + result.signal if result.signal else 0

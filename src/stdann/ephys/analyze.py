@@ -60,7 +60,7 @@ def load_reference() -> dict[str, Any]:
 
 def _load_model(run_dir: Path, which: str, device):
     try:
-        from stdann.training.checkpoint import load_backbone
+        from stdann.runs.checkpoint import load_backbone
     except ImportError:  # pragma: no cover - only before the training stage lands
         load_backbone = _load_backbone_fallback
     return load_backbone(run_dir, which=which, device=device)

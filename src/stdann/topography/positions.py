@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stdann.fileio import atomic_write
+
 
 class PositionsError(ValueError):
     """Positions that do not fit their block; the message names the block and the numbers."""
@@ -59,11 +61,8 @@ class LayerPositions:
 
     # -- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
+        """Write the record to ``path`` (``.npz``, no pickle) atomically."""
+        fields = dict(
             name=np.array(self.name),
             dims=np.array(self.dims, dtype=np.int64),
             coordinates=self.coordinates,
@@ -71,8 +70,7 @@ class LayerPositions:
             neighborhood_width=np.array(self.neighborhood_width, dtype=np.float64),
             sheet_side=np.array(self.sheet_side, dtype=np.float64),
         )
-        tmp.replace(path)
-        return path
+        return atomic_write(path, lambda f: np.savez(f, **fields))
 
     @classmethod
     def load(cls, path: str | Path) -> "LayerPositions":
@@ -112,7 +110,9 @@ def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] 
             f"{run_dir} has no positions/ folder; train it with `stdann train` or create positions "
             "with `stdann positions init RUN_DIR`"
         )
-    names = blocks if blocks is not None else sorted(p.stem for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    names = blocks if blocks is not None else sorted(
+        p.stem for p in folder.glob("*.npz") if not p.name.startswith(".") and not p.name.endswith(".tmp.npz")
+    )
     out = {}
     for b in names:
         p = positions_path(run_dir, b)

@@ -29,6 +29,12 @@ class DistInfo:
         return self.rank == 0
 
 
+def launch_rank() -> int:
+    """This process's global rank as torchrun set it (0 when not launched by torchrun), readable
+    before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device_kind: str) -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

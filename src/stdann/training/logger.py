@@ -1,15 +1,23 @@
-"""Training logs: a CSV file (always) and TensorBoard events (when tensorboard is installed)."""
+"""Training logs: a CSV file (always) and TensorBoard events (when tensorboard is installed).
+
+The paths come from the run folder (:mod:`stdann.runs.folder`), which checks that the CSV file is
+stdann's own before this logger appends to it or adopts its header.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
+
+from stdann.fileio import atomic_write_text
+from stdann.runs.folder import TRAIN_LOG
 
 
 class RunLogger:
-    def __init__(self, log_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, csv_path: str | Path, tb_dir: str | Path | None = None, enabled: bool = True):
         self.enabled = enabled
-        self.path = Path(log_dir) / "train.csv"
+        self.path = Path(csv_path)
         self._fields: list[str] | None = None
         self._tb = None
         if not enabled:
@@ -18,16 +26,17 @@ class RunLogger:
         if self.path.is_file() and self.path.stat().st_size > 0:
             with open(self.path, newline="") as f:
                 self._fields = next(csv.reader(f), None)
-        if tensorboard:
+        if tb_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
-                self._tb = SummaryWriter(str(Path(log_dir) / "tb"))
+                self._tb = SummaryWriter(str(tb_dir))
             except Exception:  # noqa: BLE001 - TensorBoard is optional
                 self._tb = None
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop rows logged after the checkpoint's step (they will be logged again)."""
+        """On resume, drop rows logged after the checkpoint's step (they will be logged again);
+        the file is replaced atomically, so a crash here loses no row."""
         if not self.enabled or not self.path.is_file():
             return
         with open(self.path, newline="") as f:
@@ -35,10 +44,11 @@ class RunLogger:
         if not rows:
             return
         keep = [r for r in rows if int(float(r["step"])) <= step]
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self._fields)
-            w.writeheader()
-            w.writerows(keep)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self._fields)
+        w.writeheader()
+        w.writerows(keep)
+        atomic_write_text(self.path, buf.getvalue())
 
     def log(self, row: dict[str, float]) -> None:
         if not self.enabled:
@@ -61,7 +71,7 @@ class RunLogger:
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
-    path = Path(run_dir) / "logs" / "train.csv"
+    path = Path(run_dir) / TRAIN_LOG
     if not path.is_file():
         return []
     with open(path, newline="") as f:

@@ -10,22 +10,27 @@
 
 Each stage is skipped when its output exists, so an interrupted recipe continues where it
 stopped. The untrained control of OUT is the pretraining run's step-0 network (copied as
-OUT/checkpoints/init.pt by ``train.init_from``).
+OUT/checkpoints/init.pt by ``train.init_from``). OUT and OUT/pretrain are run folders
+(:mod:`stdann.runs.folder`): the recipe holds OUT's lock throughout and writes only through it.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 from stdann.config import Config
-from stdann.fileio import write_json
 from stdann.models.inputs import normalize
+from stdann.runs.checkpoint import load_backbone
+from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
+from stdann.topography.positions import load_run_positions
+from stdann.training.trainer import resolve_device, train
 
 
 @dataclass
@@ -54,8 +59,9 @@ def probe_batches(cfg: Config, device, n_natural: int = 64, batch_size: int = 32
 
 
 def optimize_positions(model, cfg: Config, positions: dict, steps: int, device="cpu", progress: bool = True,
-                       figures_dir: Path | None = None, n_natural: int = 64) -> tuple[dict, dict]:
-    """Swap-optimise every block's positions on the model's probe responses (DESIGN §3)."""
+                       figure_path: Callable[[str], Path] | None = None, n_natural: int = 64) -> tuple[dict, dict]:
+    """Swap-optimise every block's positions on the model's probe responses (DESIGN §3);
+    ``figure_path(block)`` gives where to draw each block's before/after figure (none if None)."""
     from stdann.topography import record_probe_responses, swap_optimize
 
     blocks = list(positions)
@@ -69,10 +75,10 @@ def optimize_positions(model, cfg: Config, positions: dict, steps: int, device="
         )
         out[b] = new
         history[b] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in hist.items()}
-        if figures_dir is not None:
+        if figure_path is not None:
             from stdann.topography.plots import plot_swap_comparison
 
-            plot_swap_comparison(positions[b], new, figures_dir / f"positions_{b}.png", history=hist)
+            plot_swap_comparison(positions[b], new, figure_path(b), history=hist)
     return out, history
 
 
@@ -85,23 +91,24 @@ def swap_summary(history: dict) -> dict:
     return out
 
 
-def _finished(run_dir: Path) -> bool:
-    info = run_dir / "run.json"
-    return info.is_file() and json.loads(info.read_text()).get("status") == "finished"
-
-
 class RecipeInterrupted(RuntimeError):
-    """A training stage stopped early (Ctrl-C, SIGTERM, time budget); rerun the same command to resume."""
+    """A training stage stopped early (Ctrl-C, SIGTERM, time budget); rerun the same command to resume.
+    ``exit_code`` is 128 + the signal's number when a signal stopped it (130 Ctrl-C, 143 SIGTERM)."""
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum) if signum else 2
 
 
-def _train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
-    from stdann.training.trainer import train
-
-    result = train(cfg, run_dir, resume=True, progress=progress)
+def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
+    """Train ``run_dir`` to its end, continuing it if it has a checkpoint; raises
+    :class:`RecipeInterrupted` when it stops early."""
+    result = train(cfg, run_dir, resume="auto", progress=progress)
     if result.status != "finished":
+        how = f"{result.status} by {signal.Signals(result.signal).name}" if result.signal else result.status
         raise RecipeInterrupted(
-            f"training in {run_dir} stopped at step {result.step}/{result.total_steps} ({result.status}); "
-            "run the same command again to resume"
+            f"training in {run_dir} stopped at step {result.step}/{result.total_steps} ({how}); "
+            "run the same command again to resume", result.signal,
         )
 
 
@@ -109,44 +116,50 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
                        progress: bool = True) -> RecipeResult:
     """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
     (``pretrain_steps``, default 30%) and joint training (the rest)."""
-    from stdann.topography.positions import load_run_positions, save_run_positions
-    from stdann.training.checkpoint import load_backbone
-    from stdann.training.trainer import resolve_device
+    run = RunFolder(out)
+    with run.hold():
+        return _recipe(cfg, run, pretrain_steps, swap_steps, progress)
 
-    out = Path(out)
-    pre = out / "pretrain"
+
+def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps: int | None,
+            progress: bool) -> RecipeResult:
+    out = run.root
+    run.ensure_run()
     total = cfg.optim.total_steps()
     pretrain_steps = int(round(0.3 * total)) if pretrain_steps is None else int(pretrain_steps)
     if not 0 < pretrain_steps < total:
         raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
+    blocks = list(cfg.topography.blocks)
+    if not run.has(SWAP):  # refuse a user's file in the way before hours of work, not after
+        run.check_writable([SWAP] + [f"positions/{b}.npz" for b in blocks] + [run.positions_figure(b) for b in blocks])
     seconds = {}
 
     t = time.time()
-    if not _finished(pre):
+    pre = run.adopt_child(PRETRAIN)
+    if not pre.is_finished():
         pre_cfg = cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={pretrain_steps}"])
-        _train_stage(pre_cfg, pre, progress)
+        train_stage(pre_cfg, pre.root, progress)
     seconds["pretrain"] = time.time() - t
 
     t = time.time()
-    swap_file = out / "swap.json"
-    if not swap_file.is_file():
+    if not run.has(SWAP):
         device = resolve_device(cfg.train.device)
-        model, _ = load_backbone(pre, "last", device=device)
-        initial = load_run_positions(pre, cfg.topography.blocks)
+        model, _ = load_backbone(pre.root, "last", device=device)
+        initial = load_run_positions(pre.root, blocks)
         if swap_steps > 0:
-            final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress, out / "figures")
+            final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress,
+                                                lambda b: run.claim(run.positions_figure(b)))
         else:
             final, history = initial, {}
-        save_run_positions(out, final)
-        swap = {"steps": swap_steps, "blocks": swap_summary(history), "history": history}
-        write_json(swap_file, swap, indent=None)
-    swap = json.loads(swap_file.read_text())
+        run.save_positions(final)
+        run.write_json(SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}, indent=None)
+    swap = json.loads(run.path(SWAP).read_text())
     seconds["swap"] = time.time() - t
 
     t = time.time()
-    if not _finished(out):
-        joint_cfg = cfg.with_overrides([f"train.init_from={pre}", f"optim.max_steps={total - pretrain_steps}"])
-        _train_stage(joint_cfg, out, progress)
+    if not run.is_finished():
+        joint_cfg = cfg.with_overrides([f"train.init_from={pre.root}", f"optim.max_steps={total - pretrain_steps}"])
+        train_stage(joint_cfg, out, progress)
     seconds["joint"] = time.time() - t
-    return RecipeResult(out, pre, swap, seconds)
+    return RecipeResult(out, pre.root, swap, seconds)

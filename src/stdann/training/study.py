@@ -9,10 +9,8 @@ network's, measured the same way (DESIGN "A measured warning").
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,10 @@ import numpy as np
 
 from stdann.config import Config
 from stdann.fileio import write_json
+from stdann.runs.checkpoint import load_backbone
+from stdann.runs.folder import CONDITION, RunFolder
+from stdann.runs.lock import folder_lock
+from stdann.topography.positions import load_run_positions
 
 KEY_METRICS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
                "axial_ratio_median", "pinwheel_density", "column_spacing_mm", "smoothness")
@@ -95,22 +97,27 @@ def _load_json(path: Path) -> dict:
 def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progress: bool, blocks: list[str],
                   readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict:
     """Train (or resume) one condition, then evaluate it and its untrained control."""
-    from stdann.topography.positions import load_run_positions
-    from stdann.training.checkpoint import load_backbone
+    run = RunFolder(out / cond.name / f"seed{seed}")
+    with run.hold():
+        return _run_condition(cond, base, seed, run, progress=progress, blocks=blocks, readout=readout,
+                              snapshots=snapshots, ephys_overrides=ephys_overrides)
+
+
+def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, progress: bool, blocks: list[str],
+                   readout: bool, snapshots: bool, ephys_overrides: dict | None) -> dict:
     from stdann.training.readout import final_task_loss, linear_probe_motion
-    from stdann.training.recipe import _finished, _train_stage, topographic_recipe
+    from stdann.training.recipe import topographic_recipe, train_stage
     from stdann.training.trainer import resolve_device
 
-    run_dir = out / cond.name / f"seed{seed}"
+    run_dir = run.ensure_run().root
     cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
-    result_file = run_dir / "condition.json"
-    cached = _load_json(result_file)
+    cached = _load_json(run.path(CONDITION)) if run.has(CONDITION) else {}
     t0 = time.time()
     if cond.mode == "recipe":
         topographic_recipe(cfg, run_dir, progress=progress)
     elif cond.mode == "train":
-        if not _finished(run_dir):
-            _train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
+        if not run.is_finished():
+            train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
     else:
         raise ValueError(f"unknown condition mode {cond.mode!r}")
     if cached.get("complete"):
@@ -136,7 +143,7 @@ def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progre
         entry["task"]["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=seed)
         entry["task"]["probe_untrained"] = linear_probe_motion(untrained, cfg.data, device=device, seed=seed)
     entry["complete"] = True
-    _write_json(result_file, entry)
+    run.write_json(CONDITION, _jsonable(entry), indent=1)
     return _jsonable(entry)
 
 
@@ -144,37 +151,9 @@ def run_study(kind: str, base: Config, conditions: list[Condition], out: str | P
               progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
               ephys_overrides: dict | None = None, extra: dict | None = None) -> dict:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with study_lock(out):
+    with folder_lock(out):  # one process per study folder: two would train the same run folders at once
         return _run_study(kind, base, conditions, out, seeds=seeds, progress=progress, blocks=blocks, readout=readout,
                           snapshots=snapshots, ephys_overrides=ephys_overrides, extra=extra)
-
-
-class StudyLocked(RuntimeError):
-    """Another live process is running a study in the same folder."""
-
-
-@contextlib.contextmanager
-def study_lock(out: Path):
-    """One process per study folder: two would train the same run folder at once."""
-    lock = out / ".study.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int(lock.read_text().strip() or 0)
-            os.kill(pid, 0)  # raises if that process is gone
-        except (ValueError, ProcessLookupError, PermissionError):
-            lock.unlink(missing_ok=True)  # a stale lock from a process that died
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        else:
-            raise StudyLocked(f"{out} is in use by process {pid}; wait for it or stop it (its work resumes later)")
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
 
 
 def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, *, seeds: int, progress: bool,

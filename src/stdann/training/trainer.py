@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -23,11 +22,22 @@ import torch
 
 from stdann import __version__
 from stdann.config import Config
-from stdann.fileio import write_json
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
+from stdann.runs.checkpoint import (
+    CheckpointError,
+    backbone_checkpoint,
+    backbone_state,
+    config_from_checkpoint,
+    load_state_checked,
+    load_training_state,
+    safe_load,
+    training_checkpoint,
+)
+from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
+from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
+from stdann.topography import SpatialLoss, init_model_positions, sheets_from_config
 from stdann.training import distributed as D
-from stdann.training.checkpoint import CheckpointError, atomic_save, checkpoint_path, load_state_checked, safe_load
 from stdann.training.logger import RunLogger
 from stdann.training.schedule import lr_at
 
@@ -51,10 +61,6 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the message says at which step and which checkpoint is good."""
 
 
-class RunExistsError(RuntimeError):
-    """``--out`` already holds a run and neither ``--resume`` nor ``--overwrite`` was given."""
-
-
 @dataclass
 class TrainResult:
     status: str  # finished | interrupted | time-budget | stopped
@@ -63,6 +69,7 @@ class TrainResult:
     seconds: float
     last: dict[str, float]
     run_dir: Path
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM), if any
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -110,37 +117,14 @@ def versions() -> dict[str, str]:
     }
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Check ``out`` against the flags; returns True when an existing run will be resumed."""
-    has_run = (out / "config.yaml").is_file() or (out / "checkpoints").is_dir()
-    if has_run and resume and not checkpoint_path(out, "last").is_file():
-        overwrite = True  # stopped before its first checkpoint: nothing to resume, start clean
-    if has_run and overwrite:
-        for sub in ("checkpoints", "logs", "figures", "tables"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("config.yaml", "run.json", "metrics.json", "report.html"):
-            (out / f).unlink(missing_ok=True)
-        return False
-    if has_run and resume:
-        return checkpoint_path(out, "last").is_file()
-    if has_run:
-        raise RunExistsError(
-            f"{out} already holds a run. Pass --resume to continue it or --overwrite to discard it, "
-            "or choose another --out"
-        )
-    return False
-
-
-def _positions(cfg: Config, run_dir: Path, is_main: bool):
-    """The run's positions: those already in ``run_dir/positions`` (e.g. written by
-    ``stdann positions optimize``), else a fresh retinotopic initialisation."""
-    from stdann.topography.positions import load_run_positions, save_run_positions
-
+def _positions(cfg: Config, run: RunFolder, is_main: bool):
+    """The run's positions: those already in ``RUN/positions`` (e.g. written by ``stdann positions
+    optimize``; all blocks or none — see :meth:`RunFolder.load_positions`), else a fresh retinotopic
+    initialisation, saved by the main process."""
     blocks = list(cfg.topography.blocks)
-    if (run_dir / "positions").is_dir() and all((run_dir / "positions" / f"{b}.npz").is_file() for b in blocks):
-        return load_run_positions(run_dir, blocks)
-    from stdann.topography import init_model_positions, sheets_from_config
-
+    pos = run.load_positions(blocks)
+    if pos is not None:
+        return pos
     pos = init_model_positions(
         width=cfg.model.width,
         frames=cfg.data.frames,
@@ -151,7 +135,7 @@ def _positions(cfg: Config, run_dir: Path, is_main: bool):
         n_windows=cfg.topography.n_windows,
     )
     if is_main:
-        save_run_positions(run_dir, pos)
+        run.save_positions(pos)
     return pos
 
 
@@ -166,15 +150,19 @@ def train(
     cfg: Config,
     out_dir: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     overwrite: bool = False,
     source: Any = None,
     progress: bool = True,
     extra_losses: Iterable[ExtraLoss] = (),
     stop_at_step: int | None = None,
 ) -> TrainResult:
-    """Train MoCo (+ α·spatial loss) into ``out_dir``.
+    """Train MoCo (+ α·spatial loss) into the run folder ``out_dir``.
 
+    ``resume=True`` continues the run there (refused when there is none); ``resume="auto"``
+    continues it when it has a checkpoint and starts otherwise (the recipe's stages);
+    ``overwrite`` discards the files the run wrote (never a user's) and starts again. While it
+    trains, the folder is locked: a second process gets :class:`~stdann.runs.errors.FolderInUse`.
     ``source`` overrides the data (anything with ``batch(step) -> (x1, x2)``); ``extra_losses``
     are callables ``(block_outputs, step) -> {name: scalar}`` added to the loss (the hook for new
     objectives; ``block_outputs[name]`` is the pair (view-1 output, view-2 output), each
@@ -205,14 +193,19 @@ def train(
     if cfg.topography.alpha < 0:
         raise ValueError(f"topography.alpha must be >= 0, got {cfg.topography.alpha}")
 
-    resuming = False
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        resuming = prepare_run_dir(out, resume, overwrite)
-    if dist_info.enabled:
-        flag = [resuming]
-        torch.distributed.broadcast_object_list(flag, src=0)
-        resuming = bool(flag[0])
+    with training_folder(out, resume=resume, overwrite=overwrite, main=is_main) as (run, resuming):
+        if dist_info.enabled:
+            flag = [resuming]
+            torch.distributed.broadcast_object_list(flag, src=0)
+            resuming = bool(flag[0])
+        return _train_in(run, resuming, cfg, device, dist_info, local_batch, source=source, progress=progress,
+                         extra_losses=extra_losses, stop_at_step=stop_at_step)
+
+
+def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device, dist_info: Any, local_batch: int, *,
+              source: Any, progress: bool, extra_losses: Iterable[ExtraLoss], stop_at_step: int | None) -> TrainResult:
+    """The training run itself, in a prepared (and, on the main process, locked) run folder."""
+    out, is_main = run.root, dist_info.is_main
 
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % (2**32))
@@ -232,14 +225,13 @@ def train(
     optimizer = torch.optim.SGD(params, **opt_kwargs)
 
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    D.barrier()
-    positions = _positions(cfg, out, is_main)
+        positions = _positions(cfg, run, is_main)
+    D.barrier()  # the main process has written any new positions: the other ranks read the same ones
+    if not is_main:
+        positions = _positions(cfg, run, is_main)
     use_spatial = cfg.topography.alpha > 0 or cfg.topography.spatial_only
     spatial_fn = None
     if use_spatial:
-        from stdann.topography import SpatialLoss
-
         spatial_fn = SpatialLoss(
             positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step,
             check_finite=not use_cuda,  # on CUDA the NaN check runs at log steps only (no sync per step)
@@ -248,34 +240,32 @@ def train(
 
     start_step = 0
     if resuming:
-        ckpt = safe_load(checkpoint_path(out, "last"), map_location=device)
-        from stdann.training.checkpoint import config_from_checkpoint
-
+        ckpt = load_training_state(run.checkpoint("last"), map_location=device)
         diffs = structural_diff(config_from_checkpoint(ckpt), cfg)
         if diffs:
             raise CheckpointError(
                 f"cannot resume {out}: the checkpoint was trained with another configuration ({'; '.join(diffs)}). "
                 "Resume with the run's own config.yaml, or use --overwrite / another --out"
             )
-        load_state_checked(model, ckpt["model"], f"checkpoint {checkpoint_path(out, 'last')}")
+        load_state_checked(model, ckpt["model"], f"checkpoint {run.checkpoint('last')}")
         optimizer.load_state_dict(ckpt["optimizer"])
         start_step = int(ckpt["step"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if is_main:
+            run.write_config(cfg)  # the configuration the run continues with (--set changes included)
     else:
-        init_state = {"format": "stdann-checkpoint-v1", "step": 0, "config": cfg.to_yaml(), "backbone": model.backbone.state_dict()}
+        init_backbone = model.backbone.state_dict()
         if cfg.train.init_from:
             # Start from another run's weights (e.g. the contrastive-only pretraining of the
             # topographic recipe). The untrained control stays that run's step-0 network.
-            src_run = Path(cfg.train.init_from)
-            src_ckpt = safe_load(checkpoint_path(src_run, "last"), map_location=device)
-            load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run}")
-            init_file = checkpoint_path(src_run, "init")
-            if init_file.is_file():
-                init_state = safe_load(init_file)
-                init_state["config"] = cfg.to_yaml()
+            src_run = RunFolder(cfg.train.init_from)
+            src_ckpt = load_training_state(src_run.checkpoint("last"), map_location=device)
+            load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
+            if src_run.checkpoint("init").is_file():
+                init_backbone = backbone_state(safe_load(src_run.checkpoint("init")))
         if is_main:
-            cfg.save(out / "config.yaml")
-            atomic_save(init_state, checkpoint_path(out, "init"))
+            run.write_config(cfg)
+            run.save_checkpoint("init", backbone_checkpoint(0, cfg.to_yaml(), init_backbone))
 
     if source is None:
         from stdann.data.loader import build_pair_source
@@ -296,18 +286,25 @@ def train(
     if cfg.train.compile and use_cuda:
         model.encoder_q.backbone.forward_blocks = torch.compile(model.encoder_q.backbone.forward_blocks)
 
-    logger = RunLogger(out / "logs", enabled=is_main, tensorboard=cfg.train.tensorboard)
+    tb_dir = run.path(TENSORBOARD) if cfg.train.tensorboard else None
+    if is_main:
+        run.claim(TRAIN_LOG)  # refuses a train.csv that stdann did not write (its header is never adopted)
+        tb_before = run.files_in(TENSORBOARD)
+    logger = RunLogger(run.path(TRAIN_LOG), tb_dir, enabled=is_main)
+    if is_main:
+        run.record_changed(TENSORBOARD, tb_before)
     if resuming:
         logger.truncate_after(start_step)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp_enabled(cfg, device) else contextlib.nullcontext()
 
     # -- signals: first Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit) ----------
-    stop = {"flag": False}
+    stop: dict[str, Any] = {"flag": False, "signal": None}
 
     def _request_stop(signum, frame):  # noqa: ARG001
         if stop["flag"]:
             raise KeyboardInterrupt
         stop["flag"] = True
+        stop["signal"] = signum
 
     old_handlers = {}
     try:
@@ -322,35 +319,16 @@ def train(
         bad = [n for n, p in model.encoder_q.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise TrainingDiverged(
-                f"parameters became NaN/Inf by step {step} (e.g. {bad[:3]}); the last good checkpoint "
-                f"({checkpoint_path(out, 'last')}) was kept. Lower optim.lr or set optim.clip_grad"
+                f"parameters became NaN/Inf by step {step} (e.g. {bad[:3]}). {_kept_checkpoint(run)}. "
+                "Lower optim.lr or set optim.clip_grad"
             )
-        atomic_save(
-            {
-                "format": "stdann-checkpoint-v1",
-                "step": step,
-                "config": cfg.to_yaml(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
-                "world_size": dist_info.world_size,
-            },
-            checkpoint_path(out, "last"),
-        )
+        run.save_checkpoint("last", training_checkpoint(step, cfg.to_yaml(), model.state_dict(), optimizer.state_dict(),
+                                                        _rng_state(), dist_info.world_size))
 
     def write_status(status: str, step: int, extra: dict | None = None) -> None:
         if is_main:
-            info = {
-                "status": status,
-                "step": step,
-                "total_steps": total_steps,
-                "device": str(device),
-                "world_size": dist_info.world_size,
-                "versions": versions(),
-                "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            info.update(extra or {})
-            write_json(out / "run.json", info)
+            run.write_status(status, step=step, total_steps=total_steps, device=str(device),
+                             world_size=dist_info.world_size, versions=versions(), **(extra or {}))
 
     from tqdm.auto import tqdm
 
@@ -406,9 +384,8 @@ def train(
                 value = float(loss.detach())  # one host sync, only where it is needed
                 if not math.isfinite(value):
                     raise TrainingDiverged(
-                        f"loss became {value} at step {step}; stopped. The last good checkpoint "
-                        f"({checkpoint_path(out, 'last')}) was kept. Lower optim.lr, set optim.clip_grad, "
-                        "or check the data"
+                        f"loss became {value} at step {step}; stopped. {_kept_checkpoint(run)}. "
+                        "Lower optim.lr, set optim.clip_grad, or check the data"
                     )
             if must_log:
                 now = time.time()
@@ -433,11 +410,7 @@ def train(
                 save_last(step)
             if cfg.train.snapshot_every > 0 and step % cfg.train.snapshot_every == 0 and is_main:
                 # Backbone-only snapshots for "metric vs training step" studies (small files).
-                atomic_save(
-                    {"format": "stdann-checkpoint-v1", "step": step, "config": cfg.to_yaml(),
-                     "backbone": model.backbone.state_dict()},
-                    checkpoint_path(out, f"step_{step:06d}"),
-                )
+                run.save_checkpoint(f"step_{step:06d}", backbone_checkpoint(step, cfg.to_yaml(), model.backbone.state_dict()))
             if stop_at_step is not None and step >= stop_at_step and step < total_steps:
                 status = "stopped"
                 break
@@ -454,4 +427,12 @@ def train(
             signal.signal(sig, h)
     if is_main and status == "interrupted":
         print(f"[stdann] interrupted at step {step}; checkpoint saved. Continue with --resume.")
-    return TrainResult(status, step, total_steps, time.time() - t_start, last_row, out)
+    return TrainResult(status, step, total_steps, time.time() - t_start, last_row, out, stop["signal"])
+
+
+def _kept_checkpoint(run: RunFolder) -> str:
+    """What the user still has after a divergence (only a checkpoint that exists is promised)."""
+    last = run.checkpoint("last")
+    if last.is_file():
+        return f"The last good checkpoint ({last}) was kept"
+    return f"No checkpoint was written before (the first comes after train.ckpt_every steps); nothing to resume in {run.root}"

@@ -1,0 +1,16 @@
+"""Errors of run folders: each message names the folder or file, the problem and the fix."""
+
+from __future__ import annotations
+
+
+class RunFolderError(RuntimeError):
+    """A folder that cannot be used as asked (not a stdann run, nothing to resume, a file stdann
+    did not write in the way, ...)."""
+
+
+class RunExistsError(RunFolderError):
+    """``--out`` already holds a run and neither ``--resume`` nor ``--overwrite`` was given."""
+
+
+class FolderInUse(RunFolderError):
+    """Another live process holds the folder's lock."""

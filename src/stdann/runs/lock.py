@@ -1,0 +1,97 @@
+"""One process at a time per folder: an OS file lock (``filelock``) on ``FOLDER/.stdann.lock``.
+
+The lock is an ``flock`` on the lock file: the kernel drops it when its process ends, however it
+ends (kill -9 included), so a lock is never stale and never needs breaking by hand. The file
+itself stays behind (removing a lock file can let two processes lock two different files). Within
+one process the lock is re-entrant: the demo holds its run folder and the training stages it
+calls take the same lock again without blocking themselves.
+
+While held, the lock file names its holder (pid, host, command), so that a second process can say
+who has the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from stdann.runs.errors import FolderInUse, RunFolderError
+
+LOCK_NAME = ".stdann.lock"
+
+_held: dict[str, tuple[FileLock, int]] = {}  # real path of a lock file -> (lock, depth) in this process
+
+
+def lock_file(folder: str | Path) -> Path:
+    return Path(folder) / LOCK_NAME
+
+
+def _key(folder: Path) -> str:
+    return os.path.realpath(lock_file(folder))
+
+
+def holds(folder: str | Path) -> bool:
+    """Whether this process holds ``folder``'s lock."""
+    return _key(Path(folder)) in _held
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f" (process {int(info['pid'])} on {info['host']}, since {info['since']}: {info['command']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _sign(path: Path) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])[:300]}
+    with contextlib.suppress(OSError):
+        with open(path, "w") as f:
+            f.write(json.dumps(info))
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold ``folder``'s lock (creating the folder if needed) or raise :class:`FolderInUse` at once."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"cannot create {folder} ({e.strerror}): choose a folder you can write to") from None
+    key = _key(folder)
+    if key in _held:
+        lock, depth = _held[key]
+        _held[key] = (lock, depth + 1)
+        try:
+            yield
+        finally:
+            lock, depth = _held[key]
+            _held[key] = (lock, depth - 1)
+        return
+    lock = FileLock(lock_file(folder))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # (a subclass of OSError: caught first)
+        raise FolderInUse(
+            f"{folder} is in use by another stdann process{_holder(lock_file(folder))}; "
+            "wait for it to finish or stop it, then run the command again"
+        ) from None
+    except OSError as e:  # a read-only folder, a full disk, ...
+        raise RunFolderError(f"cannot lock {folder} ({e.strerror or e}): stdann writes its lock file "
+                             f"{LOCK_NAME} there; choose a folder you can write to") from None
+    _sign(lock_file(folder))
+    _held[key] = (lock, 1)
+    try:
+        yield
+    finally:
+        del _held[key]
+        lock.release()

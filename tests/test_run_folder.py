@@ -1,0 +1,340 @@
+"""Run folders never lose a user's data (issue 15, "Data loss"): --overwrite, --resume and the demo on
+folders that hold a user's own files, a foreign train.csv, a missing positions file, a truncated
+config.yaml, a typo in --out, two processes on one folder, interrupted commands, and run folders made
+before the marker existed."""
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import stdann.runs
+from lock_helpers import hold_in_other_process
+from stdann.cli.main import main
+from stdann.config import load_config
+from stdann.runs.checkpoint import CheckpointError, load_backbone, safe_load
+from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
+from stdann.runs.folder import MANIFEST, MARKER, RunFolder
+from stdann.topography.positions import LayerPositions
+from stdann.training.trainer import TrainingDiverged, train
+
+SMOKE = ["train.log_every=1", "train.ckpt_every=2", "optim.max_steps=2", "train.deterministic=true",
+         "topography.n_windows=300"]
+USER_FILES = ("mydocs/thesis.tex", "notes.md", "logs/notes.txt", "checkpoints/mine.pt", "figures/plot.png",
+              "tables/mine.csv", "positions/README.txt")
+
+
+def cfg_for(*extra):
+    return load_config("smoke", overrides=SMOKE + list(extra))
+
+
+def put_user_files(root: Path, names=USER_FILES) -> dict[Path, bytes]:
+    files = {}
+    for name in names:
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f"the user's own {name}\n".encode())
+        files[p] = p.read_bytes()
+    return files
+
+
+def assert_intact(files: dict[Path, bytes]) -> None:
+    for p, data in files.items():
+        assert p.is_file() and p.read_bytes() == data, p
+
+
+def log_steps(run: Path) -> list[int]:
+    lines = (run / "logs" / "train.csv").read_text().splitlines()
+    return [int(float(line.split(",")[0])) for line in lines[1:]]
+
+
+def one_line_error(err: str, *words: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def make_legacy(run: Path) -> None:
+    """What a run folder of the previous version looks like: the same files, no marker, no manifest."""
+    (run / MARKER).unlink()
+    (run / MANIFEST).unlink()
+
+
+# -- --overwrite ----------------------------------------------------------------------------------------------
+def test_demo_overwrite_refuses_a_folder_that_is_not_a_stdann_run(tmp_path, capsys):
+    mine = put_user_files(tmp_path / "d", ["mydocs/thesis.tex"])
+    rc = main(["demo", "--preset", "smoke", "--out", str(tmp_path / "d"), "--overwrite", "--no-progress"])
+    assert rc == 2
+    one_line_error(capsys.readouterr().err, "not a stdann run folder", "mydocs/")
+    assert_intact(mine)
+
+
+def test_demo_overwrite_deletes_only_what_stdann_wrote(tmp_path, monkeypatch):
+    import stdann.cli.demo as demo
+
+    out = RunFolder(tmp_path / "d")
+    with out.hold():
+        out.ensure_run()
+        pre = out.adopt_child("pretrain")
+        train(cfg_for(), pre.root, progress=False)
+        train(cfg_for(), out.root, progress=False)
+        out.write_json("metrics.json", {"blocks": {}})
+    mine = put_user_files(out.root) | put_user_files(pre.root, ["logs/mine.txt", "checkpoints/keep.pt"])
+    ran = []
+    monkeypatch.setattr(demo, "_demo", lambda args, cfg, run: ran.append(run.root) or 0)  # the demo's work itself
+    assert main(["demo", "--preset", "smoke", "--out", str(out.root), "--overwrite", "--no-progress"]) == 0
+    assert ran == [out.root]
+    assert_intact(mine)
+    for rel in ("config.yaml", "run.json", "checkpoints/last.pt", "checkpoints/init.pt", "logs/train.csv",
+                "positions/layer3.1.npz", "metrics.json", "pretrain/checkpoints/last.pt", "pretrain/logs/train.csv"):
+        assert not (out.root / rel).exists(), rel
+    assert out.is_marked() and pre.is_marked()
+
+
+def test_train_overwrite_keeps_the_users_files(tmp_path):
+    run = tmp_path / "r"
+    train(cfg_for(), run, progress=False)
+    mine = put_user_files(run)
+    res = train(cfg_for("optim.max_steps=1"), run, overwrite=True, progress=False)
+    assert res.status == "finished" and res.step == 1
+    assert_intact(mine)
+    assert log_steps(run) == [1]  # the old run's rows went with its log, the user's notes beside it stayed
+
+
+# -- --resume -----------------------------------------------------------------------------------------------------
+def test_resume_without_a_checkpoint_is_refused_and_deletes_nothing(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(cfg_for(), run, progress=False)
+    (run / "checkpoints" / "last.pt").unlink()  # stopped before its first checkpoint, or removed
+    stdann_files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    mine = put_user_files(run, ["figures/fig.png", "metrics.json", "report.html", "mydocs/thesis.tex"])
+    with pytest.raises(RunFolderError, match="no checkpoint to resume"):
+        train(cfg_for(), run, resume=True, progress=False)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    one_line_error(capsys.readouterr().err, "no checkpoint to resume", "--overwrite")
+    assert_intact(mine)
+    assert_intact({p: b for p, b in stdann_files.items() if p.name != ".stdann.lock"})
+
+
+def test_resume_of_a_folder_that_does_not_exist_is_an_error_naming_it(tmp_path, capsys):
+    typo = tmp_path / "tpyo"
+    assert main(["train", "--out", str(typo), "--resume", "--steps", "1", "--no-progress"]) == 2
+    one_line_error(capsys.readouterr().err, str(typo), "does not exist")
+    assert not typo.exists()
+
+
+def test_resume_refuses_a_truncated_config_and_never_fills_defaults(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(cfg_for("optim.max_steps=3"), run, progress=False, stop_at_step=1)
+    config = run / "config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(lines[: len(lines) // 3]))  # a disk-full or killed editor's leftover
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    one_line_error(capsys.readouterr().err, "config.yaml", "truncated")
+    assert safe_load(run / "checkpoints" / "last.pt")["step"] == 1
+    config.unlink()  # the fix the message names: resume with the configuration stored in the checkpoint
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert "finished at step 3/3" in capsys.readouterr().out
+    assert load_config(None, config).optim.max_steps == 3  # config.yaml written again, complete
+
+
+def test_truncated_config_without_checkpoint_is_refused(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(cfg_for(), run, progress=False)
+    (run / "checkpoints" / "last.pt").unlink()
+    (run / "config.yaml").write_text("model:\n  width: 8\n")
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2
+    one_line_error(capsys.readouterr().err, "no checkpoint to resume")
+    assert not (run / "checkpoints" / "last.pt").exists()
+
+
+def test_one_missing_positions_file_on_resume_is_refused_and_the_others_are_kept(tmp_path):
+    run = tmp_path / "r"
+    train(cfg_for("optim.max_steps=4"), run, progress=False, stop_at_step=2)
+    optimised = LayerPositions.load(run / "positions" / "layer4.1.npz")
+    optimised.coordinates = optimised.coordinates[::-1].copy()  # stands for swap-optimised positions
+    optimised.save(run / "positions" / "layer4.1.npz")
+    (run / "positions" / "layer3.1.npz").unlink()
+    before = {p: p.read_bytes() for p in (run / "positions").glob("*.npz")}
+    with pytest.raises(RunFolderError, match="layer3.1.npz"):
+        train(cfg_for("optim.max_steps=4"), run, resume=True, progress=False)
+    assert_intact(before)
+    assert not (run / "positions" / "layer3.1.npz").exists()
+    assert safe_load(run / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_stage_stopped_before_its_first_checkpoint_starts_again_keeping_user_files(tmp_path):
+    run = tmp_path / "r"
+    train(cfg_for(), run, progress=False)
+    (run / "checkpoints" / "last.pt").unlink()
+    mine = put_user_files(run)
+    res = train(cfg_for(), run, resume="auto", progress=False)  # what the recipe's stages do
+    assert res.status == "finished" and res.step == 2
+    assert log_steps(run) == [1, 2]
+    assert_intact(mine)
+
+
+# -- foreign files ---------------------------------------------------------------------------------------------
+def test_new_run_refuses_a_foreign_train_csv(tmp_path):
+    mine = put_user_files(tmp_path / "d", ["logs/train.csv", "mydocs/thesis.tex"])
+    with pytest.raises(RunFolderError, match="train.csv exists and was not written by stdann"):
+        train(cfg_for(), tmp_path / "d", progress=False)
+    assert_intact(mine)
+    assert not (tmp_path / "d" / "checkpoints").exists()  # refused before any work
+
+
+def test_new_run_beside_user_files_and_a_foreign_config(tmp_path):
+    mine = put_user_files(tmp_path / "d", ["mydocs/thesis.tex", "config.yaml"])
+    with pytest.raises(RunFolderError, match="config.yaml exists and was not written by stdann"):
+        train(cfg_for(), tmp_path / "d", progress=False)
+    (tmp_path / "d" / "config.yaml").unlink()
+    del mine[tmp_path / "d" / "config.yaml"]
+    assert train(cfg_for(), tmp_path / "d", progress=False).status == "finished"  # beside the user's files
+    assert_intact(mine)
+
+
+def test_manifest_never_reaches_outside_the_run_folder(tmp_path):
+    outside = put_user_files(tmp_path, ["precious.txt"])
+    run = RunFolder(tmp_path / "r")
+    with run.hold():
+        run.ensure_run().write_text("swap.json", "{}")
+        with open(run.root / MANIFEST, "a") as f:
+            f.write("../precious.txt\n/etc/hostname\nlogs\n")
+        (run.root / "logs").mkdir()
+        mine = put_user_files(run.root, ["logs/notes.txt"])
+        assert run.written() == {"swap.json", "logs"}
+        run.clear()
+    assert_intact(outside | mine)
+    assert not (run.root / "swap.json").exists()
+
+
+# -- one process per folder ------------------------------------------------------------------------------------
+def test_a_folder_held_by_another_process_is_refused_with_one_line(tmp_path, capsys):
+    run = tmp_path / "r"
+    with hold_in_other_process(run) as holder:
+        with pytest.raises(FolderInUse, match=f"in use by another stdann process \\(process {holder.pid}"):
+            train(cfg_for(), run, progress=False)
+        for cmd in (["train", "--preset", "smoke", "--out", str(run), "--no-progress"],
+                    ["demo", "--preset", "smoke", "--out", str(run), "--no-progress"],
+                    ["positions", "init", str(run), "--preset", "smoke"]):
+            assert main(cmd) == 2
+            one_line_error(capsys.readouterr().err, "in use by another stdann process")
+    assert not (run / "checkpoints").exists() and not (run / "positions").exists()
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "stdann", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _wait_for(predicate, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow  # two real processes (~10 s); the fast tier checks the same refusal against a held lock
+def test_two_train_processes_on_one_folder_then_ctrl_c(tmp_path):
+    run = tmp_path / "r"
+    first = _cli("train", "--preset", "smoke", "--steps", "400", "--out", str(run), "--no-progress",
+                 "--set", "train.log_every=1", "--set", "train.ckpt_every=1000")
+    _wait_for(lambda: (run / "logs" / "train.csv").is_file() and len(log_steps(run)) >= 2, "the first run's steps")
+    second = _cli("train", "--preset", "smoke", "--steps", "400", "--out", str(run), "--resume", "--no-progress")
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 2
+    one_line_error(err, "in use by another stdann process", str(first.pid))
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGINT, out + err  # interrupted, not finished
+    steps = log_steps(run)
+    assert steps == list(range(1, len(steps) + 1))  # one writer: no duplicated rows
+    assert safe_load(run / "checkpoints" / "last.pt")["step"] == steps[-1]
+
+
+@pytest.mark.slow  # two real demos (~15 s)
+def test_two_demos_on_one_folder_then_sigterm(tmp_path):
+    out_dir = tmp_path / "demo"
+    first = _cli("demo", "--preset", "smoke", "--out", str(out_dir), "--no-progress", "--set", "optim.max_steps=2000")
+    _wait_for(lambda: (out_dir / "pretrain" / "logs" / "train.csv").is_file(), "the first demo's training")
+    second = _cli("demo", "--preset", "smoke", "--out", str(out_dir), "--no-progress")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 2
+    one_line_error(err, "in use by another stdann process")
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, err
+    one_line_error(err, "run the same command again")
+
+
+# -- run folders of the previous version -------------------------------------------------------------------------
+def test_run_folder_of_the_previous_version_is_resumed_and_protected(tmp_path):
+    run = tmp_path / "old"
+    train(cfg_for("optim.max_steps=3"), run, progress=False, stop_at_step=1)
+    (run / "report.html").write_text('<!DOCTYPE html>\n<meta name="generator" content="stdann 0.1.0">\n')
+    make_legacy(run)
+    mine = put_user_files(run)
+    with pytest.raises(RunFolderError, match="older stdann"):
+        train(cfg_for(), run, overwrite=True, progress=False)
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(cfg_for(), run, progress=False)
+    assert not (run / MARKER).exists()
+    model, cfg = load_backbone(run, "last")  # analysable as it is
+    assert cfg.model.width == 8
+    res = train(RunFolder(run).resume_config(), run, resume=True, progress=False)
+    assert res.status == "finished" and res.step == 3 and log_steps(run) == [1, 2, 3]
+    written = RunFolder(run).written()
+    assert {"config.yaml", "run.json", "checkpoints/last.pt", "checkpoints/init.pt", "logs/train.csv",
+            "positions/layer3.1.npz", "report.html"} <= written
+    assert not any(str(p.relative_to(run)) in written for p in mine)
+    train(cfg_for(), run, overwrite=True, progress=False)  # adopted: --overwrite now removes stdann's files only
+    assert_intact(mine)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------------
+def test_checkpoint_format_is_checked_on_load(tmp_path):
+    torch.save({"format": "someone-elses-v9", "model": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="someone-elses-v9"):
+        safe_load(tmp_path / "other.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")  # a zero-byte last.pt (disk full)
+    with pytest.raises(CheckpointError, match="empty.pt"):
+        safe_load(tmp_path / "empty.pt")
+
+
+def test_divergence_before_the_first_checkpoint_promises_none(tmp_path):
+    def poison(blocks, step):
+        return {"poison": torch.tensor(float("nan")) if step == 0 else torch.zeros(())}
+
+    with pytest.raises(TrainingDiverged) as e:
+        train(cfg_for("train.ckpt_every=5", "optim.max_steps=6"), tmp_path / "r", progress=False, extra_losses=[poison])
+    assert "No checkpoint" in str(e.value) and "was kept" not in str(e.value)
+    assert not (tmp_path / "r" / "checkpoints" / "last.pt").exists()
+
+
+def test_tensorboard_events_are_recorded(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    run = tmp_path / "r"
+    train(cfg_for("train.tensorboard=true", "optim.max_steps=1"), run, progress=False)
+    events = [p.relative_to(run).as_posix() for p in (run / "logs" / "tb").rglob("*") if p.is_file()]
+    assert events and set(events) <= RunFolder(run).written()
+
+
+def test_runs_imports_only_the_layers_below_it():
+    """stdann.runs may import config, models, topography, data and fileio — never training, ephys, reports or
+    cli (so that analysis can read run folders without importing training)."""
+    allowed = ("stdann.config", "stdann.models", "stdann.topography", "stdann.data", "stdann.fileio", "stdann.runs")
+    for path in Path(stdann.runs.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                if name == "stdann" or name.startswith("stdann."):
+                    assert name == "stdann" or name.startswith(allowed), (path.name, name)
