@@ -1,6 +1,7 @@
 """The training loop: run folder, resume equivalence, refusals, divergence, signals, DDP."""
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ import pytest
 import torch
 
 from stdann.config import load_config
+from stdann.models.moco import build_moco
 from stdann.runs.checkpoint import CheckpointError, load_backbone, safe_load
 from stdann.runs.errors import RunExistsError
+from stdann.training.schedule import lr_at
 from stdann.training.trainer import TrainingDiverged, train
 
 SMOKE = ["train.log_every=1", "train.ckpt_every=3", "optim.max_steps=6", "train.deterministic=true"]
@@ -155,3 +158,30 @@ def test_ddp_two_cpu_processes(tmp_path):
     # the queue received both views' keys from both ranks: 3 steps x 2 views x global batch 8
     assert int(ck["model"]["queue_ptr"]) == (3 * 2 * 8) % ck["model"]["queue"].shape[1]
     assert len(losses(run)) == 3  # rank 0 logs alone
+
+
+def test_log_lines_carry_interval_means_and_the_heldout_check(tmp_path):
+    cfg = load_config("smoke", overrides=["train.log_every=3", "train.ckpt_every=6", "optim.max_steps=6",
+                                          "train.eval_every=6", "train.eval_pairs=8"])
+    train(cfg, tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "logs" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert rows[0]["heldout_top1"] == "" or rows[0]["heldout_top1"] == "nan"  # no check at step 3
+    last = rows[-1]
+    assert 0.0 <= float(last["heldout_top1"]) <= 1.0
+    assert float(last["heldout_chance_infonce"]) == pytest.approx(math.log(8))
+    assert float(last["loss_task_chance"]) == pytest.approx(math.log(cfg.moco.queue_size + 1))
+
+
+def test_schedule_decays_to_its_floor():
+    assert lr_at(0, 100, 1.0, 0) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 0, final_fraction=0.1) == pytest.approx(0.1)
+    assert lr_at(50, 100, 1.0, 0, final_fraction=0.1) == pytest.approx(0.55)
+    assert all(lr_at(s, 100, 0.3, 10, final_fraction=1.0) == pytest.approx(0.3) for s in range(10, 101))
+
+
+def test_head_batchnorm_is_a_structural_choice():
+    m = build_moco(load_config("smoke", overrides=["moco.head_bn=true"]))
+    assert any(isinstance(x, torch.nn.BatchNorm1d) for x in m.encoder_q.head)
+    assert not any(isinstance(x, torch.nn.BatchNorm1d) for x in build_moco(load_config("smoke")).encoder_q.head)

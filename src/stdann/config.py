@@ -45,6 +45,10 @@ class MocoConfig:
     shuffle_bn: bool = True  # shuffle keys across ranks (DDP) / split into groups (one device)
     bn_groups: int = 2  # on one device, key batch BN statistics are computed in this many groups
     reverse_negatives: bool = False  # add each positive's time-reversed clip as a hard negative
+    # BatchNorm in the projection head (Linear-BN-ReLU-Linear-BN, as in SimCLR / MoCo v3). MoCo v2's
+    # head has none; at CPU scale the head's BN keeps the embeddings from collapsing onto a few
+    # directions, which is what stalls short runs (docs/results.md, "Making the task learn").
+    head_bn: bool = False
 
 
 @dataclass
@@ -56,6 +60,9 @@ class OptimConfig:
     epochs: float = 200.0
     epoch_size: int = 9537  # clips per epoch (UCF101 split-1 train size) for generated data
     warmup_epochs: float = 5.0
+    # the cosine schedule decays from lr to lr x final_lr_fraction (0 = to zero, MoCo v2;
+    # 1 = a constant learning rate after warm-up)
+    final_lr_fraction: float = 0.0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     max_steps: int = 0  # stop after this many steps (0 = from epochs)
 
@@ -85,6 +92,8 @@ class TrainConfig:
     deterministic: bool = False  # torch deterministic algorithms (tests)
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
     snapshot_every: int = 0  # also keep backbone snapshots checkpoints/step_NNNNNN.pt (0 = none)
+    eval_every: int = 0  # steps between held-out instance-discrimination checks (0 = only at the end)
+    eval_pairs: int = 256  # held-out positive pairs of that check (training.evaluation)
     init_from: str = ""  # a run folder whose last weights start this run (fresh optimiser and schedule)
 
 

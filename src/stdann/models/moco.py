@@ -37,11 +37,16 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 class Encoder(nn.Module):
     """Backbone + MLP projection head."""
 
-    def __init__(self, backbone: VideoResNet, hidden_dim: int, dim: int):
+    def __init__(self, backbone: VideoResNet, hidden_dim: int, dim: int, head_bn: bool = False):
         super().__init__()
         self.backbone = backbone
         feat = backbone.num_features
-        self.head = nn.Sequential(nn.Linear(feat, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
+        if head_bn:  # SimCLR / MoCo v3 style: BN after both layers, the last one without affine
+            self.head = nn.Sequential(nn.Linear(feat, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
+                                      nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim, bias=False),
+                                      nn.BatchNorm1d(dim, affine=False))
+        else:  # MoCo v2
+            self.head = nn.Sequential(nn.Linear(feat, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
 
     def forward(self, x: torch.Tensor, blocks: tuple[str, ...] = ()):
         if blocks:
@@ -63,6 +68,7 @@ class MoCo(nn.Module):
         bn_groups: int = 2,
         shuffle_bn: bool = True,
         reverse_negatives: bool = False,
+        head_bn: bool = False,
     ):
         super().__init__()
         self.reverse_negatives = reverse_negatives
@@ -70,7 +76,7 @@ class MoCo(nn.Module):
         self.temperature = temperature
         self.bn_groups = max(1, int(bn_groups))
         self.shuffle_bn = shuffle_bn
-        self.encoder_q = Encoder(r3d_18(None, width), hidden_dim, dim)
+        self.encoder_q = Encoder(r3d_18(None, width), hidden_dim, dim, head_bn)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)
@@ -170,4 +176,5 @@ def build_moco(cfg) -> MoCo:
         bn_groups=m.bn_groups,
         shuffle_bn=m.shuffle_bn,
         reverse_negatives=m.reverse_negatives,
+        head_bn=m.head_bn,
     )

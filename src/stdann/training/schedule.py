@@ -1,13 +1,15 @@
-"""Learning-rate schedule: linear warm-up then cosine decay to zero (Loshchilov & Hutter 2017)."""
+"""Learning-rate schedule: linear warm-up then cosine decay (Loshchilov & Hutter 2017) from ``base_lr``
+to ``base_lr · final_fraction`` (0 = to zero, MoCo v2; 1 = constant after warm-up)."""
 
 from __future__ import annotations
 
 import math
 
 
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, final_fraction: float = 0.0) -> float:
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, max(0.0, (step - warmup_steps) / span))
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base_lr * (final_fraction + (1.0 - final_fraction) * cosine)

@@ -22,6 +22,7 @@ import torch
 
 from stdann import __version__
 from stdann.config import Config
+from stdann.data.loader import build_pair_source
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
 from stdann.runs.checkpoint import (
@@ -38,6 +39,7 @@ from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this modul
 from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
 from stdann.topography import SpatialLoss, init_model_positions, sheets_from_config
 from stdann.training import distributed as D
+from stdann.training.evaluation import heldout_seed, instance_discrimination
 from stdann.training.logger import RunLogger
 from stdann.training.schedule import lr_at
 
@@ -49,6 +51,7 @@ STRUCTURAL_KEYS = (
     "model.width",
     "moco.dim",
     "moco.hidden_dim",
+    "moco.head_bn",
     "moco.queue_size",
     "data.frames",
     "data.size",
@@ -268,12 +271,12 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
             run.save_checkpoint("init", backbone_checkpoint(0, cfg.to_yaml(), init_backbone))
 
     if source is None:
-        from stdann.data.loader import build_pair_source
-
         source = build_pair_source(
             cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed, rank=dist_info.rank,
             world_size=dist_info.world_size,
         )
+
+    heldout = _heldout_pairs(cfg, device) if is_main else None
 
     step_model: Any = model
     if dist_info.enabled:
@@ -338,6 +341,8 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     last_row: dict[str, float] = {}
     t_start = time.time()
     t_log, clips_since = time.time(), 0
+    # sums of the task loss and top-1 since the last log line (on the device: no host sync per step)
+    task_sum, acc_sum, n_sum = torch.zeros((), device=device), torch.zeros((), device=device), 0
     write_status("running", step)
     model.train()
     try:
@@ -348,7 +353,7 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
             if cfg.train.max_minutes > 0 and (time.time() - t_start) > 60 * cfg.train.max_minutes:
                 status = "time-budget"
                 break
-            lr = lr_at(step, total_steps, base_lr, warmup)
+            lr = lr_at(step, total_steps, base_lr, warmup, cfg.optim.final_lr_fraction)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             gen = step_generator(cfg.train.seed, step)
@@ -374,11 +379,15 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
             optimizer.step()
             model.momentum_update()
             model.enqueue(outp["keys"])
+            task_sum += task.detach().float()
+            acc_sum += outp["acc"].detach().float()
+            n_sum += 1
             step += 1
             clips_since += x1.shape[0] * dist_info.world_size
             bar.update(1)
 
-            must_log = step % cfg.train.log_every == 0 or step == total_steps
+            must_eval = step == total_steps or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
+            must_log = step % cfg.train.log_every == 0 or step == total_steps or must_eval
             must_ckpt = step % cfg.train.ckpt_every == 0 or step == total_steps
             if must_log or must_ckpt or not use_cuda:
                 value = float(loss.detach())  # one host sync, only where it is needed
@@ -394,17 +403,22 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                     "epoch": step * cfg.optim.batch_size / cfg.optim.epoch_size,
                     "lr": lr,
                     "loss": value,
-                    "loss_task": float(task.detach()),
-                    "acc": float(outp["acc"]),
+                    "loss_task": float(task_sum) / n_sum,  # mean over the steps since the last line
+                    "acc": float(acc_sum) / n_sum,
+                    "loss_task_chance": math.log(cfg.moco.queue_size + 1),
                     "sl_total": float(sl_total.detach()),
                     **{f"sl_{k}": float(v.detach()) for k, v in sl.items()},
                     **{k: float(v.detach()) for k, v in extras.items()},
                     "clips_per_s": clips_since / max(now - t_log, 1e-9),
                     "elapsed_s": now - t_start,
+                    **_heldout_row(model, heldout if must_eval else None),
                 }
                 logger.log(row)
                 last_row = row
                 t_log, clips_since = now, 0
+                task_sum.zero_()
+                acc_sum.zero_()
+                n_sum = 0
                 bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
             if must_ckpt:
                 save_last(step)
@@ -428,6 +442,35 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     if is_main and status == "interrupted":
         print(f"[stdann] interrupted at step {step}; checkpoint saved. Continue with --resume.")
     return TrainResult(status, step, total_steps, time.time() - t_start, last_row, out, stop["signal"])
+
+
+HELDOUT_COLUMNS = ("heldout_top1", "heldout_top5", "heldout_infonce", "heldout_chance_infonce")
+
+
+def _heldout_pairs(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fixed held-out positive pairs of a run (model-ready), from the run's own data source
+    with a seed stream that training never draws (:func:`stdann.training.evaluation.heldout_seed`)."""
+    n = int(cfg.train.eval_pairs)
+    if n < 2:
+        return None
+    src = build_pair_source(cfg.data, n, device, seed=heldout_seed(cfg.data.seed, cfg.train.seed))
+    try:
+        x1, x2 = src.batch(0)
+    finally:
+        src.close()
+    if cfg.train.channels_last:
+        return (normalize(x1).contiguous(memory_format=torch.channels_last_3d),
+                normalize(x2).contiguous(memory_format=torch.channels_last_3d))
+    return normalize(x1), normalize(x2)
+
+
+def _heldout_row(model: MoCo, heldout) -> dict[str, float]:
+    """The held-out columns of a log line (empty when no check is due at this step)."""
+    if heldout is None:
+        return dict.fromkeys(HELDOUT_COLUMNS, float("nan"))
+    m = instance_discrimination(model, *heldout, batch_size=64)
+    return {"heldout_top1": m["top1"], "heldout_top5": m["top5"], "heldout_infonce": m["infonce"],
+            "heldout_chance_infonce": m["chance_infonce"]}
 
 
 def _kept_checkpoint(run: RunFolder) -> str:
