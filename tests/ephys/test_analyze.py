@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from stdann.config import load_config
-from stdann.ephys.analyze import AnalysisError, analyze_run, comparison_rows, load_reference
+from stdann.ephys.analyze import AnalysisError
+from stdann.ephys.macaque import comparison_rows, load_reference
+from stdann.orchestration.analysis import analyze_run
 from stdann.ephys.recording import record_responses
 from stdann.ephys.stimuli import drifting_gratings
 from stdann.models.r3d import block_output_shapes, r3d_18
@@ -38,7 +40,7 @@ def make_positions(cfg, blocks, seed=0):
 def run_dir(tmp_path_factory):
     cfg = load_config("smoke", overrides=[
         "ephys.n_directions=8", "ephys.spatial_frequencies=[0.08,0.16]", "ephys.temporal_frequencies=[0.25]",
-        "ephys.n_phases=2", "ephys.n_bootstrap=50", "ephys.rdk_coherences=[1.0,0.5]", "ephys.rdk_repeats=1",
+        "ephys.n_phases=2", "ephys.rdk_coherences=[1.0,0.5]", "ephys.rdk_repeats=1",
         "ephys.smoothness_units=300", f"ephys.blocks={BLOCKS}".replace("'", "")])
     run = tmp_path_factory.mktemp("run")
     (run / "checkpoints").mkdir()
@@ -79,7 +81,7 @@ def test_analyze_run_end_to_end(run_dir):
     for k in ("pinwheel_density", "column_spacing_mm", "smoothness", "controls"):
         assert k in s, s.get("map_note")
     assert "shuffled_positions" in s["controls"] and "random_map_same_spectrum" in s["controls"]
-    assert "pinwheel_density" in s["mean_removed"]
+    assert "pinwheel_density" in s["map_with_mean"] and s["maps"]["kernel_fwhm_mm"] > 0
     assert "eval" in saved["batchnorm"] and "right" in saved["direction_convention"]
     assert m["blocks"] == saved["blocks"]
     tables = {p.name for p in (run_dir / "tables").iterdir()}

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
-
-HEADLINE = ("dsi_median", "cv_direction_median", "cv_axial_median", "fraction_direction_selective",
-            "pinwheel_density", "column_spacing_mm", "smoothness")
+from stdann.ephys.registry import HEADLINE, format_value, format_with_ci, get
+from stdann.fileio import write_json
+from stdann.orchestration.analysis import analyze_run
+from stdann.reports.html import write_report
+from stdann.training.recipe import topographic_recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stdann.ephys.analyze import analyze_run
-    from stdann.training.recipe import topographic_recipe
-
     cfg = config_from_args(args)
     out = Path(args.out or f"runs/{args.preset or 'custom'}")
     if args.overwrite and out.exists():
@@ -54,46 +53,43 @@ def run(args: argparse.Namespace) -> int:
     stimuli = args.stimuli or (["gratings"] if args.preset == "smoke" else ["gratings", "rdk", "plaids"])
     metrics = analyze_run(out, blocks=list(cfg.ephys.blocks), stimuli=stimuli, progress=progress)
     metrics = finalize_metrics(out, metrics, cfg, extra={"recipe_seconds": result.seconds, "swap": result.swap.get("blocks")})
-    report = None
-    try:
-        from stdann.reports.html import write_report
-
-        report = write_report(out)
-    except ImportError:  # pragma: no cover - the report module ships with the package
-        pass
+    report = write_report(out)
     print_summary(metrics)
     print(f"[stdann demo] done in {time.time() - t0:.0f} s (training recipe {t_train:.0f} s). "
-          f"Metrics: {out / 'metrics.json'}" + (f"; report: {report}" if report else ""))
+          f"Metrics: {out / 'metrics.json'}; report: {report}")
     return 0
 
 
 def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = None) -> dict:
-    """Add the run's config and the headline keys at block level (the trained network's values,
-    the untrained control's beside them under ``untrained``) to metrics.json."""
-    for block, entry in metrics.get("blocks", {}).items():
+    """Add the run's config and the headline keys (ephys.registry.HEADLINE, dotted keys kept as
+    they are) at block level — the trained network's values; the untrained control's stay beside
+    them under ``untrained`` — to metrics.json."""
+    for entry in metrics.get("blocks", {}).values():
         trained = entry.get("trained", {})
         for key in HEADLINE:
-            if key in trained:
-                entry[key] = trained[key]
+            if get(trained, key) is not None:
+                entry[key] = get(trained, key)
     metrics["config"] = cfg.to_dict()
     if extra:
         metrics.update(extra)
-    from stdann.fileio import write_json
-
     write_json(Path(run_dir) / "metrics.json", metrics, allow_nan=False, default=str)
     return metrics
 
 
-def _fmt(v) -> str:
-    return "—" if v is None else (f"{v:.3f}" if isinstance(v, (int, float)) else str(v))
-
-
 def print_summary(metrics: dict) -> None:
-    rows = [("block", "DSI trained", "DSI untrained", "frac DS trained", "frac DS untrained", "pinwheels/Λ²", "smoothness")]
+    rows = [("block", "DSI trained", "DSI untrained", "DSI verdict", "frac DS trained", "frac DS untrained",
+             "bias R trained (chance)", "pinwheels/Λ²", "smoothness (p)")]
     for block, e in metrics.get("blocks", {}).items():
         t, u = e.get("trained", {}), e.get("untrained", {})
-        rows.append((block, _fmt(t.get("dsi_median")), _fmt(u.get("dsi_median")), _fmt(t.get("fraction_direction_selective")),
-                     _fmt(u.get("fraction_direction_selective")), _fmt(t.get("pinwheel_density")), _fmt(t.get("smoothness"))))
+        verdict = get(e, "trained_vs_untrained.dsi_median.verdict") or "—"
+        rows.append((block, format_with_ci(t, "dsi_median"), format_with_ci(u, "dsi_median"), verdict.replace("_", " "),
+                     format_value("fraction_direction_selective", t.get("fraction_direction_selective")),
+                     format_value("fraction_direction_selective", u.get("fraction_direction_selective")),
+                     f"{format_value('direction_bias.resultant_length', get(t, 'direction_bias.resultant_length'))} "
+                     f"({format_value('direction_bias.chance_resultant_length', get(t, 'direction_bias.chance_resultant_length'))})",
+                     format_value("pinwheel_density", t.get("pinwheel_density")),
+                     f"{format_value('smoothness', t.get('smoothness'))} "
+                     f"({format_value('smoothness_detail.p_value', get(t, 'smoothness_detail.p_value'))})"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
