@@ -174,19 +174,22 @@ def format_with_ci(summary: Any, key: str) -> str:
     return s
 
 
+# verdicts stored beside the metrics (ephys.verdicts, ephys.population) that a slim summary keeps
+VERDICT_PATHS = ("direction_bias.above_chance", "direction_bias.p_value", "maps.mean_removed_map_shown", "map_order")
+
+
 def slim(summary: dict, keys: Iterable[str] | None = None) -> dict:
-    """The registry metrics (and their CIs) of one network's summary, as a nested dict with the
-    same paths (what study.json keeps per network); absent metrics are left out."""
+    """The registry metrics (and their CIs) and the stored verdicts of one network's summary, as a
+    nested dict with the same paths (what study.json keeps per network); absent ones are left out."""
     out: dict = {}
-    for key in keys or METRICS:
-        m = metric(key)
-        for path in (key, m.ci_key):
-            v = get(summary, path)
-            if path is None or v is None:
-                continue
-            d = out
-            *parents, leaf = path.split(".")
-            for p in parents:
-                d = d.setdefault(p, {})
-            d[leaf] = v
+    paths = [p for key in (keys or METRICS) for p in (key, metric(key).ci_key)] + list(VERDICT_PATHS)
+    for path in paths:
+        v = get(summary, path)
+        if v is None:
+            continue
+        d = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = v
     return out

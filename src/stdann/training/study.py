@@ -10,7 +10,6 @@ network's, measured the same way (DESIGN "A measured warning").
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import time
