@@ -23,6 +23,7 @@ from stdann.ephys.registry import format_value
 from stdann.orchestration.analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
+from stdann.reports.markdown import SHORT, markdown_for
 from stdann.reports.view import verdict_class
 from stdann.training.trainer import train
 
@@ -344,3 +345,14 @@ def parse_str(text: str) -> Page:
     p = Page()
     p.feed(text)
     return p
+
+
+def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    e = metrics["blocks"]["layer3.1"]
+    row = next(line for line in markdown_for(run_dir).splitlines() if line.startswith("| layer3.1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == SHORT[e["trained_vs_untrained"]["dsi_median"]["verdict"]]
+    b = e["trained"]["direction_bias"]
+    assert cells[8].endswith(f"({format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])})")
+    assert cells[8].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))

@@ -67,6 +67,13 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
                     xs.append(x_of(a))
                     ys.append(np.nanmean(vals))
             ax.plot(xs, ys, "-", color="C0")
+            if key == "direction_bias.resultant_length":  # its chance level beside it, per run
+                for c in conds:
+                    if c.get("mode") == "recipe" and c.get("alpha") is not None:
+                        ax.plot(x_of(c["alpha"]), _value(c, block, "direction_bias.chance_resultant_length"), "_",
+                                color="C2", ms=12, label=None)
+                ax.plot([], [], "_", color="C2", ms=12, label="R by chance (95th pct.)")
+                ax.legend(fontsize=7)
             if key == "smoothness":
                 ax.axhline(0, color="0.5", lw=0.8, ls=":")
             if key == "pinwheel_density":
