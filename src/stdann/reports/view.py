@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 
 from stdann import DIRECTION_CONVENTION, __version__
-from stdann.ephys.macaque import comparison_rows, load_reference
 from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
                                    format_value, format_with_ci, get, metric)
+from stdann.ephys.population import P_FLOOR
 from stdann.ephys.verdicts import COMPARISON_TEXT
 from stdann.reports.figures.training import training_curve_png
 
@@ -186,6 +186,11 @@ def _stored_verdict(entry: dict, key: str) -> tuple[str | None, str]:
     return v.get("verdict"), v.get("text") or COMPARISON_TEXT.get(v.get("verdict"), "")
 
 
+def _p_text(p) -> str:
+    """"= 0.012", or "< 1e-09" for a p-value stored as 0 (below the computation's accuracy)."""
+    return f"< {P_FLOOR:.0e}" if as_number(p) == 0 else f"= {format_number(p, kind='p')}"
+
+
 def bias_line(bias: dict | None) -> dict:
     """{"text", "css"} of one network's population bias: R at its mean direction beside its chance level."""
     if not isinstance(bias, dict) or as_number(bias.get("resultant_length")) is None:
@@ -193,7 +198,7 @@ def bias_line(bias: dict | None) -> dict:
     text = (f"R = {format_value('direction_bias.resultant_length', bias.get('resultant_length'))} at "
             f"{format_value('direction_bias.mean_direction_deg', bias.get('mean_direction_deg'))}°; chance "
             f"{format_value('direction_bias.chance_resultant_length', bias.get('chance_resultant_length'))} "
-            f"(95th percentile for {bias.get('n_channels', '?')} channels, p = {format_number(bias.get('p_value'), kind='p')})")
+            f"(95th percentile for {bias.get('n_channels', '?')} channels, p {_p_text(bias.get('p_value'))})")
     above = bool(bias.get("above_chance"))
     return {"text": text, "verdict": "above chance" if above else "not above chance", "css": "warnc" if above else "na"}
 
@@ -313,15 +318,6 @@ def _with_ci(v, lo, hi) -> str:
     return s
 
 
-def _comparison_source(run: Path, metrics: dict) -> list[dict]:
-    rows = metrics.get("comparison")
-    if isinstance(rows, list) and rows:
-        return rows
-    if isinstance(metrics.get("blocks"), dict) and metrics["blocks"]:
-        return comparison_rows(metrics["blocks"], load_reference())
-    return []
-
-
 def _footer() -> dict:
     return {"version": __version__, "python": platform.python_version(),
             "written": _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")}
@@ -397,7 +393,7 @@ def run_view(run: Path) -> dict:
         "analysed": bool(metrics), "run_path": str(run), "notes": list(metrics.get("notes") or []),
         "versions": _versions(info.get("versions")),
         "responsive_rule": rules.get("responsive", ""), "selective_rule": rules.get("direction_selective", ""),
-        "blocks": block_views, "comparison": _comparison_view(_comparison_source(run, metrics)),
+        "blocks": block_views, "comparison": _comparison_view(metrics.get("comparison") if isinstance(metrics.get("comparison"), list) else []),
         "map_blocks": map_blocks, "figure_groups": groups, "n_images": n_images,
         "convention": DIRECTION_CONVENTION,
         "methods": [(k, v) for k, v in methods if v not in (None, "")],
