@@ -163,7 +163,8 @@ def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:
     ast = M.pinwheel_stats(za, pixel, amap.valid)
     s["axial_map"] = {"column_spacing_mm": ast["column_spacing_mm"], "pinwheel_density": ast["density"],
                       "n_pinwheels": ast["n_pinwheels"]}
-    out.update(axial_map=amap, axial_pinwheels=M.pinwheels_on_sheet(M.find_pinwheels(za, pixel, amap.valid), amap))
+    out.update(axial_map=amap, axial_map_mean_removed=za,
+               axial_pinwheels=M.pinwheels_on_sheet(M.find_pinwheels(za, pixel, amap.valid), amap))
     # controls: positions shuffled among the responsive units (same kernel); a random map with the same spectrum
     shuf = M.direction_map(coords[rng.permutation(len(coords))], pref, w_dir, pixel, window, extent)
     sst = M.pinwheel_stats(M.remove_mean(shuf), pixel, shuf.valid)

@@ -114,8 +114,8 @@ CAPTIONS = {
                      "(selectivity and agreement); kernel FWHM chosen against the measured column spacing. Beside it, "
                      "where R is above chance, the same map with its mean vector removed (labelled). Dots = pinwheels "
                      "of the mean-removed map (white +1, black −1).",
-    "axial_map": "Axial map: hue = preferred axis (180° periodic), brightness = |z|, same kernel; pinwheels of the "
-                 "mean-removed axial map.",
+    "axial_map": "Axial map with its mean vector removed (the map its pinwheels are counted on): hue = preferred axis "
+                 "(180° periodic), brightness = |z|, same kernel as the direction map.",
     "tuning_examples": "Example tuning curves of responsive units at their best spatial/temporal frequency, "
                        "ordered from high to low DSI, each normalised to its peak.",
     "histograms": "Distributions over responsive units (DSI, DI, CV_direction, bandwidth); grey band = macaque MT range.",

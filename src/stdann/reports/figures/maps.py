@@ -38,7 +38,7 @@ def fig_unit_map(panels: dict[str, dict], path, title: str, footer: str | None, 
     fig = new_figure(PANEL_IN * n + 1.3, PANEL_IN + 1.1)
     rng = np.random.default_rng(0)
     for k, (label, p) in enumerate(panels.items()):
-        ax = fig.add_axes([0.06 + k * (0.84 / n), 0.17, 0.78 / n * 0.92, 0.68])
+        ax = fig.add_axes([0.06 + k * (0.80 / n), 0.17, 0.80 / n * 0.86, 0.68])
         xy, resp = np.asarray(p["coordinates"]), np.asarray(p["responsive"], dtype=bool)
         pref = np.asarray(p["preferred_direction"])
         size = float(np.clip(9000.0 / max(len(xy), 1), 0.3, 40.0))
@@ -54,7 +54,7 @@ def fig_unit_map(panels: dict[str, dict], path, title: str, footer: str | None, 
         ax.set_xlabel("x (mm)")
         ax.set_ylabel("y (mm)")
         ax.set_title(f"{label}: {int(resp.sum())} responsive units\n{bias_text(p.get('bias'))}", fontsize=7.5)
-    hue_wheel(fig, [0.9, 0.6, 0.09, 0.25])
+    hue_wheel(fig, [0.885, 0.6, 0.07, 0.22])
     fig.suptitle(title, fontsize=9)
     return save(fig, path, footer)
 
@@ -73,7 +73,7 @@ def fig_sheet_maps(rows: dict[str, list[dict | None]], path, title: str, footer:
     h = 0.86 / nrow
     for i, (label, panels) in enumerate(rows.items()):
         for j, p in enumerate(panels):
-            ax = fig.add_axes([0.07 + j * (0.83 / ncol), 0.08 + (nrow - 1 - i) * h + 0.06 / nrow, 0.83 / ncol * 0.82,
+            ax = fig.add_axes([0.07 + j * (0.80 / ncol), 0.08 + (nrow - 1 - i) * h + 0.06 / nrow, 0.80 / ncol * 0.82,
                                h * 0.74])
             if p is None or "z" not in p:
                 ax.axis("off")
@@ -92,7 +92,7 @@ def fig_sheet_maps(rows: dict[str, list[dict | None]], path, title: str, footer:
             ax.set_title(f"{label} — {p['title']}", fontsize=7.5)
             ax.set_xlabel("x (mm)")
             ax.set_ylabel("y (mm)")
-    hue_wheel(fig, [0.9, 0.72, 0.09, 0.2 / max(1, nrow) + 0.05], period)
+    hue_wheel(fig, [0.885, 0.72, 0.07, 0.2 / max(1, nrow) + 0.05], period)
     fig.suptitle(title, fontsize=9)
     return save(fig, path, footer)
 

@@ -72,14 +72,14 @@ def write_run_figures(folder: Path, results: dict, directions_deg, reference: di
             paths.append(fig_sheet_maps(rows, folder / f"direction_map_{b}.png",
                                         f"{b}: smoothed direction map (hue = preferred direction, brightness = |z|); "
                                         "dots = pinwheels of the mean-removed map", footer))
-            arows = {label: [{"z": d["axial_map"].z, "valid": d["axial_map"].valid, "extent": d["axial_map"].extent,
-                              "pinwheels": d["axial_pinwheels"],
-                              "title": f"Λ = {format_value('column_spacing_mm', s['axial_map']['column_spacing_mm'])} mm, "
-                                       f"{s['axial_map']['n_pinwheels']} pinwheels (mean removed)"}]
+            arows = {label: [{"z": d["axial_map_mean_removed"], "valid": d["axial_map"].valid,
+                              "extent": d["axial_map"].extent, "pinwheels": d["axial_pinwheels"],
+                              "title": f"mean removed\nΛ = {format_value('column_spacing_mm', s['axial_map']['column_spacing_mm'])}"
+                                       f" mm, {s['axial_map']['n_pinwheels']} pinwheels"}]
                      for label, (s, d) in per.items() if "axial_map" in d}
             paths.append(fig_sheet_maps(arows, folder / f"axial_map_{b}.png",
-                                        f"{b}: axial map (hue = preferred axis, brightness = |z|, same kernel)", footer,
-                                        period=180))
+                                        f"{b}: axial map with its mean vector removed (hue = preferred axis, brightness = "
+                                        "|z|, same kernel); dots = its pinwheels", footer, period=180))
         ex = {}
         for label, (s, d) in per.items():
             if d["metrics"] is None:
