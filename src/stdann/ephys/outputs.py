@@ -76,20 +76,30 @@ def _write_columns(path: Path, cols: dict) -> None:
                         for v in (x.item() if hasattr(x, "item") else x for x in row)])
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def summary_rows(metrics: dict) -> list[dict]:
-    """(block, network, metric, value, CI) for every top-level scalar of every network summary."""
+    """(block, network, metric, value, CI) for every scalar of every network summary, one level of
+    nesting written as ``parent.key`` (e.g. ``direction_bias.resultant_length``)."""
     rows = []
     for b, entry in metrics["blocks"].items():
         for label in NETWORKS:
             s = entry.get(label)
             if not s:
                 continue
+            flat = {}
             for k, v in s.items():
-                if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
-                    c = s.get(k.replace("_median", "_ci")) if k.endswith("_median") else s.get(f"{k}_ci")
-                    c = c if isinstance(c, (list, tuple)) else None
-                    rows.append({"block": b, "network": label, "metric": k, "value": v,
-                                 "ci_low": c[0] if c else None, "ci_high": c[1] if c else None})
+                if isinstance(v, dict):
+                    flat.update({f"{k}.{kk}": vv for kk, vv in v.items() if _is_number(vv)})
+                elif _is_number(v):
+                    flat[k] = v
+            for k, v in flat.items():
+                c = s.get(k.replace("_median", "_ci")) if k.endswith("_median") else s.get(f"{k}_ci")
+                c = c if isinstance(c, (list, tuple)) else None
+                rows.append({"block": b, "network": label, "metric": k, "value": v,
+                             "ci_low": c[0] if c else None, "ci_high": c[1] if c else None})
     return rows
 
 
