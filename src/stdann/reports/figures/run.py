@@ -78,7 +78,7 @@ def write_run_figures(folder: Path, results: dict, directions_deg, reference: di
                                        f" mm, {s['axial_map']['n_pinwheels']} pinwheels"}]
                      for label, (s, d) in per.items() if "axial_map" in d}
             paths.append(fig_sheet_maps(arows, folder / f"axial_map_{b}.png",
-                                        f"{b}: axial map with its mean vector removed (hue = preferred axis, brightness = "
+                                        f"{b}: axial map with its mean vector removed\n(hue = preferred axis, brightness = "
                                         "|z|, same kernel); dots = its pinwheels", footer, period=180))
         ex = {}
         for label, (s, d) in per.items():
