@@ -36,7 +36,7 @@ r = json.load(open(sys.argv[1]))
 if r["benchmark"] == "train":
     from stdann.training.benchmark import format_train as f
 else:
-    from stdann.ephys.benchmark import format_ephys as f
+    from stdann.orchestration.ephys_benchmark import format_ephys as f
 print(f(r))
 PYEOF
   else

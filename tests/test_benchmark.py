@@ -4,7 +4,6 @@ docs/benchmarks.md, not in unit tests)."""
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch

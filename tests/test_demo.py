@@ -15,7 +15,7 @@ REQUIRED = ("dsi_median", "cv_direction_median", "fraction_direction_selective",
 def test_smoke_demo_writes_report_and_metrics(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "stdann", "demo", "--preset", "smoke", "--out", str(out), "--no-progress",
-                        "--set", "ephys.n_bootstrap=100", "--set", "topography.swap_steps=5"],
+                        "--set", "topography.swap_steps=5"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

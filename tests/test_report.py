@@ -15,36 +15,35 @@ from pathlib import Path
 
 import pytest
 
-from stdann.reports.html import ReportError, compare, write_report
+from PIL import Image
+
+from stdann import DIRECTION_CONVENTION
+from stdann.config import load_config
+from stdann.ephys.registry import format_value
+from stdann.orchestration.analysis import analyze_run, compare_block
+from stdann.reports.figures.common import new_figure, png_bytes
+from stdann.reports.html import ReportError, write_report
+from stdann.reports.markdown import SHORT, markdown_for
+from stdann.reports.view import verdict_class
+from stdann.training.trainer import train
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A real, tiny run: smoke training (a few seconds) then analysis of layer3.1 (a few seconds)."""
-    from stdann.config import load_config
-    from stdann.ephys.analyze import analyze_run
-    from stdann.training.trainer import train
-
     run = tmp_path_factory.mktemp("report") / "run"
     train(load_config("smoke", overrides=["optim.max_steps=4"]), run, progress=False)
-    analyze_run(run, blocks=["layer3.1"], progress=False, ephys_overrides={"n_bootstrap": 100})
+    analyze_run(run, blocks=["layer3.1"], progress=False)
     return run
 
 
 def _png(color="C0") -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3, 2))
+    fig = new_figure(3, 2)
+    ax = fig.add_subplot()
     ax.plot([0, 0.1, 0.25, 0.5], [0.31, 0.2, 0.35, 0.4], "-o", color=color)
     ax.set_xlabel("alpha")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=60)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=60)
 
 
 @pytest.fixture
@@ -54,15 +53,18 @@ def study_dir(tmp_path, run_dir) -> Path:
     (study / "figures" / "sweep_dsi_vs_alpha.png").write_bytes(_png())
     # one condition links to the real run (which gets a report), one to a folder without report
     write_report(run_dir)
+    # the verdicts are stored with the metrics, as the study machinery stores them (compare_block)
     conds = [
         {"name": "alpha_0.25", "label": "α = 0.25 <b>", "overrides": ["topography.alpha=0.25"], "seed": 0,
          "run_dir": str(run_dir), "status": "finished",
-         "metrics": {"layer3.1": {"trained": {"dsi_median": 0.12, "dsi_ci": [0.10, 0.14],
-                                              "fraction_direction_selective": 0.08, "pinwheel_density": 3.0,
-                                              "smoothness": 0.2},
-                                  "untrained": {"dsi_median": 0.31, "dsi_ci": [0.29, 0.33],
-                                                "fraction_direction_selective": 0.47}},
-                     "layer4.1": {"trained": {"dsi_median": 0.56}, "untrained": {"dsi_median": 0.35}}},
+         "metrics": {"layer3.1": compare_block({"dsi_median": 0.12, "dsi_ci": [0.10, 0.14],
+                                                "fraction_direction_selective": 0.08, "pinwheel_density": 3.0,
+                                                "smoothness": 0.2, "direction_bias": {"resultant_length": 0.61}},
+                                               {"dsi_median": 0.31, "dsi_ci": [0.29, 0.33],
+                                                "fraction_direction_selective": 0.47,
+                                                "direction_bias": {"resultant_length": 0.35}}),
+                     "layer4.1": compare_block({"dsi_median": 0.56, "dsi_ci": [0.5, 0.6]},
+                                               {"dsi_median": 0.35, "dsi_ci": [0.3, 0.4]})},
          "task": {"final_loss": 4.5, "knn_top1": 0.3}},
         {"name": "alpha_2.5", "label": "α = 2.5", "overrides": ["topography.alpha=2.5"], "seed": 1,
          "run_dir": "runs/alpha_2.5", "status": "failed"},  # no metrics, no task: tolerated
@@ -146,8 +148,6 @@ def check_self_contained(page: Page, text: str) -> None:
         assert src.startswith("data:image/png;base64,")
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        from PIL import Image
-
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
 
@@ -159,31 +159,76 @@ def test_run_report(run_dir, tmp_path):
     text = out.read_text(encoding="utf-8")
     page = parse(out)
     check_self_contained(page, text)
+    assert "<script" not in text  # nothing executable ships in the page
     assert "stdann run report" in page.title
     n_fig_files = len(list((run_dir / "figures").glob("*.png")))
-    assert n_fig_files >= 4
+    assert n_fig_files >= 5
     assert len(page.imgs) == n_fig_files + 1  # + the training curve drawn from logs/train.csv
     assert page.figures == page.figcaptions == len(page.imgs)
-    assert "direction_map_layer3.1.png" in text and "training curve" in text
-    # headline table: trained beside untrained, with the honest verdict
+    assert "training curve" in text
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    entry = metrics["blocks"]["layer3.1"]
+    # headline table: trained beside untrained, with the verdict stored by the analysis
     head = page.tables["headline-b0"]
     dsi = next(r for r in head if r[0] == "median DSI")
     assert "[" in dsi[1] and "[" in dsi[2]
-    assert re.search(r"(above|below) the untrained control|not distinguishable|equal to", dsi[3])
+    assert dsi[3] == entry["trained_vs_untrained"]["dsi_median"]["text"]
     assert any(r[0].startswith("pinwheel density") for r in head)
+    # maps: the unit-level map first, then the smoothed maps, with R beside its chance level
+    maps = text[text.index('id="maps"'):text.index('id="macaque"')]
+    assert maps.index("unit_map_layer3.1.png") < maps.index("direction_map_layer3.1.png") < maps.index(
+        "axial_map_layer3.1.png")
+    bias = {r[0]: r for r in page.tables["bias-layer3.1"]}
+    for net in ("trained", "untrained"):
+        b = entry[net]["direction_bias"]
+        assert f"R = {format_value('direction_bias.resultant_length', b['resultant_length'])} " in bias[net][1]
+        assert f"chance {format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])} " in bias[net][1]
+        assert bias[net][2] == ("above chance" if b["above_chance"] else "not above chance")
     # macaque comparison: one row per reference quantity with a metric, block layer3.1
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     comp = page.tables["macaque-comparison"]
     assert len(comp) == len(metrics["comparison"]) >= 5
     assert {r[1] for r in comp} == {"layer3.1"}
     assert "dsi" in {r[0] for r in comp}
-    # config, convention and BatchNorm mode
-    from stdann import DIRECTION_CONVENTION
-
+    # config, convention, rules and BatchNorm mode
     assert 'id="config-yaml"' in text and "queue_size" in text
-    assert DIRECTION_CONVENTION.split(",")[0] in text
+    assert DIRECTION_CONVENTION in text
     assert "BatchNorm during measurement" in text and metrics["batchnorm"] in text
+    assert metrics["rules"]["analysed_map"] in text
     assert "versions" in page.tables and any(r[0] == "torch" for r in page.tables["versions"])
+
+
+def test_renderer_shows_stored_verdicts_and_decides_none(run_dir, tmp_path):
+    # plant verdicts that the numbers would not give: the page must show them as stored
+    run = tmp_path / "planted"
+    shutil.copytree(run_dir, run)
+    m = json.loads((run / "metrics.json").read_text())
+    e = m["blocks"]["layer3.1"]
+    e["trained"]["dsi_ci"] = e["untrained"]["dsi_ci"]  # identical CIs ...
+    e["trained_vs_untrained"]["dsi_median"] = {"verdict": "above", "text": "PLANTED above"}  # ... yet "above"
+    e["trained"]["map_order"] = {"verdict": "not_ordered", "text": "PLANTED no order"}
+    e["trained"]["smoothness"] = 0.9  # a smoothness cut-off would have said "smoother"
+    e["trained"]["direction_bias"]["above_chance"] = True
+    e["trained"]["direction_bias"]["resultant_length"] = 0.01
+    (run / "metrics.json").write_text(json.dumps(m))
+    text = write_report(run).read_text()
+    page = parse(run / "report.html")
+    dsi = next(r for r in page.tables["headline-b0"] if r[0] == "median DSI")
+    assert dsi[3] == "PLANTED above"
+    assert '<span class="above">PLANTED above</span>' in text
+    assert '<span class="below">PLANTED no order</span>' in text
+    assert next(r for r in page.tables["bias-layer3.1"] if r[0] == "trained")[2] == "above chance"
+    # without stored verdicts (an older metrics.json) the page says so instead of deciding
+    del e["trained_vs_untrained"]
+    (run / "metrics.json").write_text(json.dumps(m))
+    page = parse(write_report(run))
+    assert "no verdict in the metrics" in next(r for r in page.tables["headline-b0"] if r[0] == "median DSI")[3]
+
+
+def test_verdict_colours_follow_the_metric_sense():
+    assert verdict_class("above", 1) == "above" and verdict_class("below", 1) == "below"
+    assert verdict_class("above", -1) == "below" and verdict_class("below", -1) == "above"  # e.g. CV: lower = sharper
+    assert verdict_class("above", 0) == "neutral"
+    assert verdict_class("not_distinguishable", 1) == "same" and verdict_class(None, 1) == "na"
 
 
 def test_run_report_default_path_and_unanalysed(tmp_path, run_dir):
@@ -205,12 +250,15 @@ def test_study_report(study_dir, run_dir):
     check_self_contained(page, text)
     assert len(page.imgs) == 1 and page.figures == 1
     assert 'id="figures-curves"' in text  # sweep_*.png grouped as a sweep curve
-    assert "CV_dir" not in text  # metric columns no condition has are left out
+    assert "median CV_direction" not in text  # metric columns no condition has are left out
+    assert "population bias R (trained / untrained)" in text  # ... the others are there
+    assert "<script" not in text
     rows = page.tables["study-comparison"]
     assert [r[0] for r in rows] == ["alpha_0.25", "alpha_2.5"]
     assert rows[0][1] == "α = 0.25 <b>"  # escaped text, not markup
     assert "&lt;b&gt;" in text
-    assert rows[0][7].startswith("below")  # 0.12 [0.10, 0.14] vs 0.31 [0.29, 0.33]
+    assert rows[0][7] == "below"  # stored: 0.12 [0.10, 0.14] vs 0.31 [0.29, 0.33]
+    assert "no verdict" in rows[1][7]
     assert "below</span> it in 1" in text
     # task performance columns and the relative link to the condition's own report
     assert "task: knn_top1" in text
@@ -219,7 +267,7 @@ def test_study_report(study_dir, run_dir):
     assert not Path(link).is_absolute()
     assert "no report.html" in rows[1][-1]
     other = page.tables["study-other-blocks"]
-    assert other[0][:2] == ["alpha_0.25", "layer4.1"] and other[0][4].startswith("above")
+    assert other[0][:2] == ["alpha_0.25", "layer4.1"] and other[0][4] == "above"
 
 
 def test_not_a_run_or_study(tmp_path):
@@ -227,14 +275,6 @@ def test_not_a_run_or_study(tmp_path):
         write_report(tmp_path)
     with pytest.raises(ReportError, match="does not exist"):
         write_report(tmp_path / "missing")
-
-
-def test_compare_wording():
-    assert compare(0.12, [0.1, 0.14], 0.31, [0.29, 0.33])[1] == "below"
-    assert compare(0.5, [0.45, 0.55], 0.31, [0.29, 0.33])[1] == "above"
-    assert compare(0.3, [0.25, 0.35], 0.31, [0.29, 0.33])[1] == "same"
-    assert compare(None, None, 0.31, None)[1] == "na"
-    assert compare(0.2, None, 0.3, None)[0].startswith("below")
 
 
 def test_cli(run_dir, tmp_path, capsys):
@@ -266,6 +306,18 @@ def _dump_dom(browser: str, page: Path, profile: Path) -> str:
     return res.stdout
 
 
+# Injected by the test only (the shipped page has no script): marks the body once the page has loaded
+# with the number of <img> that decoded (naturalWidth > 0) and the number of <img>.
+LOAD_CHECK = """<script>
+window.addEventListener("load", function () {
+  var imgs = document.querySelectorAll("img"), ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; } }
+  document.body.dataset.imagesLoaded = String(ok);
+  document.body.dataset.imagesTotal = String(imgs.length);
+});
+</script>"""
+
+
 def test_headless_browser_renders_report(run_dir, study_dir, tmp_path):
     browser = _chromium()
     if browser is None:
@@ -276,8 +328,10 @@ def test_headless_browser_renders_report(run_dir, study_dir, tmp_path):
     for folder in (run_dir, study_dir):
         page = write_report(folder, tmp_path / f"{folder.name}.html")
         n_img = len(parse(page).imgs)
-        dom = _dump_dom(browser, page, tmp_path / f"profile-{folder.name}")
-        # the page's load script counts the <img> that decoded (naturalWidth > 0)
+        checked = tmp_path / f"{folder.name}-checked.html"
+        checked.write_text(page.read_text(encoding="utf-8").replace("</body>", LOAD_CHECK + "</body>"), encoding="utf-8")
+        dom = _dump_dom(browser, checked, tmp_path / f"profile-{folder.name}")
+        # the injected load check counts the <img> that decoded (naturalWidth > 0)
         m = re.search(r'<body[^>]*data-images-loaded="(\d+)"[^>]*data-images-total="(\d+)"', dom)
         assert m, "load script did not run in the browser"
         assert int(m.group(1)) == int(m.group(2)) == n_img >= 1
@@ -291,3 +345,14 @@ def parse_str(text: str) -> Page:
     p = Page()
     p.feed(text)
     return p
+
+
+def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    e = metrics["blocks"]["layer3.1"]
+    row = next(line for line in markdown_for(run_dir).splitlines() if line.startswith("| layer3.1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == SHORT[e["trained_vs_untrained"]["dsi_median"]["verdict"]]
+    b = e["trained"]["direction_bias"]
+    assert cells[8].endswith(f"({format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])})")
+    assert cells[8].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))

@@ -18,9 +18,10 @@ from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
 from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
-from stdann.training.study import evaluate_network, run_study, emergence_conditions, sweep_conditions
+from stdann.orchestration.analysis import evaluate_network
+from stdann.training.study import run_study, emergence_conditions, sweep_conditions
 
-FAST = {"n_bootstrap": 50, "n_directions": 8, "spatial_frequencies": [0.08, 0.16], "temporal_frequencies": [0.25],
+FAST = {"n_directions": 8, "spatial_frequencies": [0.08, 0.16], "temporal_frequencies": [0.25],
         "n_phases": 1, "bn_calibration_clips": 16}
 
 
@@ -73,6 +74,13 @@ def test_study_stores_trained_and_untrained_from_the_right_checkpoints(tmp_path)
     assert m["trained"]["dsi_median"] != pytest.approx(m["untrained"]["dsi_median"], abs=1e-6)
     saved = json.loads((tmp_path / "em" / "study.json").read_text())
     assert saved["conditions"][0]["metrics"]["layer3.1"]["untrained"]["dsi_median"] == pytest.approx(m["untrained"]["dsi_median"])
+    # the verdict is decided when the study is made and stored with it (reports only show it)
+    verdict = m["trained_vs_untrained"]["dsi_median"]["verdict"]
+    lo, hi = m["trained"]["dsi_ci"]
+    ulo, uhi = m["untrained"]["dsi_ci"]
+    assert verdict == ("above" if lo > uhi else "below" if hi < ulo else "not_distinguishable")
+    assert "direction_bias" in m["trained"] and "above_chance" in m["trained"]["direction_bias"]
+    assert saved["batchnorm"].startswith("eval; running statistics re-estimated on the same 16")
     assert (tmp_path / "em" / "figures" / "emergence_layer3.1.png").is_file()
     # rerunning skips the finished condition (no retraining, same numbers)
     again = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,

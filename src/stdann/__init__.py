@@ -11,13 +11,15 @@ Pipeline, one sub-package per stage:
 - :mod:`stdann.data`        — built-in generated video, video folders, clip cache, augmentation
 - :mod:`stdann.runs`        — the run folder: layout, marker, lock, safe writes, checkpoints
 - :mod:`stdann.training`    — the training loop, recipe, studies, distributed helpers
-- :mod:`stdann.ephys`       — stimuli, recording, tuning metrics, maps and pinwheels
-- :mod:`stdann.reports`     — figures and the HTML report
+- :mod:`stdann.ephys`       — stimuli, recording, tuning metrics, population bias, maps, pinwheels
+- :mod:`stdann.reports`     — figures, the HTML report (Jinja2 templates), Markdown tables
+- :mod:`stdann.orchestration` — pipelines that tie training, ephys and reports together (``analyze_run``)
 - :mod:`stdann.cli`         — the ``stdann`` command
 """
 
 __version__ = "0.1.0"
 
+# The one statement of the direction convention (stimuli, metrics, maps, figures, reports).
 DIRECTION_CONVENTION = (
     "0° = motion to the right (increasing column), 90° = motion upward on the screen "
     "(decreasing row), angles counter-clockwise"

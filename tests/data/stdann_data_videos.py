@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 
 def encode_video(path, frames=24, height=48, width=64, codec="libx264", fps=25, rotation=None, pix_fmt="yuv420p", seed=0, shift=2):

@@ -1,6 +1,5 @@
 """Video folders: real H.264 decoding, PyAV-encoded test videos, and a planted set of bad files."""
 
-import json
 import os
 
 import numpy as np

@@ -3,13 +3,17 @@ analyze_run, recording and the CLI; bad run folders give clear errors."""
 
 import argparse
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from stdann.config import load_config
-from stdann.ephys.analyze import AnalysisError, analyze_run, comparison_rows, load_reference
+from stdann.ephys.analyze import AnalysisError
+from stdann.ephys.macaque import comparison_rows, load_reference
+from stdann.ephys.population import chance_resultant_length, resultant
+from stdann.orchestration.analysis import analyze_run
 from stdann.ephys.recording import record_responses
 from stdann.ephys.stimuli import drifting_gratings
 from stdann.models.r3d import block_output_shapes, r3d_18
@@ -38,7 +42,7 @@ def make_positions(cfg, blocks, seed=0):
 def run_dir(tmp_path_factory):
     cfg = load_config("smoke", overrides=[
         "ephys.n_directions=8", "ephys.spatial_frequencies=[0.08,0.16]", "ephys.temporal_frequencies=[0.25]",
-        "ephys.n_phases=2", "ephys.n_bootstrap=50", "ephys.rdk_coherences=[1.0,0.5]", "ephys.rdk_repeats=1",
+        "ephys.n_phases=2", "ephys.rdk_coherences=[1.0,0.5]", "ephys.rdk_repeats=1",
         "ephys.smoothness_units=300", f"ephys.blocks={BLOCKS}".replace("'", "")])
     run = tmp_path_factory.mktemp("run")
     (run / "checkpoints").mkdir()
@@ -79,7 +83,7 @@ def test_analyze_run_end_to_end(run_dir):
     for k in ("pinwheel_density", "column_spacing_mm", "smoothness", "controls"):
         assert k in s, s.get("map_note")
     assert "shuffled_positions" in s["controls"] and "random_map_same_spectrum" in s["controls"]
-    assert "pinwheel_density" in s["mean_removed"]
+    assert "pinwheel_density" in s["map_with_mean"] and s["maps"]["kernel_fwhm_mm"] > 0
     assert "eval" in saved["batchnorm"] and "right" in saved["direction_convention"]
     assert m["blocks"] == saved["blocks"]
     tables = {p.name for p in (run_dir / "tables").iterdir()}
@@ -89,6 +93,30 @@ def test_analyze_run_end_to_end(run_dir):
             "histograms_layer3.1.png", "smoothness_layer3.1.png"} <= figs
     units = (run_dir / "tables" / "units_layer3.1_trained.csv").read_text().splitlines()
     assert len(units) == 1 + 32 * 4 * 4
+    # verdicts are stored with the numbers
+    for b in BLOCKS:
+        v = saved["blocks"][b]["trained_vs_untrained"]
+        assert set(v) >= {"dsi_median", "fraction_direction_selective", "cv_direction_median"}
+    assert saved["blocks"]["layer3.1"]["trained"]["map_order"]["verdict"] in ("ordered", "not_ordered")
+
+
+def test_direction_bias_is_that_of_the_unit_table(run_dir, tmp_path):
+    # R, its mean direction and the chance level follow from tables/units_<block>_<network>.csv alone:
+    # the responsive units' preferred directions and their channels
+    saved = analyze_run(run_dir, out_dir=tmp_path, progress=False, figures=False)
+    assert saved == json.loads((tmp_path / "metrics.json").read_text())
+    for b in BLOCKS:
+        for net in ("trained", "untrained"):
+            t = np.genfromtxt(tmp_path / "tables" / f"units_{b}_{net}.csv", delimiter=",", names=True)
+            resp = t["responsive"] == 1
+            r, mean = resultant(t["preferred_direction"][resp])
+            _, weights = np.unique(t["channel"][resp], return_counts=True)
+            bias = saved["blocks"][b][net]["direction_bias"]
+            assert bias["resultant_length"] == pytest.approx(r, abs=1e-5)
+            assert bias["mean_direction_deg"] == pytest.approx(mean, abs=1e-3)
+            assert bias["chance_resultant_length"] == pytest.approx(chance_resultant_length(weights), abs=1e-6)
+            assert bias["n_channels"] == len(weights) and bias["n_units"] == resp.sum()
+            assert bias["above_chance"] == (r > bias["chance_resultant_length"])
 
 
 def test_reference_table_and_comparison():
@@ -134,8 +162,6 @@ def test_cli_registers_and_runs(run_dir, tmp_path):
 
 
 def test_missing_untrained_control_is_stated(run_dir, tmp_path):
-    import shutil
-
     run = tmp_path / "noinit"
     shutil.copytree(run_dir / "positions", run / "positions")
     (run / "checkpoints").mkdir()

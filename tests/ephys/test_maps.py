@@ -153,3 +153,32 @@ def test_smoothness_permutation_test_separates_ordered_from_random_maps():
     s_rnd = smoothness_index(xy, random, short_mm=0.5)
     assert s_ord["index"] > 0.5 and s_ord["p_value"] <= 1 / 51 + 1e-12
     assert abs(s_rnd["index"]) < 0.1 and s_rnd["p_value"] > 0.05
+
+
+def test_unit_spacing_and_remove_mean():
+    from stdann.ephys.maps import remove_mean, sheet_map, unit_spacing
+
+    assert unit_spacing(400, (0, 2, 0, 8)) == pytest.approx(0.2)  # sqrt(16 mm² / 400)
+    with pytest.raises(MapError):
+        unit_spacing(0, (0, 1, 0, 1))
+    rng = np.random.default_rng(0)
+    xy = rng.random((500, 2)) * [4.0, 1.0]
+    m = sheet_map(xy, 0.3 + np.exp(1j * 2 * np.pi * xy[:, 0]), 0.05, 0.2, (0, 4, 0, 1))
+    z = remove_mean(m)
+    assert abs(z[m.valid].mean()) < 1e-12 and (z[~m.valid] == 0).all()
+    assert np.allclose(z[m.valid], m.z[m.valid] - m.z[m.valid].mean())
+
+
+def test_choose_kernel_follows_planted_columns():
+    # a noiseless plane wave of directions, θ = 2π x / Λ: the fine map measures Λ and the kernel is Λ/4
+    from stdann.ephys.maps import FINE_KERNEL_UNIT_SPACINGS, choose_kernel
+
+    lam, side = 1.0, 6.0
+    rng = np.random.default_rng(1)
+    xy = rng.random((8000, 2)) * side
+    k = choose_kernel(xy, np.exp(2j * np.pi * xy[:, 0] / lam), (0, side, 0, side))
+    assert k["unit_spacing_mm"] == pytest.approx(side / np.sqrt(8000))
+    assert k["fine_kernel_fwhm_mm"] == pytest.approx(FINE_KERNEL_UNIT_SPACINGS * k["unit_spacing_mm"])
+    # one spectral line at 1/Λ, broadened by the Hann taper over 6 periods: within 5%
+    assert k["fine_column_spacing_mm"] == pytest.approx(lam, rel=0.05)
+    assert k["kernel_fwhm_mm"] == pytest.approx(k["fine_column_spacing_mm"] / 4)

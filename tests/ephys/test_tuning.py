@@ -2,12 +2,15 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import iv
 
 from stdann.ephys.tuning import (
     TuningError,
-    bootstrap_median_ci,
     direction_bandwidth,
+    fraction_ci,
+    median_ci,
+    median_ci_ranks,
     pattern_component_index,
     responsive_mask,
     select_best_condition,
@@ -121,15 +124,71 @@ def test_select_best_condition():
         assert best[u] == np.argmax(flat[:, :, u].max(0))
 
 
-def test_bootstrap_ci_contains_median_and_counts_nan():
-    rng = np.random.default_rng(1)
-    x = np.r_[rng.normal(2.0, 1.0, 2000), [np.nan] * 3]
-    s = bootstrap_median_ci(x, n_boot=400, seed=0)
-    assert s["n"] == 2000 and s["n_nan"] == 3
-    assert s["ci_low"] < s["median"] < s["ci_high"]
-    assert s["ci_high"] - s["ci_low"] < 0.2
-    assert abs(s["median"] - 2.0) < 0.1
-    assert np.isnan(bootstrap_median_ci([np.nan])["median"])
+def test_median_ci_ranks_closed_forms():
+    # n = 10: F(1) = 11/1024 ≤ 0.025 < F(2) = 56/1024, so [x_(2), x_(9)] with coverage 1 − 22/1024
+    assert median_ci_ranks(10) == (2, 9, pytest.approx(1 - 22 / 1024))
+    # n = 6: [x_(1), x_(6)] covers 1 − 2/64 = 0.969; n = 5: 1 − 2/32 < 0.95, no 95% interval exists
+    assert median_ci_ranks(6) == (1, 6, pytest.approx(1 - 2 / 64))
+    assert median_ci_ranks(5)[0] == 0
+    # definition, for many n: the largest l with 2 F(l − 1) ≤ 0.05
+    for n in (6, 7, 20, 101, 1000, 4096):
+        lo, hi, cov = median_ci_ranks(n)
+        assert hi == n + 1 - lo
+        assert 2 * stats.binom.cdf(lo - 1, n, 0.5) <= 0.05 < 2 * stats.binom.cdf(lo, n, 0.5)
+        assert cov == pytest.approx(1 - 2 * stats.binom.cdf(lo - 1, n, 0.5)) and cov >= 0.95
+
+
+def test_median_ci_values_and_nan():
+    x = np.r_[np.arange(10, 0, -1.0), [np.nan] * 3]  # 10 … 1, unsorted on purpose
+    s = median_ci(x)
+    assert s["n"] == 10 and s["n_nan"] == 3
+    assert (s["median"], s["ci_low"], s["ci_high"]) == (5.5, 2.0, 9.0)
+    assert np.isnan(median_ci([np.nan])["median"])
+    assert np.isnan(median_ci([1.0, 2.0, 3.0])["ci_low"])  # n = 3: no 95% interval
+    assert median_ci([1.0, np.inf, np.inf, 2.0, 3.0, np.inf, 4.0])["ci_high"] == np.inf  # ±inf kept
+
+
+@pytest.mark.parametrize("dist, median", [
+    (lambda rng, n: rng.exponential(1.0, n), np.log(2.0)),
+    (lambda rng, n: rng.standard_cauchy(n), 0.0),
+    (lambda rng, n: rng.integers(0, 2, n) * 10.0 + rng.random(n), 5.0),  # bimodal: median between modes
+])
+def test_median_ci_coverage(dist, median):
+    # Coverage of the true median over 4,000 samples of n = 25, fixed seed. The exact coverage for
+    # n = 25 is 1 − 2 F(7) = 0.9567; the simulated fraction has s.d. sqrt(.9567 × .0433 / 4000) =
+    # 0.0032, so it must lie within 0.9567 ± 5 s.d. whatever the distribution.
+    rng = np.random.default_rng(2024)
+    n, reps = 25, 4000
+    lo, hi, cov = median_ci_ranks(n)
+    samples = np.sort(dist(rng, (reps, n)), axis=1)
+    hit = (samples[:, lo - 1] <= median) & (median <= samples[:, hi - 1])
+    assert cov == pytest.approx(1 - 2 * stats.binom.cdf(7, 25, 0.5))
+    assert hit.mean() == pytest.approx(cov, abs=5 * np.sqrt(cov * (1 - cov) / reps))
+
+
+def test_fraction_ci_clopper_pearson():
+    r = fraction_ci(np.r_[np.ones(300, bool), np.zeros(700, bool)])
+    assert r["fraction"] == pytest.approx(0.3) and (r["k"], r["n"]) == (300, 1000)
+    # definition: beta quantiles
+    assert r["ci_low"] == pytest.approx(stats.beta.ppf(0.025, 300, 701))
+    assert r["ci_high"] == pytest.approx(stats.beta.ppf(0.975, 301, 700))
+    # closed forms at the ends: k = 0 → [0, 1 − 0.025^(1/n)], k = n → [0.025^(1/n), 1]
+    z = fraction_ci(np.zeros(20, bool))
+    assert z["ci_low"] == 0 and z["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 20))
+    o = fraction_ci(np.ones(20, bool))
+    assert o["ci_high"] == 1 and o["ci_low"] == pytest.approx(0.025 ** (1 / 20))
+    assert np.isnan(fraction_ci([])["fraction"])
+
+
+def test_fraction_ci_exact_coverage():
+    # Exact (not simulated) coverage for n = 30 at many p: Σ_k Binom(k; n, p) · [p ∈ CI(k)] ≥ 0.95
+    n = 30
+    cis = [fraction_ci(np.r_[np.ones(k, bool), np.zeros(n - k, bool)]) for k in range(n + 1)]
+    lo = np.array([c["ci_low"] for c in cis])
+    hi = np.array([c["ci_high"] for c in cis])
+    for p in np.linspace(0.01, 0.99, 99):
+        cover = stats.binom.pmf(np.arange(n + 1), n, p)[(lo <= p) & (p <= hi)].sum()
+        assert cover >= 0.95 - 1e-12
 
 
 def test_pattern_component_classification():
@@ -145,13 +204,3 @@ def test_pattern_component_classification():
     comp16 = (vm(3.0, -60.0) + vm(3.0, 60.0))[None]
     assert pattern_component_index(comp16, g16, DIRS)["cls"][0] == -1
     assert pattern_component_index(g16, g16, DIRS)["cls"][0] == 1
-
-
-def test_bootstrap_fraction_ci_brackets_the_fraction():
-    from stdann.ephys.tuning import bootstrap_fraction_ci
-
-    mask = np.r_[np.ones(300, bool), np.zeros(700, bool)]
-    r = bootstrap_fraction_ci(mask, n_boot=2000, seed=1)
-    assert r["fraction"] == pytest.approx(0.3)
-    # binomial standard error sqrt(.3*.7/1000) = 0.0145 → 95% CI about ±0.028
-    assert r["ci_low"] == pytest.approx(0.3 - 0.028, abs=0.006) and r["ci_high"] == pytest.approx(0.3 + 0.028, abs=0.006)

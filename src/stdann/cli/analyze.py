@@ -6,7 +6,9 @@ import argparse
 
 import yaml
 
+from stdann.ephys.registry import NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
+from stdann.orchestration.analysis import analyze_run
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -61,8 +63,6 @@ def _overrides(items: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from stdann.ephys.analyze import analyze_run
-
     metrics = analyze_run(
         args.run_dir,
         blocks=args.blocks,
@@ -75,19 +75,18 @@ def run(args) -> int:
         figures=not args.no_figures,
         ephys_overrides=_overrides(args.overrides),
     )
-    for b, by_net in metrics["blocks"].items():
-        parts = []
-        for label, s in by_net.items():
-            dsi = s.get("dsi_median")
-            fr = s.get("fraction_direction_selective")
-            pd = s.get("pinwheel_density")
-            parts.append(f"{label}: DSI {_fmt(dsi)}, DS fraction {_fmt(fr)}, pinwheels/Λ² {_fmt(pd)}")
-        print(f"{b}  " + " | ".join(parts))
+    for b, entry in metrics["blocks"].items():
+        print(f"{b}  " + " | ".join(_network_line(label, entry[label]) for label in NETWORKS if label in entry))
     for n in metrics.get("notes", []):
         print("note:", n)
     print(f"wrote {args.out or args.run_dir}/metrics.json")
     return 0
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None or isinstance(v, str) else f"{v:.2f}"
+def _network_line(label: str, s: dict) -> str:
+    bias = s.get("direction_bias") or {}
+    return (f"{label}: DSI {format_value('dsi_median', s.get('dsi_median'))}, "
+            f"DS fraction {format_value('fraction_direction_selective', s.get('fraction_direction_selective'))}, "
+            f"bias R {format_value('direction_bias.resultant_length', bias.get('resultant_length'))} "
+            f"(chance {format_value('direction_bias.chance_resultant_length', bias.get('chance_resultant_length'))}), "
+            f"pinwheels/Λ² {format_value('pinwheel_density', s.get('pinwheel_density'))}")

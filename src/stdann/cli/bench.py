@@ -100,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_ephys(args: argparse.Namespace) -> int:
-    from stdann.ephys.benchmark import bench_ephys, format_ephys
+    from stdann.orchestration.ephys_benchmark import bench_ephys, format_ephys
 
     cfg = _cfg(args, [])
     blocks = [b.strip() for b in args.blocks.split(",") if b.strip()] if args.blocks else None

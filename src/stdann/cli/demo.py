@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.ephys.registry import HEADLINE, format_value, format_with_ci, get
+from stdann.orchestration.analysis import analyze_run
+from stdann.reports.html import write_report
 from stdann.runs.folder import FIGURES, METRICS, REPORT, TABLES, RunFolder
-
-HEADLINE = ("dsi_median", "cv_direction_median", "cv_axial_median", "fraction_direction_selective",
-            "pinwheel_density", "column_spacing_mm", "smoothness")
+from stdann.training.recipe import topographic_recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,10 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, cfg, run_folder: RunFolder) -> int:
-    from stdann.ephys.analyze import analyze_run
-    from stdann.reports.html import write_report
-    from stdann.training.recipe import topographic_recipe
-
     out = run_folder.root
     progress = not args.no_progress
     t0 = time.time()
@@ -78,14 +75,14 @@ def _demo(args: argparse.Namespace, cfg, run_folder: RunFolder) -> int:
 
 
 def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = None) -> dict:
-    """Add the run's config and the headline keys at block level (the trained network's values,
-    the untrained control's beside them under ``untrained``) to metrics.json (the caller holds
-    the run folder's lock)."""
-    for block, entry in metrics.get("blocks", {}).items():
+    """Add the run's config and the headline keys (ephys.registry.HEADLINE, dotted keys kept as
+    they are) at block level — the trained network's values; the untrained control's stay beside
+    them under ``untrained`` — to metrics.json (the caller holds the run folder's lock)."""
+    for entry in metrics.get("blocks", {}).values():
         trained = entry.get("trained", {})
         for key in HEADLINE:
-            if key in trained:
-                entry[key] = trained[key]
+            if get(trained, key) is not None:
+                entry[key] = get(trained, key)
     metrics["config"] = cfg.to_dict()
     if extra:
         metrics.update(extra)
@@ -93,16 +90,20 @@ def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = Non
     return metrics
 
 
-def _fmt(v) -> str:
-    return "—" if v is None else (f"{v:.3f}" if isinstance(v, (int, float)) else str(v))
-
-
 def print_summary(metrics: dict) -> None:
-    rows = [("block", "DSI trained", "DSI untrained", "frac DS trained", "frac DS untrained", "pinwheels/Λ²", "smoothness")]
+    rows = [("block", "DSI trained", "DSI untrained", "DSI verdict", "frac DS trained", "frac DS untrained",
+             "bias R trained (chance)", "pinwheels/Λ²", "smoothness (p)")]
     for block, e in metrics.get("blocks", {}).items():
         t, u = e.get("trained", {}), e.get("untrained", {})
-        rows.append((block, _fmt(t.get("dsi_median")), _fmt(u.get("dsi_median")), _fmt(t.get("fraction_direction_selective")),
-                     _fmt(u.get("fraction_direction_selective")), _fmt(t.get("pinwheel_density")), _fmt(t.get("smoothness"))))
+        verdict = get(e, "trained_vs_untrained.dsi_median.verdict") or "—"
+        rows.append((block, format_with_ci(t, "dsi_median"), format_with_ci(u, "dsi_median"), verdict.replace("_", " "),
+                     format_value("fraction_direction_selective", t.get("fraction_direction_selective")),
+                     format_value("fraction_direction_selective", u.get("fraction_direction_selective")),
+                     f"{format_value('direction_bias.resultant_length', get(t, 'direction_bias.resultant_length'))} "
+                     f"({format_value('direction_bias.chance_resultant_length', get(t, 'direction_bias.chance_resultant_length'))})",
+                     format_value("pinwheel_density", t.get("pinwheel_density")),
+                     f"{format_value('smoothness', t.get('smoothness'))} "
+                     f"({format_value('smoothness_detail.p_value', get(t, 'smoothness_detail.p_value'))})"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from stdann.reports.html import write_report
+from stdann.reports.markdown import markdown_for
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -12,7 +15,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=(
             "Write one self-contained HTML file (figures embedded, no network resources) from the files "
             "of a run folder (made by `stdann train`, analysed by `stdann analyze`): summary and versions, "
-            "headline tuning numbers trained beside untrained, the macaque MT comparison table, maps, tuning "
+            "headline tuning numbers trained beside untrained, the unit-level and smoothed maps of every block with the population bias R beside its chance level, the macaque MT comparison table, tuning "
             "figures, the training curve, the direction convention and the exact config.yaml; or of a sweep / "
             "study folder (study.json, made by `stdann sweep`): one row per condition, the study's figures and "
             "links to each condition's own report. Reads files only: it never runs an analysis."
@@ -28,11 +31,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from stdann.reports.html import write_report
-
     if args.markdown:
-        from stdann.reports.markdown import markdown_for
-
         print(markdown_for(args.path))
         return 0
     out = write_report(args.path, args.out)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.reports.figures.study import study_figures
+from stdann.reports.html import write_report
 
 
 def _floats(text: str) -> list[float]:
@@ -69,14 +71,12 @@ def _base(args):
 
 
 def _finish(study: dict, out: Path) -> None:
-    from stdann.reports.html import write_report
-
     path = write_report(out)
     print(f"[stdann] study written: {out / 'study.json'}; report: {path}")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from stdann.training.study import _write_json, run_study, study_figures, sweep_conditions, untrained_row
+    from stdann.training.study import _write_json, run_study, sweep_conditions, untrained_row
 
     cfg = _base(args)
     out = Path(args.out)

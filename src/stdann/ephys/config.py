@@ -35,10 +35,14 @@ class EphysConfig:
     # -- analysis -------------------------------------------------------------------------------------
     responsive_threshold: float = 0.1  # peak > threshold x 99th percentile of the block's peaks
     dsi_criterion: float = 1.0 / 3.0  # "direction selective" = DSI above this (DI >= 0.5 equivalently)
-    map_window_mm: float = 0.0  # FWHM of the Gaussian map kernel; 0 = one retinotopic tile (side/H)
-    map_pixels_per_window: float = 4.0  # map pixel size = window / this
+    # FWHM of the Gaussian map kernel; 0 = chosen against the measured column spacing
+    # (ephys.maps.choose_kernel: max(2 unit spacings, Λ_fine / 4)), never the retinotopic tile
+    map_window_mm: float = 0.0
+    map_pixels_per_window: float = 4.0  # map pixel size = kernel FWHM / this
     smoothness_units: int = 3000  # units sampled for the smoothness curve (all pairs among them)
-    n_bootstrap: int = 1000  # resamples for confidence intervals of medians
+    # Unused: confidence intervals are exact (order statistics, Clopper-Pearson) and need no
+    # resampling. Kept so that configs and commands that set it still load.
+    n_bootstrap: int = 1000
     batch_size: int = 32  # stimuli per forward pass
     # BatchNorm statistics: before recording, both the trained and the untrained network get their
     # running statistics re-estimated on the same generated naturalistic clips (train-mode passes,

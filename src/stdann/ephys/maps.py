@@ -11,6 +11,15 @@ maps use e^{2iθ}.
 * Pinwheels are the zeros of z: the winding number of arg z round each grid plaquette (four
   wrapped increments, counter-clockwise in (x, y)) is ±1 there (Wolf & Geisel 1998). For an axial
   map a charge ±1 of z is a ±½ turn of the axis.
+* Which map: unit-level preferences are the data (a unit-level map draws them as they are). A
+  smoothed map needs a kernel; :func:`choose_kernel` picks it against the measured column spacing
+  (FWHM = max(2 unit spacings, Λ_fine / 4), Λ_fine measured on a map smoothed over 2 unit
+  spacings), never the retinotopic tile, which averages every channel at a place into one hue.
+  Column spacing and pinwheels are measured on the smoothed map with its mean vector removed
+  (:func:`remove_mean`; high-pass = mean removal, low-pass = the kernel, as the band-pass maps of
+  Kaschube et al. 2010): a population-wide direction bias adds a constant to z that can hide
+  every zero, while removing it keeps the winding of true pinwheels (outside a pinwheel's core
+  |z| exceeds the removed mean).
 * Pinwheel density = n · Λ² / analysed area. A narrow-band isotropic Gaussian random field has
   density π (Wolf & Geisel 1998; Kaschube et al. 2010); in general π·⟨k²⟩/⟨k⟩² (Berry & Dennis
   2000), so broad-band maps give more than π. Always read it beside the controls.
@@ -105,6 +114,46 @@ def axial_map(coords, pref_deg, weight, pixel_size_mm: float, window_mm: float, 
     or direction, w = axial selectivity, e.g. 1 − CV_axial)."""
     th = np.deg2rad(np.asarray(pref_deg, dtype=np.float64))
     return sheet_map(coords, np.asarray(weight, dtype=np.float64) * np.exp(2j * th), pixel_size_mm, window_mm, extent)
+
+
+FINE_KERNEL_UNIT_SPACINGS = 2.0  # FWHM of the fine map, in unit spacings sqrt(area / n)
+KERNEL_FRACTION_OF_SPACING = 0.25  # smoothed-map FWHM as a fraction of the fine map's column spacing
+
+
+def unit_spacing(n_units: int, extent) -> float:
+    """Mean spacing of ``n_units`` spread over ``extent`` = (x0, x1, y0, y1): sqrt(area / n), mm."""
+    x0, x1, y0, y1 = (float(e) for e in extent)
+    area = (x1 - x0) * (y1 - y0)
+    if n_units < 1 or not area > 0:
+        raise MapError(f"need units on a sheet of positive area, got {n_units} units on {area} mm²")
+    return float(np.sqrt(area / n_units))
+
+
+def remove_mean(sheet: SheetMap) -> np.ndarray:
+    """z minus its mean vector over the valid pixels (0 elsewhere): the map without a population
+    bias."""
+    if not sheet.valid.any():
+        raise MapError("map has no valid pixel")
+    return np.where(sheet.valid, sheet.z - sheet.z[sheet.valid].mean(), 0.0)
+
+
+def choose_kernel(coords, values, extent, pixels_per_kernel: float = 4.0) -> dict[str, float]:
+    """FWHM (mm) of the smoothed map's Gaussian kernel, chosen against the measured column spacing.
+
+    d = :func:`unit_spacing`; a fine map of the complex unit ``values`` (e.g. w·e^{iθ}) is made
+    with FWHM ``FINE_KERNEL_UNIT_SPACINGS`` · d; Λ_fine = :func:`column_spacing` of that map minus
+    its mean; kernel FWHM = max(fine FWHM, ``KERNEL_FRACTION_OF_SPACING`` · Λ_fine). A Gaussian of
+    FWHM Λ/4 keeps 80% of the amplitude at the column frequency 1/Λ and removes most unit-level
+    noise; a map without columns (salt and pepper) gives Λ_fine ≈ 3 × the fine FWHM (white noise
+    smoothed by a Gaussian), so its kernel stays at the fine one instead of growing.
+    """
+    xy = np.asarray(coords, dtype=np.float64)
+    d = unit_spacing(xy.shape[0], extent)
+    fine = FINE_KERNEL_UNIT_SPACINGS * d
+    m = sheet_map(xy, values, fine / pixels_per_kernel, fine, extent)
+    lam = column_spacing(remove_mean(m), m.pixel_size_mm)
+    return {"unit_spacing_mm": d, "fine_kernel_fwhm_mm": fine, "fine_column_spacing_mm": lam,
+            "kernel_fwhm_mm": float(max(fine, KERNEL_FRACTION_OF_SPACING * lam))}
 
 
 # -- spectrum and column spacing --------------------------------------------------------------------

@@ -17,10 +17,10 @@ import torch
 
 from stdann.models.inputs import normalize
 
-BN_MODE = "eval (running statistics)"
-
 
 def bn_mode(calibration_clips: int) -> str:
+    """How BatchNorm was set during a measurement, in words (metrics.json ``batchnorm``, figure
+    footers): re-estimated only when ``calibration_clips`` > 0."""
     if calibration_clips > 0:
         return (f"eval; running statistics re-estimated on the same {calibration_clips} generated naturalistic clips "
                 "for every network (trained and untrained) before recording")

@@ -17,17 +17,25 @@ Definitions (θ_k the directions, r_k ≥ 0 the responses of one unit):
 
 Exclusions are explicit: a unit whose curve is all zero gets NaN metrics and ``valid = False``;
 NaN/Inf or negative responses, fewer than 4 directions, an odd count or uneven spacing are errors.
+
+Confidence intervals are exact and distribution-free (no resampling, no seed):
+
+* median: the order-statistic interval [x_(l), x_(n+1−l)]. The number B of sample values below
+  the population median is Binomial(n, ½) whatever the distribution (continuous), so
+  P(x_(l) ≤ median ≤ x_(n+1−l)) = P(l ≤ B ≤ n − l) = 1 − 2·F(l − 1), F the Binomial(n, ½) CDF;
+  l is the largest rank with 2·F(l − 1) ≤ 1 − level (coverage at least ``level``, the achieved
+  coverage is returned). Below n = 6 no such rank exists at 95% and the interval is NaN.
+* fraction k/n: the Clopper–Pearson interval (scipy.stats.binomtest(...).proportion_ci(method=
+  "exact")): the p whose Binomial(n, p) tail beyond k is (1 − level)/2 on each side; coverage at
+  least ``level`` for every p.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from stdann.ephys.errors import EphysError
-
-DIRECTION_CONVENTION = (
-    "0° = motion to the right (increasing column), 90° = upward on the screen (decreasing row), counter-clockwise"
-)
 
 
 class TuningError(EphysError):
@@ -198,25 +206,39 @@ def select_best_condition(responses) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(curves), best
 
 
-def bootstrap_median_ci(x, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
-    """Median of the finite values of ``x`` (±inf kept, NaN dropped and counted) with a percentile
-    bootstrap confidence interval. Returns ``median, ci_low, ci_high, n, n_nan``."""
+def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int, float]:
+    """1-based ranks (l, u = n + 1 − l) of the order-statistic confidence interval of a median
+    from n values, and its exact coverage 1 − 2·F(l − 1), F = Binomial(n, ½) CDF. ``l = 0``
+    (interval undefined) when even [x_(1), x_(n)] covers less than ``level``."""
+    if not 0.0 < level < 1.0:
+        raise TuningError(f"confidence level must be in (0, 1), got {level}")
+    if n < 1:
+        return 0, 0, float("nan")
+    # smallest k with F(k) >= (1 - level)/2; then F(k - 1) < (1 - level)/2 <= F(k): l = k is the
+    # largest rank whose two tails together stay within 1 - level
+    k = int(stats.binom.ppf((1.0 - level) / 2.0, n, 0.5))
+    if 2.0 * stats.binom.cdf(k, n, 0.5) <= 1.0 - level:  # ppf lands on k with F(k) == target exactly
+        k += 1
+    if k < 1:
+        return 0, 0, float("nan")
+    return k, n + 1 - k, float(1.0 - 2.0 * stats.binom.cdf(k - 1, n, 0.5))
+
+
+def median_ci(x, level: float = 0.95) -> dict[str, float]:
+    """Median of ``x`` (NaN dropped and counted, ±inf kept) with its exact distribution-free
+    order-statistic confidence interval (see the module docstring). Returns ``median, ci_low,
+    ci_high, coverage, n, n_nan``; the interval is NaN when n is too small for ``level``."""
     a = np.asarray(x, dtype=np.float64).ravel()
     nan = np.isnan(a)
-    a = a[~nan]
-    out = {"median": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": int(a.size),
-           "n_nan": int(nan.sum())}
+    a = np.sort(a[~nan])
+    out = {"median": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "coverage": float("nan"),
+           "n": int(a.size), "n_nan": int(nan.sum())}
     if a.size == 0:
         return out
-    rng = np.random.default_rng(seed)
-    meds = np.empty(n_boot)
-    chunk = max(1, int(4e6 // max(a.size, 1)))
-    for s in range(0, n_boot, chunk):  # chunks of resamples, bounded memory
-        k = min(chunk, n_boot - s)
-        meds[s : s + k] = np.median(a[rng.integers(0, a.size, size=(k, a.size))], axis=1)
-    alpha = (1.0 - ci) / 2.0
     out["median"] = float(np.median(a))
-    out["ci_low"], out["ci_high"] = (float(v) for v in np.quantile(meds, [alpha, 1.0 - alpha]))
+    lo, hi, cov = median_ci_ranks(a.size, level)
+    if lo >= 1:
+        out.update(ci_low=float(a[lo - 1]), ci_high=float(a[hi - 1]), coverage=cov)
     return out
 
 
@@ -272,14 +294,14 @@ def pattern_component_index(plaid_curves, grating_curves, directions_deg, plaid_
             "pattern_index": Zp - Zc, "cls": np.where(ok, cls, 0).astype(np.int64), "valid": ok}
 
 
-def bootstrap_fraction_ci(mask, n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> dict[str, float]:
-    """Fraction of True in ``mask`` with a percentile bootstrap confidence interval (resampling
-    units). Returns ``fraction, ci_low, ci_high, n``."""
+def fraction_ci(mask, level: float = 0.95) -> dict[str, float]:
+    """Fraction of True in ``mask`` with its exact (Clopper–Pearson) binomial confidence interval.
+    Returns ``fraction, ci_low, ci_high, k, n`` (NaN for an empty mask)."""
     a = np.asarray(mask, dtype=bool).ravel()
-    if a.size == 0:
-        return {"fraction": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
-    rng = np.random.default_rng(seed)
-    # Resampling n units with replacement = a binomial draw with the observed fraction.
-    fr = rng.binomial(a.size, a.mean(), size=n_boot) / a.size
-    lo, hi = np.quantile(fr, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return {"fraction": float(a.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(a.size)}
+    n, k = int(a.size), int(a.sum())
+    if n == 0:
+        return {"fraction": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "k": 0, "n": 0}
+    if not 0.0 < level < 1.0:
+        raise TuningError(f"confidence level must be in (0, 1), got {level}")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return {"fraction": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high), "k": k, "n": n}

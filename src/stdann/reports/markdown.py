@@ -1,6 +1,7 @@
 """Markdown tables of a run's metrics.json or a study's study.json (for docs and notes).
 
-Numbers are read from the files, never typed by hand: ``stdann report PATH --markdown``.
+Numbers and verdicts are read from the files (the verdicts were decided by the analysis), metric
+labels and formats come from the metric registry: ``stdann report PATH --markdown``.
 """
 
 from __future__ import annotations
@@ -8,51 +9,42 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stdann.ephys.registry import format_value, format_with_ci, get
 
-def _f(v, nd: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, (int, float)):
-        return f"{v:.{nd}f}"
-    return str(v)
+SHORT = {"above": "above", "below": "below", "not_distinguishable": "overlapping", "no_ci": "no CI",
+         "missing": "missing"}
 
 
-def _ci(d: dict, key: str, ci_key: str | None = None) -> str:
-    v = d.get(key)
-    ci = d.get(ci_key or key.replace("_median", "_ci"))
-    if v is None:
-        return "—"
-    if ci and len(ci) == 2 and ci[0] is not None:
-        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return f"{v:.3f}"
+def verdict(entry: dict, key: str = "dsi_median") -> str:
+    """The stored trained-vs-untrained verdict of ``key`` in one word ("—" when none is stored)."""
+    v = get(entry, f"trained_vs_untrained.{key}.verdict")
+    return SHORT.get(v, "—")
 
 
-def verdict(t: dict, u: dict, key: str = "dsi_median", ci_key: str = "dsi_ci") -> str:
-    """'above' / 'below' when the 95% CIs do not overlap, else 'overlapping' — the rule of the
-    HTML report (:func:`stdann.reports.html.compare`), in one word."""
-    from stdann.reports.html import compare
+def _v(summary: dict, key: str) -> str:
+    return format_value(key, get(summary, key)).replace("n/a", "—")
 
-    tc, uc = t.get(ci_key), u.get(ci_key)
-    if not tc or not uc or None in tc or None in uc:
-        return "no CI"
-    return {"above": "above", "below": "below"}.get(compare(t.get(key), tc, u.get(key), uc)[1], "overlapping")
+
+def _ci(summary: dict, key: str) -> str:
+    return format_with_ci(summary, key).replace("n/a", "—")
 
 
 def run_markdown(metrics: dict) -> str:
     lines = ["| block | median DSI trained | median DSI untrained | DSI | fraction DS trained | fraction DS untrained | "
-             "CV dir. trained / untrained | CV axial trained / untrained | pinwheels/Λ² (mean removed) | Λ (mm) | smoothness |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CV dir. trained / untrained | CV axial trained / untrained | bias R trained / untrained (chance) | "
+             "pinwheels/Λ² (map with mean) | Λ (mm) | smoothness (p) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b, e in metrics.get("blocks", {}).items():
         t, u = e.get("trained", {}), e.get("untrained", {})
-        mr = (t.get("mean_removed") or {}).get("pinwheel_density")
+        r = "direction_bias.resultant_length"
         lines.append(
-            f"| {b} | {_ci(t, 'dsi_median', 'dsi_ci')} | {_ci(u, 'dsi_median', 'dsi_ci')} | {verdict(t, u)} | "
-            f"{_ci(t, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
-            f"{_ci(u, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
-            f"{_f(t.get('cv_direction_median'))} / {_f(u.get('cv_direction_median'))} | "
-            f"{_f(t.get('cv_axial_median'))} / {_f(u.get('cv_axial_median'))} | "
-            f"{_f(t.get('pinwheel_density'), 2)} ({_f(mr, 2)}) | {_f(t.get('column_spacing_mm'), 2)} | "
-            f"{_f(t.get('smoothness'))} |")
+            f"| {b} | {_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | {verdict(e)} | "
+            f"{_ci(t, 'fraction_direction_selective')} | {_ci(u, 'fraction_direction_selective')} | "
+            f"{_v(t, 'cv_direction_median')} / {_v(u, 'cv_direction_median')} | "
+            f"{_v(t, 'cv_axial_median')} / {_v(u, 'cv_axial_median')} | "
+            f"{_v(t, r)} / {_v(u, r)} ({_v(t, 'direction_bias.chance_resultant_length')}) | "
+            f"{_v(t, 'pinwheel_density')} ({_v(t, 'map_with_mean.pinwheel_density')}) | {_v(t, 'column_spacing_mm')} | "
+            f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) |")
     return "\n".join(lines)
 
 
@@ -62,20 +54,22 @@ def study_markdown(study: dict, block: str | None = None) -> str:
     for b in ([block] if block else blocks):
         out.append(f"**{b}**\n")
         out.append("| condition | seed | median DSI trained | median DSI untrained | DSI | fraction DS trained | "
-                   "fraction DS untrained | CV axial | axial ratio | pinwheels/Λ² | smoothness (p) | probe dir. R² | InfoNCE |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                   "fraction DS untrained | CV axial | axial ratio | bias R (chance) | pinwheels/Λ² | smoothness (p) | "
+                   "probe dir. R² | InfoNCE |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
-            m = (c.get("metrics") or {}).get(b) or {}
-            t, u = m.get("trained", {}), m.get("untrained", {})
+            e = (c.get("metrics") or {}).get(b) or {}
+            t, u = e.get("trained", {}), e.get("untrained", {})
             task = c.get("task") or {}
             probe = (task.get("probe_trained") or {}).get("direction_r2")
+            infonce = task.get("final_infonce")
             out.append(
-                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_ci(t, 'dsi_median', 'dsi_ci')} | "
-                f"{_ci(u, 'dsi_median', 'dsi_ci')} | {verdict(t, u)} | "
-                f"{_ci(t, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
-                f"{_ci(u, 'fraction_direction_selective', 'fraction_direction_selective_ci')} | "
-                f"{_f(t.get('cv_axial_median'))} | {_f(t.get('axial_ratio_median'))} | {_f(t.get('pinwheel_density'), 2)} | "
-                f"{_f(t.get('smoothness'))} ({_f(t.get('smoothness_p'), 2)}) | {_f(probe)} | {_f(task.get('final_infonce'))} |")
+                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | "
+                f"{verdict(e)} | {_ci(t, 'fraction_direction_selective')} | {_ci(u, 'fraction_direction_selective')} | "
+                f"{_v(t, 'cv_axial_median')} | {_v(t, 'axial_ratio_median')} | "
+                f"{_v(t, 'direction_bias.resultant_length')} ({_v(t, 'direction_bias.chance_resultant_length')}) | "
+                f"{_v(t, 'pinwheel_density')} | {_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | "
+                f"{'—' if probe is None else format(probe, '.3f')} | {'—' if infonce is None else format(infonce, '.3f')} |")
         out.append("")
     return "\n".join(out)
 

@@ -9,7 +9,6 @@ network's, measured the same way (DESIGN "A measured warning").
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,14 +18,17 @@ from typing import Any
 import numpy as np
 
 from stdann.config import Config
+from stdann.ephys.recording import bn_mode
 from stdann.fileio import write_json
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, RunFolder
 from stdann.runs.lock import folder_lock
 from stdann.topography.positions import load_run_positions
+from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.reports.figures.study import study_figures
 
-KEY_METRICS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
-               "axial_ratio_median", "pinwheel_density", "column_spacing_mm", "smoothness")
+# This module runs trainings and their analyses: it belongs in stdann.orchestration and imports it
+# (and stdann.reports) from here until it moves there.
 
 
 @dataclass
@@ -36,41 +38,6 @@ class Condition:
     overrides: list[str] = field(default_factory=list)
     mode: str = "recipe"  # recipe (pretrain → swaps → joint) | train (one plain run from scratch)
     alpha: float | None = None  # for sweep plots
-
-
-# -- evaluation of one network ----------------------------------------------------------------------
-def evaluate_network(model, cfg: Config, positions: dict, blocks: list[str], device, ephys_overrides: dict | None = None,
-                     stimuli=("gratings",)) -> dict[str, dict]:
-    """Tuning / map summaries of ``blocks`` for one network, BatchNorm re-estimated on the same
-    generated clips as every other network (see EphysConfig.bn_calibration_clips)."""
-    from stdann.ephys.analyze import analyze_network, calibration_batches
-    from stdann.ephys.recording import calibrate_batchnorm
-
-    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
-    if ecfg.bn_calibration_clips > 0:
-        calibrate_batchnorm(model, calibration_batches(cfg.data, ecfg, device), device=device)
-    res = analyze_network(model, positions, blocks, stimuli, ecfg, cfg.data.frames, cfg.data.size, device)
-    return {b: _slim(res[b][0]) for b in blocks}
-
-
-def _slim(summary: dict) -> dict:
-    keep = {}
-    for k, v in summary.items():
-        if k in KEY_METRICS or k.endswith("_ci") and k[:-3] + "_median" in summary or k in (
-            "fraction_direction_selective_ci", "n_responsive", "n_units"):
-            keep[k] = v
-    det = summary.get("smoothness_detail") or {}
-    keep["smoothness_shuffled_delta"] = det.get("shuffled_delta_short")
-    keep["smoothness_delta"] = det.get("mean_delta_short")
-    keep["smoothness_p"] = det.get("p_value")  # permutation test against shuffled positions
-    ctrl = summary.get("controls") or {}
-    for k, v in ctrl.items():
-        if isinstance(v, (int, float)) or v is None:
-            keep[f"control_{k}"] = v
-    mr = summary.get("mean_removed") or {}
-    if "pinwheel_density" in mr:
-        keep["pinwheel_density_mean_removed"] = mr["pinwheel_density"]
-    return keep
 
 
 def _jsonable(x: Any) -> Any:
@@ -131,7 +98,7 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
     trained, _ = load_backbone(run_dir, "last", device=device)
     u = evaluate_network(untrained, cfg, positions, blocks, device, ephys_overrides)
     t = evaluate_network(trained, cfg, positions, blocks, device, ephys_overrides)
-    entry["metrics"] = {b: {"trained": t[b], "untrained": u[b]} for b in blocks}
+    entry["metrics"] = {b: compare_block(t[b], u[b]) for b in blocks}
     if snapshots:
         entry["snapshots"] = []
         for snap in sorted((run_dir / "checkpoints").glob("step_*.pt")):
@@ -160,8 +127,10 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
                blocks, readout: bool, snapshots: bool, ephys_overrides, extra) -> dict:
     blocks = list(blocks or base.ephys.blocks)
     study_file = out / "study.json"
+    clips = (ephys_overrides or {}).get("bn_calibration_clips", base.ephys.bn_calibration_clips)
     study = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(), "blocks": blocks,
-             "seeds": seeds, "conditions": [], **(extra or {})}
+             "seeds": seeds, "ephys_overrides": dict(ephys_overrides or {}), "batchnorm": bn_mode(clips),
+             "conditions": [], **(extra or {})}
     for cond in conditions:
         for seed in range(seeds):
             print(f"[stdann {kind}] {cond.name} seed {seed}")
@@ -173,16 +142,6 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
     study["figures"] = study_figures(study, out / "figures")
     _write_json(study_file, study)
     return study
-
-
-# -- summaries and figures -------------------------------------------------------------------------------
-def study_figures(study: dict, folder: Path) -> list[str]:
-    from stdann.reports.study_figures import emergence_figures, sweep_figures
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if study["kind"] == "sweep":
-        return sweep_figures(study, folder)
-    return emergence_figures(study, folder)
 
 
 # -- the two studies -------------------------------------------------------------------------------------
@@ -253,6 +212,6 @@ def untrained_row(study: dict) -> dict:
     for c in base:
         rows.append({"name": "untrained", "label": "untrained network (same init)", "seed": c["seed"], "mode": "control",
                      "alpha": None, "run_dir": c["run_dir"],
-                     "metrics": {b: {"trained": v["untrained"], "untrained": v["untrained"]} for b, v in c["metrics"].items()},
+                     "metrics": {b: compare_block(v["untrained"], v["untrained"]) for b, v in c["metrics"].items()},
                      "task": {"probe_trained": (c.get("task") or {}).get("probe_untrained")}})
     return rows

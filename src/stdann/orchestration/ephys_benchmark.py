@@ -6,9 +6,9 @@ preset's clip size and electrophysiology settings. Timed, in the order
 :func:`stdann.ephys.analyze.analyze_network` runs them: recording each stimulus set (gratings,
 rdk, plaids) through :func:`~stdann.ephys.recording.record_set` (all blocks in one pass per
 batch, BatchNorm in eval mode), then :func:`~stdann.ephys.analyze.analyze_block` of every block
-(tuning metrics, maps, pinwheels, smoothness, bootstrap CIs). Position initialisation is timed
-apart: a run folder already holds its positions. Files and figures are not written (that is
-:func:`~stdann.ephys.analyze.analyze_run`'s I/O, not the computation).
+(tuning metrics, population bias, maps, pinwheels, smoothness, exact CIs). Position initialisation
+is timed apart: a run folder already holds its positions. Files and figures are not written (that
+is :func:`stdann.orchestration.analysis.analyze_run`'s I/O, not the computation).
 """
 
 from __future__ import annotations
@@ -16,11 +16,20 @@ from __future__ import annotations
 import datetime as _dt
 import dataclasses
 import os
+import platform
 import resource
 import time
 from typing import Any
 
 import torch
+
+from stdann.config import ConfigError
+from stdann.ephys.analyze import analyze_block
+from stdann.ephys.recording import record_set
+from stdann.ephys.stimuli import STIMULUS_SETS
+from stdann.models.r3d import BLOCK_NAMES, r3d_18
+from stdann.topography import init_model_positions, sheets_from_config
+from stdann.training.benchmark import resolve_bench_device
 
 DEFAULT_STIMULI = ("gratings", "rdk", "plaids")
 
@@ -33,21 +42,12 @@ def _sync(device: torch.device) -> None:
 def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=DEFAULT_STIMULI,
                 progress=None) -> dict[str, Any]:
     """Record + analyse ``blocks`` (default all eight) on ``stimuli``; returns one JSON-able dict."""
-    from stdann.ephys.analyze import analyze_block
-    from stdann.ephys.recording import record_set
-    from stdann.ephys.stimuli import STIMULUS_SETS
-    from stdann.models.r3d import BLOCK_NAMES, r3d_18
-    from stdann.topography import init_model_positions, sheets_from_config
-    from stdann.training.benchmark import resolve_bench_device
-
     dev = device if isinstance(device, torch.device) else resolve_bench_device(str(device))
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     stimuli = tuple(stimuli)
     unknown = [s for s in stimuli if s not in STIMULUS_SETS]
     if unknown:
-        from stdann.config import ConfigError
-
         raise ConfigError(f"unknown stimulus set(s) {unknown}; choose from {list(STIMULUS_SETS)}")
     if "gratings" not in stimuli:
         stimuli = ("gratings",) + stimuli  # tuning curves need them
@@ -97,8 +97,6 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
         dev_name = torch.cuda.get_device_name(dev)
     else:
         mem, mem_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "process peak RSS (ru_maxrss)"
-        import platform
-
         dev_name = platform.processor() or platform.machine()
     return {
         "benchmark": "ephys",

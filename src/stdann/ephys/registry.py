@@ -1,0 +1,195 @@
+"""The one list of the metrics stdann reports: key, label, unit, sense, format, CI key.
+
+Every table and figure that shows a metric (the HTML report, the Markdown tables, the study
+figures and tables, the command-line summaries, the slim summaries stored in study.json) takes
+its metrics, labels and formats from here, so a metric is named and formatted the same way
+everywhere and a new one is added in one place.
+
+``key`` is a dotted path into one network's summary in ``metrics.json``
+(``blocks → <block> → <network> → …``) and into each network's entry of ``study.json``.
+``sense`` says which direction reads as "more like the hypothesis": +1 higher = more direction
+selective / more ordered, −1 lower = more so, 0 no such reading (colour only, never a verdict).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+NETWORKS = ("trained", "untrained")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # dotted path in a network's summary
+    label: str  # short label for tables and figure titles
+    unit: str = ""  # "" for dimensionless
+    sense: int = 0  # +1 higher = more selective/ordered, -1 lower = more so, 0 neither
+    reading: str = ""  # what a higher value means, in words
+    digits: int = 3  # significant digits (decimals for values below 1)
+    ci_key: str | None = None  # dotted path of the [low, high] 95% CI, if any
+    kind: str = "number"  # number | count | angle | p
+
+    @property
+    def column(self) -> str:
+        """Label with its unit, for table headers."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+_M = [
+    # -- single-unit selectivity (responsive units; medians and fractions with exact 95% CIs)
+    Metric("dsi_median", "median DSI", sense=1, reading="more direction selective", ci_key="dsi_ci"),
+    Metric("di_median", "median DI", sense=1, reading="more direction selective", ci_key="di_ci"),
+    Metric("fraction_direction_selective", "fraction direction selective (DSI > 1/3)", sense=1,
+           reading="more direction-selective units", ci_key="fraction_direction_selective_ci"),
+    Metric("fraction_di_ge_half", "fraction DI ≥ 0.5", sense=1, reading="more direction-selective units",
+           ci_key="fraction_di_ge_half_ci"),
+    Metric("cv_direction_median", "median CV_direction", sense=-1,
+           reading="broader direction tuning (lower = sharper)", ci_key="cv_direction_ci"),
+    Metric("cv_axial_median", "median CV_axial", reading="weaker axial tuning (lower = stronger)",
+           ci_key="cv_axial_ci"),
+    Metric("axial_ratio_median", "median axial ratio |F2|/|F1|", reading="stronger axial (bidirectional) component",
+           ci_key="axial_ratio_ci"),
+    Metric("bandwidth_median", "median bandwidth (FWHH)", unit="°", reading="broader tuning", ci_key="bandwidth_ci"),
+    # -- population bias of preferred directions (ephys.population)
+    Metric("direction_bias.resultant_length", "population bias R", reading="units share a direction more"),
+    Metric("direction_bias.chance_resultant_length", "R by chance (95th pct.)",
+           reading="fewer independent channels"),
+    Metric("direction_bias.mean_direction_deg", "mean preferred direction", unit="°", digits=3, kind="angle"),
+    Metric("direction_bias.n_channels", "channels with responsive units", kind="count"),
+    # -- maps (smoothed, mean vector removed) and their controls
+    Metric("maps.kernel_fwhm_mm", "map kernel FWHM", unit="mm"),
+    Metric("column_spacing_mm", "column spacing Λ", unit="mm"),
+    Metric("pinwheels.n_pinwheels", "pinwheels", kind="count"),
+    Metric("pinwheel_density", "pinwheel density", unit="per Λ²", digits=3),
+    Metric("map_with_mean.pinwheel_density", "pinwheel density, map with its mean", unit="per Λ²"),
+    Metric("controls.shuffled_positions.pinwheel_density", "control: shuffled positions, density", unit="per Λ²"),
+    Metric("controls.random_map_same_spectrum.pinwheel_density", "control: random map same spectrum, density",
+           unit="per Λ²"),
+    Metric("axial_map.pinwheel_density", "axial map: pinwheel density", unit="per Λ²"),
+    Metric("smoothness", "smoothness index (0 = as shuffled)", sense=1, reading="neighbours share preferences more"),
+    Metric("smoothness_detail.p_value", "map order p (permutation)", sense=-1, kind="p"),
+    Metric("smoothness_detail.mean_delta_short", "mean |Δ pref| of close pairs", unit="°"),
+    Metric("smoothness_detail.shuffled_delta_short", "same, positions shuffled", unit="°"),
+    # -- counts
+    Metric("n_responsive", "responsive units", kind="count"),
+    Metric("n_units", "units", kind="count"),
+]
+METRICS: dict[str, Metric] = {m.key: m for m in _M}
+
+# Named selections (keys into METRICS), one per use.
+SELECTIVITY = ("dsi_median", "di_median", "fraction_direction_selective", "fraction_di_ge_half",
+               "cv_direction_median", "cv_axial_median", "axial_ratio_median", "bandwidth_median")
+MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_length",
+       "direction_bias.mean_direction_deg", "direction_bias.n_channels", "maps.kernel_fwhm_mm", "column_spacing_mm",
+       "pinwheels.n_pinwheels", "pinwheel_density", "map_with_mean.pinwheel_density",
+       "controls.shuffled_positions.pinwheel_density", "controls.random_map_same_spectrum.pinwheel_density",
+       "axial_map.pinwheel_density", "smoothness", "smoothness_detail.p_value", "smoothness_detail.mean_delta_short",
+       "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
+# what a one-screen summary shows (command line, demo metrics, study and Markdown tables)
+HEADLINE = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
+            "axial_ratio_median", "direction_bias.resultant_length", "direction_bias.chance_resultant_length",
+            "pinwheel_density", "column_spacing_mm", "smoothness", "smoothness_detail.p_value")
+# panels of the study figures (metric against α or step)
+STUDY_PANELS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
+                "axial_ratio_median", "direction_bias.resultant_length", "pinwheel_density", "smoothness")
+
+
+def metric(key: str) -> Metric:
+    try:
+        return METRICS[key]
+    except KeyError:
+        raise KeyError(f"{key!r} is not in the metric registry (stdann.ephys.registry)") from None
+
+
+def get(summary: Any, key: str | None, default=None):
+    """The value at dotted ``key`` in a (nested) summary dict, or ``default``."""
+    if key is None:
+        return default
+    d = summary
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return default
+        d = d[part]
+    return d
+
+
+def ci(summary: Any, key: str) -> list | None:
+    """The [low, high] CI of metric ``key`` in ``summary``, or None."""
+    c = get(summary, metric(key).ci_key)
+    return c if isinstance(c, (list, tuple)) and len(c) == 2 else None
+
+
+def as_number(v) -> float | None:
+    """A finite float, or None (metrics.json writes NaN as null and infinities as strings)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+def format_number(v, digits: int = 3, kind: str = "number") -> str:
+    """A number as the reports print it ("n/a" when missing, "inf" kept)."""
+    if isinstance(v, str) and as_number(v) is None:
+        return v
+    f = as_number(v)
+    if f is None:
+        return "n/a"
+    if kind == "count" or (float(f).is_integer() and abs(f) < 1e6 and kind != "p"):
+        return str(int(round(f)))
+    if kind == "angle":
+        return f"{f:.0f}"
+    if kind == "p":
+        return f"{f:.2g}"
+    if f == 0:
+        return "0"
+    if abs(f) >= 1000 or abs(f) < 1e-3:
+        return f"{f:.{digits}g}"
+    if abs(f) >= 1:
+        return f"{f:.{digits}g}"
+    return f"{f:.{digits - 1}f}" if abs(f) >= 0.1 else f"{f:.{digits}f}"
+
+
+def format_value(key: str, v) -> str:
+    m = metric(key)
+    return format_number(v, m.digits, m.kind)
+
+
+def format_with_ci(summary: Any, key: str) -> str:
+    """``value [low, high]`` (the CI only when the summary holds a finite one)."""
+    m = metric(key)
+    s = format_number(get(summary, key), m.digits, m.kind)
+    c = ci(summary, key)
+    if c and as_number(c[0]) is not None and as_number(c[1]) is not None:
+        s += f" [{format_number(c[0], m.digits)}, {format_number(c[1], m.digits)}]"
+    return s
+
+
+# verdicts stored beside the metrics (ephys.verdicts, ephys.population) that a slim summary keeps
+VERDICT_PATHS = ("direction_bias.above_chance", "direction_bias.p_value", "maps.mean_removed_map_shown", "map_order")
+
+
+def slim(summary: dict, keys: Iterable[str] | None = None) -> dict:
+    """The registry metrics (and their CIs) and the stored verdicts of one network's summary, as a
+    nested dict with the same paths (what study.json keeps per network); absent ones are left out."""
+    out: dict = {}
+    paths = [p for key in (keys or METRICS) for p in (key, metric(key).ci_key)] + list(VERDICT_PATHS)
+    for path in paths:
+        v = get(summary, path)
+        if v is None:
+            continue
+        d = out
+        *parents, leaf = path.split(".")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = v
+    return out

@@ -1,0 +1,113 @@
+"""``analyze_run``: the in-silico electrophysiology of a run folder, trained beside untrained.
+
+For the trained checkpoint (``which``, default ``last``) and the run's own step-0 weights
+(``checkpoints/init.pt``, the untrained control), both networks get their BatchNorm statistics
+re-estimated on the same generated clips (``ephys.bn_calibration_clips`` > 0), every chosen block
+is recorded with the stimulus sets asked for, and the results are written into the run folder:
+``metrics.json`` and ``tables/*.csv`` (``stdann.ephys.outputs``) and ``figures/*.png``
+(``stdann.reports.figures.run``). The numbers are computed by ``stdann.ephys.analyze``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from stdann.data.generator import VideoGenerator
+from stdann.ephys.analyze import AnalysisError, analyze_network, block_entry, build_metrics, check_stimuli
+from stdann.ephys.macaque import load_reference
+from stdann.ephys.outputs import write_metrics, write_tables
+from stdann.ephys.recording import bn_mode, calibrate_batchnorm
+from stdann.ephys.registry import slim
+from stdann.ephys.stimuli import STIMULUS_SETS, directions
+from stdann.reports.figures.run import write_run_figures
+from stdann.topography.positions import load_run_positions
+from stdann.runs.checkpoint import load_backbone
+from stdann.training.trainer import resolve_device
+
+CALIBRATION_SEED = 777_000
+
+
+def calibration_batches(data_cfg, ecfg, device):
+    """The generated naturalistic clips used to re-estimate BatchNorm statistics (fixed seed, so
+    every network sees exactly the same clips)."""
+    gen = VideoGenerator(data_cfg, device=device)
+    total, bs = int(ecfg.bn_calibration_clips), int(ecfg.batch_size)
+    for start in range(0, total, bs):
+        yield gen.generate(min(bs, total - start), seed=CALIBRATION_SEED + start)
+
+
+def prepare_network(model, cfg, ecfg, device) -> None:
+    """Re-estimate the BatchNorm statistics of ``model`` on the calibration clips (when
+    ``ecfg.bn_calibration_clips`` > 0); the model is left in eval mode."""
+    if ecfg.bn_calibration_clips > 0:
+        calibrate_batchnorm(model, calibration_batches(cfg.data, ecfg, device), device=device)
+    model.eval()
+
+
+def evaluate_network(model, cfg, positions: dict, blocks: list[str], device, ephys_overrides: dict | None = None,
+                     stimuli=("gratings",)) -> dict[str, dict]:
+    """{block: slim summary (ephys.registry.slim)} of one network, BatchNorm re-estimated on the
+    same generated clips as every other network (for studies: many networks, no files)."""
+    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
+    prepare_network(model, cfg, ecfg, device)
+    res = analyze_network(model, positions, blocks, stimuli, ecfg, cfg.data.frames, cfg.data.size, device)
+    return {b: slim(res[b][0]) for b in blocks}
+
+
+def compare_block(trained: dict, untrained: dict) -> dict:
+    """One block of a study condition: both slim summaries and the trained-vs-untrained verdicts."""
+    return block_entry({"trained": trained, "untrained": untrained})
+
+
+def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last", out_dir=None, progress: bool = True,
+                device="auto", control: bool = True, figures: bool = True, ephys_overrides: dict | None = None) -> dict:
+    """Analyse ``RUN/checkpoints/<which>.pt`` and (with ``control``) ``RUN/checkpoints/init.pt``;
+    write metrics.json, tables/ and figures/ into ``out_dir`` (default the run folder) and
+    return the metrics dict (as written)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AnalysisError(f"run folder {run_dir} does not exist")
+    stimuli = check_stimuli(stimuli)
+    dev = resolve_device(device or "auto")
+    model, cfg = load_backbone(run_dir, which=which, device=dev)
+    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
+    directions(ecfg.n_directions)  # validates
+    blocks = list(blocks) if blocks else list(ecfg.blocks)
+    positions = load_run_positions(run_dir, blocks)
+    frames, size = cfg.data.frames, cfg.data.size
+    notes = []
+    nets = {"trained": model}
+    if control:
+        try:
+            nets["untrained"], _ = load_backbone(run_dir, which="init", device=dev)
+        except FileNotFoundError as e:
+            msg = f"untrained control missing ({e}); selectivity below is NOT compared with the untrained network"
+            warnings.warn(msg)
+            notes.append(msg)
+    for net in nets.values():
+        prepare_network(net, cfg, ecfg, dev)
+    n_stim = sum(len(STIMULUS_SETS[k](ecfg, frames, size)) for k in stimuli) * len(nets)
+    bar = tqdm(total=n_stim, desc=f"analyze {run_dir.name}", unit="clip") if progress else None
+    results = {}
+    try:
+        for label, net in nets.items():
+            if bar is not None:
+                bar.set_postfix_str(label)
+            results[label] = analyze_network(net, positions, blocks, stimuli, ecfg, frames, size, dev, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    checkpoints = {"trained": which, **({"untrained": "init"} if "untrained" in nets else {})}
+    metrics = build_metrics(results, ecfg, run_dir=run_dir, checkpoints=checkpoints, stimuli=stimuli, frames=frames,
+                            size=size, notes=notes)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_tables(out / "tables", metrics, results)
+    if figures:
+        metrics["figures"] = write_run_figures(out / "figures", results, directions(ecfg.n_directions),
+                                               load_reference(), bn_mode(ecfg.bn_calibration_clips))
+    return write_metrics(out / "metrics.json", metrics)
