@@ -22,5 +22,8 @@ class TopographyConfig:
     position_seed: int = 0  # seed of the retinotopic position initialisation
     # Swap pre-optimisation of positions (0 steps = off)
     swap_steps: int = 0
+    # share of optim's total steps spent on contrastive-only pretraining by the topographic recipe
+    # (the rest is joint training with the spatial loss)
+    pretrain_fraction: float = 0.3
     swap_windows_per_step: int = 64
     swap_pairs_per_window: int = 32

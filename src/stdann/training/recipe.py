@@ -115,7 +115,7 @@ def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
                        progress: bool = True) -> RecipeResult:
     """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
-    (``pretrain_steps``, default 30%) and joint training (the rest)."""
+    (``pretrain_steps``, default ``topography.pretrain_fraction``) and joint training (the rest)."""
     run = RunFolder(out)
     with run.hold():
         return _recipe(cfg, run, pretrain_steps, swap_steps, progress)
@@ -126,7 +126,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
     out = run.root
     run.ensure_run()
     total = cfg.optim.total_steps()
-    pretrain_steps = int(round(0.3 * total)) if pretrain_steps is None else int(pretrain_steps)
+    pretrain_steps = int(round(cfg.topography.pretrain_fraction * total)) if pretrain_steps is None else int(pretrain_steps)
     if not 0 < pretrain_steps < total:
         raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
