@@ -143,7 +143,7 @@ class Config:
         return cfg
 
 
-PRESETS = ("paper", "demo", "smoke")
+PRESETS = ("paper", "demo", "study", "smoke")
 
 
 def _preset_text(name: str) -> str:

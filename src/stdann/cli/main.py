@@ -9,7 +9,7 @@ import sys
 from stdann import DIRECTION_CONVENTION, __version__
 
 # In pipeline order; each module adds one sub-command.
-COMMANDS = ("train", "positions", "data", "analyze", "demo", "sweep", "report", "bench")
+COMMANDS = ("train", "positions", "data", "analyze", "demo", "study", "sweep", "report", "bench")
 # Modules that add more than one command (``sweep`` also adds ``emergence``).
 
 

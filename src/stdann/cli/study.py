@@ -1,0 +1,109 @@
+"""``stdann study``: the paper's whole protocol at one scale, several seeds, one resumable command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from stdann.cli.common import add_config_args, config_from_args
+from stdann.orchestration.protocol import DEFAULT_ALPHAS, STUDY_FILE, ProtocolPlan, run_protocol, step_split
+from stdann.reports.html import write_report
+
+LOG_NAME = "study.log"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="the paper's whole protocol (pretrain → swaps → joint training per α, spatial only, untrained), seeds",
+        description=(
+            "Per seed: contrastive-only pretraining (shared by the α conditions), swap pre-optimisation of the unit "
+            "positions, joint training at every α from the pretrained weights, the spatial loss alone, and the "
+            "untrained network; each measured with drifting gratings beside the untrained network (BatchNorm "
+            "re-estimated on the same clips). Writes DIR/study.json, DIR/figures/ and DIR/report.html. Resumable: "
+            "run the same command again after a stop. `--preset study` takes about two hours on 2 CPU cores."
+        ),
+        epilog="Examples:\n  stdann study --out runs/study --background      # then: tail -f runs/study/study.log\n"
+        "  stdann study --out runs/study                   # continue a stopped study in the foreground\n"
+        "  stdann study --preset smoke --out /tmp/s --seeds 1 --alphas 0,0.25",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="study folder (seed<k>/<condition>/ run folders)")
+    p.add_argument("--alphas", type=_floats, default=list(DEFAULT_ALPHAS),
+                   help="comma-separated α values [default: " + ",".join(f"{a:g}" for a in DEFAULT_ALPHAS) + "]")
+    p.add_argument("--seeds", type=int, default=2, help="seeds [default: 2]")
+    p.add_argument("--no-spatial-only", action="store_true", help="leave out the spatial-loss-only ablation")
+    p.add_argument("--blocks", nargs="+", help="blocks to analyse [default: ephys.blocks]")
+    p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe")
+    p.add_argument("--background", action="store_true",
+                   help=f"run detached from the terminal, output to DIR/{LOG_NAME}; prints the process id and returns")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p, default_preset="study")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    plan = ProtocolPlan(alphas=tuple(args.alphas), seeds=args.seeds, spatial_only=not args.no_spatial_only,
+                        blocks=list(args.blocks or []))
+    pre, joint = step_split(cfg)
+    out = Path(args.out)
+    if args.background:
+        return _detach(out, args)
+    n_runs = plan.seeds * (len(plan.alphas) + plan.spatial_only)
+    print(f"[stdann study] {args.preset or 'custom'} preset → {out}: {plan.seeds} seed(s) x (pretraining {pre} steps, "
+          f"{len(plan.alphas)} α x {joint} joint steps" + (f", spatial only {joint} steps" if plan.spatial_only else "")
+          + f"): {n_runs} trained networks + the untrained one per seed")
+    study = run_protocol(cfg, out, plan, progress=not args.no_progress)
+    report = write_report(out)
+    print(f"[stdann study] done: {out / STUDY_FILE}; report: {report} ({len(study['conditions'])} rows)")
+    return 0
+
+
+def background_command(argv: list[str]) -> list[str]:
+    """The same ``stdann study`` command line without ``--background`` (and without progress bars)."""
+    rest = [a for a in argv if a != "--background"]
+    if "--no-progress" not in rest:
+        rest.append("--no-progress")
+    return [sys.executable, "-m", "stdann", *rest]
+
+
+def _detach(out: Path, args: argparse.Namespace) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    argv = ["study", *_argv_of(args)]
+    log = out / LOG_NAME
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(background_command(argv), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=os.getcwd())
+    print(f"[stdann study] running in the background as process {proc.pid}; output: {log}\n"
+          f"  follow it:  tail -f {log}\n  stop it:    kill {proc.pid}   (run the same command again to continue)\n"
+          f"  results:    {out / STUDY_FILE}, {out / 'report.html'} when it ends")
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The ``stdann study`` options equivalent to ``args``."""
+    argv = ["--out", str(args.out), "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--seeds", str(args.seeds)]
+    if args.preset:
+        argv += ["--preset", args.preset]
+    if args.config:
+        argv += ["--config", args.config]
+    for o in args.overrides:
+        argv += ["--set", o]
+    if args.no_spatial_only:
+        argv.append("--no-spatial-only")
+    if args.no_readout:
+        argv.append("--no-readout")
+    if args.blocks:
+        argv += ["--blocks", *args.blocks]
+    return argv

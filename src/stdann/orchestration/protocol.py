@@ -1,0 +1,277 @@
+"""The paper's whole protocol at one scale, for several seeds, as one resumable study (``stdann study``).
+
+For each seed ``s`` (folder ``OUT/seed<s>/``), following TDANN's sequence (Margalit et al. 2024) as
+arXiv 2605.11718 uses it:
+
+    pretrain/        contrastive-only pretraining (α = 0): shared by every α condition of the seed
+    swap/            unit positions swap-optimised on the pretrained network's responses to the
+                     probe set (gratings + generated clips): positions/, swap.json, figures/
+    alpha_<a>/       positions frozen; joint training L = L_task + a·ΣSL_rel for the joint steps,
+                     starting from the pretrained weights (a = 0: MoCo alone, same steps)
+    spatial_only/    the spatial loss alone (task loss off, α·SL with α = 1) for the same number of
+                     steps, from the same untrained initialisation, on retinotopic positions
+
+Step counts come from the configuration: ``optim.total_steps()`` is one α condition's whole
+recipe, split by ``topography.pretrain_fraction`` into pretraining and joint training.
+
+Every condition is measured with drifting gratings beside its untrained network — the
+pretraining's step-0 weights, which every run of the seed shares — with BatchNorm statistics
+re-estimated on the same generated clips (``orchestration.analysis.evaluate_network``). The
+untrained network measured on the swapped positions is also stored as its own row
+(``mode = "control"``). Each finished condition writes ``condition.json`` in its run folder and
+the study rewrites ``OUT/study.json``; a stopped study continues where it stopped when the same
+command is run again (each training resumes from its last checkpoint).
+
+``study.json`` has the layout of ``stdann sweep`` (``kind = "sweep"``, α conditions with
+``mode = "recipe"``), so its figures and report are drawn by the same code, plus ``protocol``
+(the plan) and per condition ``task``: the final InfoNCE (mean over the last log interval) beside
+chance ln(K + 1), and the held-out instance-discrimination check (``training.evaluation``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stdann.config import Config
+from stdann.ephys.recording import bn_mode
+from stdann.ephys.outputs import jsonable
+from stdann.fileio import write_json
+from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.reports.figures.study import study_figures
+from stdann.runs.checkpoint import load_backbone
+from stdann.runs.folder import CONDITION, SWAP, RunFolder
+from stdann.runs.lock import folder_lock
+from stdann.training.logger import read_log
+from stdann.training.readout import linear_probe_motion
+from stdann.training.recipe import optimize_positions, swap_summary, train_stage
+from stdann.training.trainer import resolve_device
+
+STUDY_FILE = "study.json"
+DEFAULT_ALPHAS = (0.0, 0.1, 0.25, 1.0, 2.5)
+
+
+@dataclass
+class ProtocolPlan:
+    """What one study runs: α values, seeds, and whether the spatial-loss-only ablation is added."""
+
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    seeds: int = 2
+    spatial_only: bool = True
+    blocks: list[str] = field(default_factory=list)  # analysed blocks (default: ephys.blocks)
+
+    def __post_init__(self) -> None:
+        if not self.alphas:
+            raise ValueError("a study needs at least one α")
+        if any(not math.isfinite(a) or a < 0 for a in self.alphas):
+            raise ValueError(f"α values must be finite and >= 0, got {list(self.alphas)}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+
+
+def step_split(cfg: Config) -> tuple[int, int]:
+    """(pretraining steps, joint steps) of one α condition."""
+    total = cfg.optim.total_steps()
+    pre = int(round(cfg.topography.pretrain_fraction * total))
+    if not 0 < pre < total:
+        raise ValueError(f"topography.pretrain_fraction={cfg.topography.pretrain_fraction} leaves no pretraining or no "
+                         f"joint training of {total} steps; choose a fraction strictly between 0 and 1")
+    return pre, total - pre
+
+
+def seed_config(cfg: Config, seed: int) -> Config:
+    return cfg.with_overrides([f"train.seed={seed}", f"data.seed={cfg.data.seed + seed}"])
+
+
+def alpha_name(alpha: float) -> str:
+    return f"alpha_{alpha:g}"
+
+
+# -- the shared stages of one seed ------------------------------------------------------------------------
+def pretrain(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
+    """Contrastive-only pretraining of one seed (skipped when finished; resumed when stopped)."""
+    pre_steps, _ = step_split(cfg)
+    run = RunFolder(seed_dir / "pretrain")
+    if not run.is_finished():
+        train_stage(cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false",
+                                        f"optim.max_steps={pre_steps}"]), run.root, progress)
+    return run
+
+
+def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: bool) -> RunFolder:
+    """The seed's positions, swap-optimised on the pretrained network (skipped when done)."""
+    run = RunFolder(seed_dir / "swap")
+    blocks = list(cfg.topography.blocks)
+    with run.hold():
+        run.ensure_run()
+        if not run.has(SWAP):
+            device = resolve_device(cfg.train.device)
+            model, _ = load_backbone(pre.root, "last", device=device)
+            initial = pre.load_positions(blocks)
+            if initial is None:
+                raise FileNotFoundError(f"{pre.root} holds no positions; the pretraining run writes them")
+            steps = int(cfg.topography.swap_steps)
+            if steps > 0:
+                final, history = optimize_positions(model, cfg, initial, steps, device, progress,
+                                                    lambda b: run.claim(run.positions_figure(b)))
+            else:
+                final, history = initial, {}
+            run.save_positions(final)
+            run.write_json(SWAP, {"steps": steps, "blocks": swap_summary(history), "history": history}, indent=None)
+    return run
+
+
+def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: Path, progress: bool) -> RunFolder:
+    """Joint training at ``alpha`` from the pretrained weights, on the swapped (frozen) positions."""
+    _, joint_steps = step_split(cfg)
+    run = RunFolder(seed_dir / alpha_name(alpha))
+    blocks = list(cfg.topography.blocks)
+    with run.hold():
+        run.ensure_run()
+        if run.load_positions(blocks) is None:
+            run.save_positions(swap.load_positions(blocks))
+    if not run.is_finished():
+        train_stage(cfg.with_overrides([f"topography.alpha={alpha}", "topography.spatial_only=false",
+                                        f"train.init_from={pre.root}", f"optim.max_steps={joint_steps}"]),
+                    run.root, progress)
+    return run
+
+
+def spatial_only(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
+    """The spatial loss alone, from the untrained initialisation, for the joint stage's steps."""
+    _, joint_steps = step_split(cfg)
+    run = RunFolder(seed_dir / "spatial_only")
+    if not run.is_finished():
+        train_stage(cfg.with_overrides(["topography.spatial_only=true", "topography.alpha=1.0",
+                                        f"optim.max_steps={joint_steps}"]), run.root, progress)
+    return run
+
+
+# -- measuring a run ------------------------------------------------------------------------------------------
+def task_summary(run_dir: Path, cfg: Config) -> dict[str, Any]:
+    """The last log line's task numbers: InfoNCE (interval mean) beside chance, held-out check."""
+    rows = read_log(run_dir)
+    last = rows[-1] if rows else {}
+    held = [r for r in rows if "heldout_top1" in r and math.isfinite(r["heldout_top1"])]
+    h = held[-1] if held else {}
+    chance = math.log(cfg.moco.queue_size + 1)
+    final = last.get("loss_task")
+    return {"final_infonce": final, "chance_infonce": chance,
+            "nats_below_chance": (chance - final) if final is not None else None,
+            "heldout_top1": h.get("heldout_top1"), "heldout_top5": h.get("heldout_top5"),
+            "heldout_infonce": h.get("heldout_infonce"), "heldout_chance_infonce": h.get("heldout_chance_infonce"),
+            "spatial_loss_final": last.get("sl_total")}
+
+
+def measure(run: RunFolder, cfg: Config, blocks: list[str], untrained: dict | None, readout: bool) -> tuple[dict, dict]:
+    """(metrics per block of the trained network beside the untrained one, the untrained summaries).
+
+    ``untrained`` (summaries per block) is reused when given: every run of a seed shares its
+    untrained network and, for the α runs, its positions."""
+    device = resolve_device(cfg.train.device)
+    positions = run.load_positions(blocks)
+    net, _ = load_backbone(run.root, "init", device=device)
+    if untrained is None:
+        untrained = evaluate_network(net, cfg, positions, blocks, device)
+    trained, _ = load_backbone(run.root, "last", device=device)
+    t = evaluate_network(trained, cfg, positions, blocks, device)
+    task = task_summary(run.root, cfg)
+    if readout:
+        task["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=cfg.train.seed)
+        task["probe_untrained"] = linear_probe_motion(net, cfg.data, device=device, seed=cfg.train.seed)
+    return {"metrics": {b: compare_block(t[b], untrained[b]) for b in blocks}, "task": task}, untrained
+
+
+def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed: int, alpha: float | None, mode: str,
+                    blocks: list[str], untrained: dict | None, readout: bool, seconds: float) -> tuple[dict, dict]:
+    """A condition's study entry (cached in its ``condition.json``) and the untrained summaries."""
+    if run.has(CONDITION):
+        cached = json.loads(run.path(CONDITION).read_text())
+        if cached.get("complete") and cached.get("untrained_summary") is not None:
+            return cached, cached["untrained_summary"]
+    measured, untrained = measure(run, cfg, blocks, untrained, readout)
+    entry = jsonable({"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "run_dir": str(run.root),
+                      "train_seconds": seconds, **measured, "untrained_summary": untrained, "complete": True})
+    with run.hold():
+        run.write_json(CONDITION, entry, indent=1)
+    return entry, entry["untrained_summary"]
+
+
+def control_entry(alpha_entry: dict) -> dict:
+    """The untrained network of a seed (on the swapped positions) as its own row."""
+    return {"name": "untrained", "label": "untrained network (same initialisation)", "seed": alpha_entry["seed"],
+            "alpha": None, "mode": "control", "run_dir": alpha_entry["run_dir"],
+            "metrics": {b: compare_block(v["untrained"], v["untrained"]) for b, v in alpha_entry["metrics"].items()},
+            "task": {"probe_trained": (alpha_entry.get("task") or {}).get("probe_untrained")}}
+
+
+# -- the study ----------------------------------------------------------------------------------------------------
+def run_protocol(cfg: Config, out: str | Path, plan: ProtocolPlan, *, progress: bool = True, readout: bool = True,
+                 log=print) -> dict:
+    """Run (or continue) the whole protocol into ``out``; returns the study dict (also ``study.json``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):  # one process per study folder
+        return _run_protocol(cfg, out, plan, progress=progress, readout=readout, log=log)
+
+
+def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool, readout: bool, log) -> dict:
+    blocks = list(plan.blocks or cfg.ephys.blocks)
+    pre_steps, joint_steps = step_split(cfg)
+    study: dict[str, Any] = {
+        "kind": "sweep", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg.to_dict(), "blocks": blocks,
+        "seeds": plan.seeds, "batchnorm": bn_mode(cfg.ephys.bn_calibration_clips), "ephys_overrides": {},
+        "protocol": {"alphas": list(plan.alphas), "spatial_only": plan.spatial_only, "pretrain_steps": pre_steps,
+                     "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
+                     "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"},
+        "conditions": [],
+    }
+    t_study = time.time()
+    for seed in range(plan.seeds):
+        scfg = seed_config(cfg, seed)
+        seed_dir = out / f"seed{seed}"
+        t = time.time()
+        log(f"[stdann study] seed {seed}: pretraining ({pre_steps} steps)")
+        pre = pretrain(scfg, seed_dir, progress)
+        log(f"[stdann study] seed {seed}: swap pre-optimisation of positions ({scfg.topography.swap_steps} steps per block)")
+        swap = swapped_positions(scfg, pre, seed_dir, progress)
+        shared_seconds = time.time() - t
+        untrained = None
+        for alpha in plan.alphas:
+            t = time.time()
+            log(f"[stdann study] seed {seed}: joint training at alpha = {alpha:g} ({joint_steps} steps)")
+            run = joint(scfg, alpha, pre, swap, seed_dir, progress)
+            label = f"α = {alpha:g}" + (" (MoCo only)" if alpha == 0 else "")
+            entry, untrained = condition_entry(run, scfg, name=alpha_name(alpha), label=label, seed=seed, alpha=float(alpha),
+                                               mode="recipe", blocks=blocks, untrained=untrained, readout=readout,
+                                               seconds=time.time() - t + shared_seconds)
+            _add(study, entry)
+            _write_study(out, study, t_study)
+        _add(study, control_entry(entry))
+        if plan.spatial_only:
+            t = time.time()
+            log(f"[stdann study] seed {seed}: spatial loss only ({joint_steps} steps)")
+            run = spatial_only(scfg, seed_dir, progress)
+            entry, _ = condition_entry(run, scfg, name="spatial_only", label="spatial loss only", seed=seed, alpha=None,
+                                       mode="train", blocks=blocks, untrained=None, readout=readout,
+                                       seconds=time.time() - t)
+            _add(study, entry)
+        _write_study(out, study, t_study)
+    study["figures"] = study_figures(study, out / "figures")
+    _write_study(out, study, t_study)
+    return study
+
+
+def _add(study: dict, entry: dict) -> None:
+    keep = [c for c in study["conditions"] if not (c["name"] == entry["name"] and c["seed"] == entry["seed"])]
+    study["conditions"] = keep + [{k: v for k, v in entry.items() if k != "untrained_summary"}]
+
+
+def _write_study(out: Path, study: dict, t_start: float) -> None:
+    study["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    study["seconds_this_session"] = time.time() - t_start
+    write_json(out / STUDY_FILE, jsonable(study), indent=1)
