@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from stdann.config import load_config
-from stdann.ephys.analyze import AnalysisError
+from stdann.ephys import tuning as TU
+from stdann.ephys.analyze import AnalysisError, axis_groups, by_axis
 from stdann.ephys.macaque import comparison_rows, load_reference
 from stdann.ephys.population import chance_resultant_length, resultant
 from stdann.orchestration.analysis import analyze_run
 from stdann.ephys.recording import record_responses
-from stdann.ephys.stimuli import drifting_gratings
+from stdann.ephys.stimuli import directions, drifting_gratings
 from stdann.models.r3d import block_output_shapes, r3d_18
 from stdann.topography.positions import LayerPositions, save_run_positions
 
@@ -170,3 +171,26 @@ def test_missing_untrained_control_is_stated(run_dir, tmp_path):
         m = analyze_run(run, blocks=["layer4.1"], progress=False, figures=False)
     assert list(m["blocks"]["layer4.1"]) == ["trained"]
     assert any("untrained control missing" in n for n in m["notes"])
+
+
+def test_by_axis_separates_horizontal_from_vertical_units():
+    # 20 units tuned to rightward motion with no response leftward (DSI 1), 20 units tuned to the
+    # vertical axis with equal up and down responses (axial: DSI 0, F1 = 0)
+    dirs = directions(16)
+    th = np.deg2rad(dirs)
+    right = np.exp(2.0 * (np.cos(th) - 1.0)) * (np.cos(th) > 0)
+    vertical = np.exp(2.0 * (np.abs(np.sin(th)) - 1.0))
+    curves = np.vstack([np.tile(right, (20, 1)), np.tile(vertical, (20, 1))])
+    g = by_axis(TU.tuning_metrics(curves, dirs))
+    assert g["horizontal"]["n_units"] == 20 and g["vertical"]["n_units"] == 20
+    assert g["horizontal"]["dsi_median"] == pytest.approx(1.0)
+    assert g["vertical"]["dsi_median"] == pytest.approx(0.0, abs=1e-12)
+    assert g["vertical"]["axial_ratio_median"] > 1e6  # a pure axis cell: F1 = 0
+    assert g["horizontal"]["axial_ratio_median"] < 1.0
+
+
+def test_axis_groups_cover_every_unit_once():
+    a = np.linspace(0, 179.9, 360)
+    g = axis_groups(a)
+    assert (g["horizontal"] ^ g["vertical"]).all()
+    assert g["horizontal"][a < 45].all() and g["vertical"][(a > 45) & (a < 135)].all() and g["horizontal"][a > 135].all()

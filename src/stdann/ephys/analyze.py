@@ -128,7 +128,31 @@ def _selectivity(m: dict, bandwidth: np.ndarray, ecfg) -> dict:
         s[key] = st["fraction"]
         s[f"{key}_ci"] = [st["ci_low"], st["ci_high"]]
     s["n_bandwidth_excluded_flat"] = int(np.isnan(bandwidth).sum())
+    s["by_axis"] = by_axis(m)
     return s
+
+
+def axis_groups(preferred_axis_deg) -> dict[str, np.ndarray]:
+    """Masks of the units whose preferred axis (deg, 180°-periodic) lies within 45° of the horizontal
+    (0°/180°) and of the vertical (90°); a unit at exactly 45° counts as horizontal."""
+    a = np.deg2rad(np.asarray(preferred_axis_deg, dtype=np.float64))
+    horizontal = np.abs(np.cos(a)) >= np.abs(np.sin(a))
+    return {"horizontal": horizontal, "vertical": ~horizontal}
+
+
+def by_axis(m: dict) -> dict[str, dict]:
+    """DSI, axial ratio and CV_axial (medians with exact 95% CIs) of the horizontal- and the
+    vertical-axis units. A horizontal flip reverses horizontal motion only, so flips that differ
+    between the two views of a positive pair would act on the first group (issue 11)."""
+    out = {}
+    for name, mask in axis_groups(m["preferred_axis"]).items():
+        g: dict[str, Any] = {"n_units": int(mask.sum())}
+        for key in ("dsi", "axial_ratio", "cv_axial"):
+            st = TU.median_ci(m[key][mask])
+            g[f"{key}_median"] = st["median"]
+            g[f"{key}_ci"] = [st["ci_low"], st["ci_high"]]
+        out[name] = g
+    return out
 
 
 def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:

@@ -72,6 +72,16 @@ _M = [
     Metric("smoothness_detail.p_value", "map order p (permutation)", sense=-1, kind="p"),
     Metric("smoothness_detail.mean_delta_short", "mean |Δ pref| of close pairs", unit="°"),
     Metric("smoothness_detail.shuffled_delta_short", "same, positions shuffled", unit="°"),
+    # -- split by preferred axis (issue 11: flips act on horizontal motion only)
+    *(Metric(f"by_axis.{ax}.{k}", f"{label}, {ax}-axis units", sense=sense, reading=reading,
+             ci_key=f"by_axis.{ax}.{k[:-len('_median')]}_ci")
+      for ax in ("horizontal", "vertical")
+      for k, label, sense, reading in (
+          ("dsi_median", "median DSI", 1, "more direction selective"),
+          ("axial_ratio_median", "median axial ratio", 0, "stronger axial (bidirectional) component"),
+          ("cv_axial_median", "median CV_axial", 0, "weaker axial tuning (lower = stronger)"))),
+    Metric("by_axis.horizontal.n_units", "horizontal-axis units", kind="count"),
+    Metric("by_axis.vertical.n_units", "vertical-axis units", kind="count"),
     # -- counts
     Metric("n_responsive", "responsive units", kind="count"),
     Metric("n_units", "units", kind="count"),
@@ -91,6 +101,9 @@ MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_lengt
 HEADLINE = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
             "axial_ratio_median", "direction_bias.resultant_length", "direction_bias.chance_resultant_length",
             "pinwheel_density", "column_spacing_mm", "smoothness", "smoothness_detail.p_value")
+# selectivity of the units preferring the horizontal and the vertical axis
+BY_AXIS = tuple(f"by_axis.{ax}.{k}" for ax in ("horizontal", "vertical")
+                for k in ("n_units", "dsi_median", "axial_ratio_median", "cv_axial_median"))
 # panels of the study figures (metric against α or step)
 STUDY_PANELS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
                 "axial_ratio_median", "direction_bias.resultant_length", "pinwheel_density", "smoothness")
