@@ -3,6 +3,7 @@ html.parser and rendered in a real headless Chromium."""
 
 from __future__ import annotations
 
+import math
 import base64
 import io
 import json
@@ -24,7 +25,7 @@ from stdann.orchestration.analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
 from stdann.reports.markdown import SHORT, markdown_for
-from stdann.reports.view import verdict_class
+from stdann.reports.view import verdict_class, task_line
 from stdann.training.trainer import train
 
 
@@ -356,3 +357,13 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
     b = e["trained"]["direction_bias"]
     assert cells[8].endswith(f"({format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])})")
     assert cells[8].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))
+
+
+def test_task_line_states_the_loss_against_chance_and_the_heldout_check():
+    rows = [{"step": 10.0, "loss_task": 7.0, "loss_task_chance": 7.625},
+            {"step": 20.0, "loss_task": 5.125, "loss_task_chance": 7.625, "heldout_top1": 0.25, "heldout_top5": 0.5,
+             "heldout_infonce": 3.5, "heldout_chance_infonce": math.log(256)}]
+    text = task_line(rows)
+    assert "InfoNCE 5.12" in text and "2.5 nats below" in text
+    assert "n = 256" in text and "top-1 0.25" in text and "step 20" in text
+    assert task_line([{"step": 1.0, "lr": 0.1}]) is None

@@ -13,6 +13,7 @@ import base64
 import csv
 import datetime as _dt
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -327,6 +328,28 @@ def _versions(v) -> list[tuple[str, str]]:
     return [(str(k), str(x)) for k, x in v.items()] if isinstance(v, dict) else []
 
 
+def task_line(rows: list[dict[str, float]]) -> str | None:
+    """The contrastive task at the end of a training log, in words: the InfoNCE of the last log line
+    (mean over its interval) against chance ln(K + 1), and the last held-out check (top-1 among n
+    held-out pairs, chance 1/n; InfoNCE against ln n)."""
+    rows = [r for r in rows if "loss_task" in r]
+    if not rows:
+        return None
+    last = rows[-1]
+    parts = [f"InfoNCE {format_number(last['loss_task'])}"]
+    if "loss_task_chance" in last:
+        parts[0] += (f" (chance ln(K+1) = {format_number(last['loss_task_chance'])}: "
+                     f"{format_number(last['loss_task_chance'] - last['loss_task'])} nats below)")
+    held = [r for r in rows if "heldout_top1" in r and "heldout_chance_infonce" in r]
+    if held:
+        h = held[-1]
+        n = round(math.exp(h["heldout_chance_infonce"]))
+        parts.append(f"held-out pairs (n = {n}, step {int(h['step'])}): top-1 {format_number(h['heldout_top1'])} "
+                     f"(chance {format_number(1 / n)}), top-5 {format_number(h.get('heldout_top5'))}, InfoNCE "
+                     f"{format_number(h.get('heldout_infonce'))} (chance ln n = {format_number(h['heldout_chance_infonce'])})")
+    return "; ".join(parts) + f" at step {int(last['step'])}"
+
+
 def run_view(run: Path) -> dict:
     """Everything the run template shows, read from the run folder."""
     run = Path(run)
@@ -351,6 +374,9 @@ def run_view(run: Path) -> dict:
                ("world size", info.get("world_size")), ("last update", info.get("updated")),
                ("last logged loss", f"total {format_number(last.get('loss'))}, InfoNCE {format_number(last.get('loss_task'))}, "
                                     f"spatial (sum) {format_number(last.get('sl_total'))}" if last else None),
+               ("contrastive task", task_line(_read_train_log(run))),
+               ("contrastive pretraining", task_line(_read_train_log(run / "pretrain")) if (run / "pretrain").is_dir()
+                else None),
                ("folder", str(run.resolve()))]
     blocks = metrics.get("blocks") if isinstance(metrics.get("blocks"), dict) else {}
     order = sorted(blocks, key=lambda b: (b != MT_BLOCK, b))

@@ -6,8 +6,8 @@ from stdann.reports.figures.common import colormap, new_figure, png_bytes
 
 
 def training_curve_png(rows: list[dict[str, float]]) -> bytes | None:
-    """InfoNCE, each block's spatial loss and the learning rate against step (PNG bytes), or None
-    when the log holds none of them."""
+    """InfoNCE (with its chance level and the held-out check), each block's spatial loss and the
+    learning rate against step (PNG bytes), or None when the log holds none of them."""
     rows = [r for r in rows if "step" in r]
     if not rows:
         return None
@@ -30,6 +30,15 @@ def training_curve_png(rows: list[dict[str, float]]) -> bytes | None:
             ax.plot(steps, series(task_key), lw=1.3, label="InfoNCE (task)" if task_key == "loss_task" else "loss")
             if task_key == "loss_task" and "loss" in keys:
                 ax.plot(steps, series("loss"), lw=1, alpha=0.6, label="total loss")
+            if "loss_task_chance" in keys:
+                ax.plot(steps, series("loss_task_chance"), "--", color="0.4", lw=0.8, label="chance ln(K+1)")
+            held = [r for r in rows if "heldout_infonce" in r]
+            if held:
+                hs = [r["step"] for r in held]
+                ax.plot(hs, [r["heldout_infonce"] for r in held], "o-", ms=3, lw=1, color="C3",
+                        label="held-out pairs' InfoNCE")
+                ax.plot(hs, [r.get("heldout_chance_infonce", float("nan")) for r in held], ":", color="C3", lw=0.8,
+                        label="its chance ln n")
             ax.set_ylabel("loss")
             ax.set_title("contrastive task", fontsize=9)
         elif p == "spatial":
