@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from stdann.ephys.maps import (
     MapError,
@@ -10,7 +11,9 @@ from stdann.ephys.maps import (
     direction_map,
     find_pinwheels,
     gaussian_random_map,
+    map_span,
     pinwheel_density,
+    pinwheel_density_ci,
     pinwheel_stats,
     pinwheels_on_sheet,
     random_map_same_spectrum,
@@ -182,3 +185,23 @@ def test_choose_kernel_follows_planted_columns():
     # one spectral line at 1/Λ, broadened by the Hann taper over 6 periods: within 5%
     assert k["fine_column_spacing_mm"] == pytest.approx(lam, rel=0.05)
     assert k["kernel_fwhm_mm"] == pytest.approx(k["fine_column_spacing_mm"] / 4)
+
+
+def test_pinwheel_density_ci_is_the_exact_poisson_interval_scaled():
+    lo, hi = pinwheel_density_ci(10, area_mm2=50.0, spacing_mm=2.0)
+    scale = 4.0 / 50.0
+    assert lo == pytest.approx(stats.chi2.ppf(0.025, 20) / 2 * scale)
+    assert hi == pytest.approx(stats.chi2.ppf(0.975, 22) / 2 * scale)
+    assert lo < 10 * scale < hi
+    assert pinwheel_density_ci(0, 50.0, 2.0)[0] == 0.0
+    # coverage of the count interval on Poisson counts (exact interval: at least the nominal level)
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(7.3, 4000)
+    cover = np.mean([(lambda b: b[0] <= 7.3 <= b[1])(pinwheel_density_ci(int(c), 1.0, 1.0)) for c in counts])
+    assert cover >= 0.95
+    with pytest.raises(MapError):
+        pinwheel_density_ci(-1, 1.0, 1.0)
+
+
+def test_map_span_counts_column_spacings():
+    assert map_span(49.0, 2.0) == pytest.approx(3.5)

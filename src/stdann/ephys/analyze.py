@@ -176,6 +176,8 @@ def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:
                                   "mean_removed_map_shown": bool(bias["above_chance"])}}
     s["column_spacing_mm"], s["pinwheel_density"] = st["column_spacing_mm"], st["density"]
     s["pinwheels"] = {k: st[k] for k in ("n_pinwheels", "n_plus", "n_minus", "area_mm2", "n_plaquettes_excluded")}
+    s["pinwheel_density_ci"] = list(M.pinwheel_density_ci(st["n_pinwheels"], st["area_mm2"], st["column_spacing_mm"]))
+    s["map_span_spacings"] = M.map_span(st["area_mm2"], st["column_spacing_mm"])
     with_mean = M.pinwheel_stats(dmap.z, pixel, dmap.valid)
     zv = dmap.z[dmap.valid]
     s["map_with_mean"] = {"pinwheel_density": with_mean["density"], "n_pinwheels": with_mean["n_pinwheels"],

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from stdann.ephys.errors import EphysError
 
@@ -263,6 +263,25 @@ def pinwheel_stats(z, pixel_size_mm: float, mask=None, taper: bool = True) -> di
     return {"n_pinwheels": int(n), "n_plus": int((pw[:, 2] > 0).sum()), "n_minus": int((pw[:, 2] < 0).sum()),
             "column_spacing_mm": lam, "area_mm2": float(area), "density": float(n * lam**2 / area),
             "n_plaquettes_excluded": int((z.shape[0] - 1) * (z.shape[1] - 1) - n_ok)}
+
+
+def pinwheel_density_ci(n_pinwheels: int, area_mm2: float, spacing_mm: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) confidence interval of a pinwheel density n·Λ²/A, treating the count n as
+    Poisson and Λ, A as known: [χ²(α/2; 2n)/2, χ²(1−α/2; 2n+2)/2] · Λ²/A (lower bound 0 when
+    n = 0). It says how well the count pins the density down; Λ's own uncertainty is not in it."""
+    if n_pinwheels < 0 or area_mm2 <= 0 or spacing_mm <= 0 or not 0 < level < 1:
+        raise MapError(f"need n >= 0, area > 0, spacing > 0 and 0 < level < 1; got {n_pinwheels}, {area_mm2}, "
+                       f"{spacing_mm}, {level}")
+    a = 1.0 - level
+    lo = 0.0 if n_pinwheels == 0 else stats.chi2.ppf(a / 2, 2 * n_pinwheels) / 2
+    hi = stats.chi2.ppf(1 - a / 2, 2 * n_pinwheels + 2) / 2
+    scale = spacing_mm**2 / area_mm2
+    return float(lo * scale), float(hi * scale)
+
+
+def map_span(area_mm2: float, spacing_mm: float) -> float:
+    """How many column spacings the analysed map spans: √A / Λ (a square map of side L spans L/Λ)."""
+    return float(np.sqrt(area_mm2) / spacing_mm)
 
 
 def pinwheel_density(z, pixel_size_mm: float, mask=None, taper: bool = True) -> float:

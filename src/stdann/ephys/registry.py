@@ -62,7 +62,8 @@ _M = [
     Metric("maps.kernel_fwhm_mm", "map kernel FWHM", unit="mm"),
     Metric("column_spacing_mm", "column spacing Λ", unit="mm"),
     Metric("pinwheels.n_pinwheels", "pinwheels", kind="count"),
-    Metric("pinwheel_density", "pinwheel density", unit="per Λ²", digits=3),
+    Metric("pinwheel_density", "pinwheel density", unit="per Λ²", digits=3, ci_key="pinwheel_density_ci"),
+    Metric("map_span_spacings", "map span", unit="Λ"),
     Metric("map_with_mean.pinwheel_density", "pinwheel density, map with its mean", unit="per Λ²"),
     Metric("controls.shuffled_positions.pinwheel_density", "control: shuffled positions, density", unit="per Λ²"),
     Metric("controls.random_map_same_spectrum.pinwheel_density", "control: random map same spectrum, density",
@@ -93,7 +94,7 @@ SELECTIVITY = ("dsi_median", "di_median", "fraction_direction_selective", "fract
                "cv_direction_median", "cv_axial_median", "axial_ratio_median", "bandwidth_median")
 MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_length",
        "direction_bias.mean_direction_deg", "direction_bias.n_channels", "maps.kernel_fwhm_mm", "column_spacing_mm",
-       "pinwheels.n_pinwheels", "pinwheel_density", "map_with_mean.pinwheel_density",
+       "pinwheels.n_pinwheels", "pinwheel_density", "map_span_spacings", "map_with_mean.pinwheel_density",
        "controls.shuffled_positions.pinwheel_density", "controls.random_map_same_spectrum.pinwheel_density",
        "axial_map.pinwheel_density", "smoothness", "smoothness_detail.p_value", "smoothness_detail.mean_delta_short",
        "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
