@@ -31,8 +31,11 @@ def test_trained_vs_untrained_covers_metrics_with_a_ci():
     v = trained_vs_untrained(tr, un)
     assert v["dsi_median"]["verdict"] == "above" and "do not overlap" in v["dsi_median"]["text"]
     assert v["fraction_direction_selective"]["verdict"] == "not_distinguishable"
-    assert "pinwheel_density" not in v  # no CI in the registry: never compared
+    # the density has an exact Poisson CI in the registry; without it in the summaries, no verdict
+    assert v["pinwheel_density"]["verdict"] == "no_ci"
     assert set(v) <= {k for k, m in METRICS.items() if m.ci_key}
+    tr["pinwheel_density_ci"], un["pinwheel_density_ci"] = [2.0, 4.2], [4.5, 5.6]
+    assert trained_vs_untrained(tr, un)["pinwheel_density"]["verdict"] == "below"
 
 
 def test_map_order_from_the_permutation_p_value():
