@@ -14,7 +14,7 @@ import atexit
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -161,24 +161,51 @@ def agree(flags: Sequence[bool]) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def _host_group():
+    """A gloo group over all ranks for host-side coordination: CPU tensors and objects (whatever the
+    backend of the default group, and before any rank has chosen its GPU) and a long timeout
+    (:data:`HOST_WAIT`), so that ranks can wait for the main process's long work. Made on first use,
+    which every rank reaches at the same point (all callers below are collective)."""
+    global _host_group
+    if _host_group is None:
+        _host_group = dist.new_group(backend="gloo", timeout=HOST_WAIT)
+    return _host_group
+
+
 def broadcast_from_main(value: Any) -> Any:
     """The main process's ``value`` (any picklable object) on every rank."""
     if not is_dist():
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=_host_group())
     return box[0]
 
 
 def wait_for_main() -> None:
-    """Block every rank until all have arrived, for as long as the main process's work takes (up to
-    :data:`HOST_WAIT`, on a gloo group of its own, so that NCCL's timeout does not apply)."""
-    global _host_group
+    """Block every rank until all have arrived, for as long as the main process's work takes."""
+    if is_dist():
+        dist.barrier(group=_host_group())
+
+
+def on_main(what: str, work: Callable[[], Any]) -> Any:
+    """``work()`` on the main process only (its writes: checkpoints, logs, positions, reports), the
+    other ranks waiting for it. If it raises, every rank raises — the main process its own error,
+    the others a RuntimeError that names it — instead of the others waiting in their next
+    collective until a timeout. Returns ``work()``'s result on the main process, None elsewhere."""
     if not is_dist():
-        return
-    if _host_group is None:
-        _host_group = dist.new_group(backend="gloo", timeout=HOST_WAIT)
-    dist.barrier(group=_host_group)
+        return work()
+    result, error = None, None
+    if is_main():
+        try:
+            result = work()
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            error = e
+    failure = broadcast_from_main(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise RuntimeError(f"{what} failed on the main process (rank 0): {failure}")
+    return result
 
 
 def cleanup() -> None:

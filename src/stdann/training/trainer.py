@@ -25,7 +25,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import scipy
@@ -62,7 +62,6 @@ from stdann.training.step import (
     build_optimizer,
     build_step,
     configure_backends,
-    uses_spatial_loss,
 )
 
 # Fields that must match between a checkpoint and the config that resumes it.
@@ -282,25 +281,6 @@ class _Interval:
         self.steps, self.clips, self.since = 0, 0, now
 
 
-def _on_main(is_main: bool, what: str, work: Callable[[], None]) -> None:
-    """Run ``work`` (the main process's writes) on the main process; every rank learns whether it
-    failed (one small all-reduce) and all raise together, instead of the others waiting for it in
-    the next collective until a timeout."""
-    error: BaseException | None = None
-    if is_main:
-        try:
-            work()
-        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
-            error = e
-    diverged, failed = D.agree([isinstance(error, TrainingDiverged), error is not None])
-    if error is not None:
-        raise error
-    if diverged:
-        raise TrainingDiverged(f"{what}: the main process (rank 0) found the parameters NaN/Inf; see its output")
-    if failed:
-        raise RuntimeError(f"{what} failed on the main process (rank 0); see its output")
-
-
 def train(
     cfg: Config,
     out_dir: str | Path,
@@ -449,7 +429,7 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                     if must_snapshot:  # backbone-only snapshots for "metric vs training step" studies
                         run.save_checkpoint(f"step_{step:06d}", backbone_checkpoint(step, cfg.to_yaml(), model.backbone.state_dict()))
 
-                _on_main(is_main, f"step {step}: writing the log / checkpoint", main_writes)
+                D.on_main(f"step {step}: writing the log / checkpoint", main_writes)
                 if must_log:
                     interval.reset(time.time())
                 if must_ckpt:
@@ -459,7 +439,7 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                 status = reason
                 break
         if saved_at != step:
-            _on_main(is_main, f"step {step}: saving the last checkpoint", lambda: save_last(step))
+            D.on_main(f"step {step}: saving the last checkpoint", lambda: save_last(step))
         write_status(status, step, {"last": last_row})
     except TrainingDiverged:
         write_status("diverged", step)
