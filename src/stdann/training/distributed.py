@@ -24,7 +24,7 @@ from stdann.devices import upload
 # How long the other ranks wait for the main process's work between trainings (swap
 # pre-optimisation of positions, analyses): far longer than a collective's usual timeout.
 HOST_WAIT = datetime.timedelta(hours=24)
-_host_group: Any = None
+_HOST: Any = None  # the host group, made by _host_group()
 
 
 @dataclass
@@ -166,10 +166,10 @@ def _host_group():
     backend of the default group, and before any rank has chosen its GPU) and a long timeout
     (:data:`HOST_WAIT`), so that ranks can wait for the main process's long work. Made on first use,
     which every rank reaches at the same point (all callers below are collective)."""
-    global _host_group
-    if _host_group is None:
-        _host_group = dist.new_group(backend="gloo", timeout=HOST_WAIT)
-    return _host_group
+    global _HOST
+    if _HOST is None:
+        _HOST = dist.new_group(backend="gloo", timeout=HOST_WAIT)
+    return _HOST
 
 
 def broadcast_from_main(value: Any) -> Any:
@@ -210,7 +210,7 @@ def on_main(what: str, work: Callable[[], Any]) -> Any:
 
 def cleanup() -> None:
     """Destroy the process group (registered at exit by :func:`init_distributed`; safe to repeat)."""
-    global _host_group
-    _host_group = None
+    global _HOST
+    _HOST = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
