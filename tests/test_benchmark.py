@@ -3,13 +3,18 @@ step is the trainer's step, the CLI's JSON parses. No timed assertions (speed ta
 docs/benchmarks.md, not in unit tests)."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from stdann.config import ConfigError, load_config
+from stdann.topography import SpatialLoss
 from stdann.training import benchmark as B
+from stdann.models.r3d import block_output_shapes
+from stdann.training import step as S
+from stdann.training.trainer import step_settings, train
 
 SMOKE = ["train.deterministic=true", "train.threads=2"]
 
@@ -43,7 +48,7 @@ def test_every_phase_of_every_variant_is_timed(result):
 F32_EPS = 2.0**-23  # float32 machine epsilon: one rounding of a stored parameter moves it by at most eps/2 x |value|
 
 
-def _share_state(dst: B.BenchStep, src: B.BenchStep) -> None:
+def _share_state(dst: S.TrainStep, src: S.TrainStep) -> None:
     """Give ``dst`` exactly ``src``'s training state: weights, buffers (queue, BatchNorm statistics,
     key encoder) and the SGD momentum buffers."""
     dst.model.load_state_dict(src.model.state_dict())
@@ -85,18 +90,18 @@ def test_baseline_step_computes_the_optimised_step():
     cpu = torch.device("cpu")
     cfg = cfg_for("train.channels_last=false")
     positions, source = B.make_positions(cfg), B.make_source(cfg, cpu)
-    opt = B.BenchStep(cfg, cpu, "optimized", positions=positions, source=source)
-    base = B.BenchStep(cfg, cpu, "baseline", positions=positions, source=source)
-    cl = B.BenchStep(cfg_for("train.channels_last=true"), cpu, "optimized", positions=positions, source=source)
-    assert base.channels_last is False and opt.channels_last is False and cl.channels_last is True
+    opt = B.variant_step(cfg, cpu, "optimized", positions=positions, source=source)
+    base = B.variant_step(cfg, cpu, "baseline", positions=positions, source=source)
+    cl = B.variant_step(cfg_for("train.channels_last=true"), cpu, "optimized", positions=positions, source=source)
+    assert not base.settings.channels_last and not opt.settings.channels_last and cl.settings.channels_last
     for s in range(3):
         _share_state(base, opt)
         _share_state(cl, opt)
         q0 = [p.detach().clone() for p in opt.params]
         k0 = [p.detach().clone() for p in opt.model.encoder_k.parameters()]
-        a, b, c = opt.step(s), base.step(s), cl.step(s)
+        a, b, c = opt(s), base(s), cl(s)
 
-        assert torch.equal(a["task"], b["task"]), s
+        assert torch.equal(a.task, b.task), s
         assert torch.equal(opt.model.queue, base.model.queue) and torch.equal(opt.model.queue_ptr, base.model.queue_ptr)
         for (name, x), (_, y) in zip(opt.model.named_buffers(), base.model.named_buffers()):
             if "running" in name or "num_batches" in name:
@@ -104,10 +109,11 @@ def test_baseline_step_computes_the_optimised_step():
         hyper = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
         assert [opt.optimizer.param_groups[0][h] for h in hyper] == [base.optimizer.param_groups[0][h] for h in hyper]
 
-        blocks = [k for k in a if k.startswith("sl_") and k != "sl_total"]
-        assert blocks and set(blocks) == {k for k in b if k.startswith("sl_") and k != "sl_total"}
-        for k in blocks + ["sl_total", "loss"]:
-            assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-5), (s, k)
+        assert a.sl and set(a.sl) == set(b.sl)
+        for k in a.sl:
+            assert float(a.sl[k]) == pytest.approx(float(b.sl[k]), abs=1e-5), (s, k)
+        assert float(a.sl_total) == pytest.approx(float(b.sl_total), abs=1e-5), s
+        assert float(a.loss) == pytest.approx(float(b.loss), abs=1e-5), s
         ga, gb = [p.grad for p in opt.params], [p.grad for p in base.params]
         assert _distance(ga, gb) <= 1e-4 * _norm(ga), s
         ma = [opt.optimizer.state[p]["momentum_buffer"] for p in opt.params]
@@ -117,7 +123,7 @@ def test_baseline_step_computes_the_optimised_step():
         _assert_same_update([p.double() for p in k0], list(opt.model.encoder_k.parameters()),
                             list(base.model.encoder_k.parameters()), rel=1e-4)
 
-        assert float(c["loss"]) == pytest.approx(float(a["loss"]), rel=1e-4), s
+        assert float(c.loss) == pytest.approx(float(a.loss), rel=1e-4), s
 
 
 def test_flops_counted_like_torchvision():
@@ -136,17 +142,14 @@ def test_peak_table():
 
 
 def test_spatial_loss_loop_equals_batched():
-    from stdann.topography import SpatialLoss
-
     cfg = cfg_for("topography.neighborhoods_per_step=4")
     pos = B.make_positions(cfg)
     fn = SpatialLoss(pos, kind="rel", neighborhoods_per_step=4)
     torch.manual_seed(0)
-    from stdann.models.r3d import block_output_shapes
-
     outs = {b: torch.relu(torch.randn(6, *shape)) for b, shape in block_output_shapes(8, 4, 32).items()}
     batched = fn(outs, torch.Generator().manual_seed(5))
-    loop = B.spatial_loss_loop(fn, outs, torch.Generator().manual_seed(5))
+    nbs = fn.sample(torch.Generator().manual_seed(5), torch.device("cpu"))
+    loop = S.spatial_loss_loop(fn, outs, nbs)
     assert set(batched) == set(loop)
     for b in batched:
         assert float(loop[b]) == pytest.approx(float(batched[b]), abs=1e-5)
@@ -155,23 +158,79 @@ def test_spatial_loss_loop_equals_batched():
     torch.stack(list(fn(x, torch.Generator().manual_seed(5)).values())).sum().backward()
     g1 = {b: v.grad.clone() for b, v in x.items()}
     x = {b: v.clone().requires_grad_(True) for b, v in outs.items()}
-    torch.stack(list(B.spatial_loss_loop(fn, x, torch.Generator().manual_seed(5)).values())).sum().backward()
+    torch.stack(list(S.spatial_loss_loop(fn, x, nbs).values())).sum().backward()
     for b in x:
         torch.testing.assert_close(x[b].grad, g1[b], rtol=1e-4, atol=1e-6)
 
 
-def test_optimised_step_is_the_trainers_step(tmp_path):
-    from stdann.training.trainer import train
+def test_benchmark_times_exactly_the_trainers_step(tmp_path, monkeypatch):
+    """The trainer and the benchmark's optimised variant run one function (TrainStep.__call__) with one
+    set of settings (cuDNN, NaN check, foreach, memory format, autocast, compile); every phase the
+    benchmark times is marked by that call's own hook; and they compute the same numbers."""
+    calls = []
+    real_call = S.TrainStep.__call__
 
+    def spy(self, step, mark=None):
+        out = real_call(self, step, mark)
+        calls.append((self, step, mark))
+        return out
+
+    monkeypatch.setattr(S.TrainStep, "__call__", spy)
     cfg = cfg_for("optim.max_steps=2", "train.log_every=1", "train.ckpt_every=2")
     train(cfg, tmp_path / "run", progress=False)
+    trainer_calls = list(calls)
+    calls.clear()
+    r = B.bench_train(cfg, "cpu", steps=2, warmup=0, baseline=False, ablation=False)
+
+    assert [c[1] for c in trainer_calls] == [0, 1] and [c[1] for c in calls] == [0, 1]
+    trainer_step, bench_step = trainer_calls[0][0], calls[0][0]
+    assert type(trainer_step) is type(bench_step) is S.TrainStep
+    assert trainer_step.settings == bench_step.settings == step_settings(cfg, torch.device("cpu"))
+    assert r["variants"]["optimized"]["settings"] == dataclasses.asdict(trainer_step.settings)
+    assert trainer_step.optimizer.defaults == bench_step.optimizer.defaults
+    assert trainer_step.schedule == bench_step.schedule and trainer_step.blocks == bench_step.blocks
+    assert all(c[2] is None for c in trainer_calls)  # the trainer pays for no timing
+    for _, _, marks in calls:  # the benchmark's time points are all set by the step itself
+        assert set(marks.points) == {"start", *B._POINTS}
     with open(tmp_path / "run" / "logs" / "train.csv") as f:
         rows = list(csv.DictReader(f))
-    step = B.BenchStep(cfg, torch.device("cpu"), "optimized")
-    for s in range(2):
-        out = step.step(s)
-        assert float(out["loss"]) == pytest.approx(float(rows[s]["loss"]), abs=1e-5)
-        assert float(out["sl_total"]) == pytest.approx(float(rows[s]["sl_total"]), abs=1e-5)
+    for logged, timed in zip(rows, r["variants"]["optimized"]["losses"]):
+        assert timed == pytest.approx(float(logged["loss"]), abs=1e-5)
+
+
+class _NanSource:
+    """Clip pairs that are all NaN (a diverged pipeline)."""
+
+    def __init__(self, cfg):
+        self.batch_size, self.cfg = cfg.optim.batch_size, cfg
+
+    def batch(self, step):
+        shape = (self.batch_size, 3, self.cfg.data.frames, self.cfg.data.size, self.cfg.data.size)
+        return torch.full(shape, float("nan")), torch.full(shape, float("nan"))
+
+
+def test_json_of_a_non_finite_loss_is_written_with_null(monkeypatch, capsys):
+    from stdann.cli.main import main
+
+    selected = []
+    monkeypatch.setattr(B, "make_source", lambda cfg, device: _NanSource(cfg))
+    monkeypatch.setattr(B, "select_device", lambda dev: selected.append(dev) or dev)
+    rc = main(["bench", "train", "--preset", "smoke", "--steps", "1", "--warmup", "0", "--device", "cpu",
+               "--no-baseline", "--json", "--set", "topography.alpha=0", "--set", "train.threads=2"])
+    assert rc == 0
+    v = json.loads(capsys.readouterr().out)["variants"]["optimized"]
+    assert v["losses"] == [None] and v["finite"] is False
+    assert selected == [torch.device("cpu")]  # the benchmark makes its device the current one
+
+
+def test_select_makes_cuda_n_the_current_device(monkeypatch):
+    from stdann import devices
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(d))
+    assert devices.select(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert devices.select(torch.device("cpu")) == torch.device("cpu")
+    assert chosen == [torch.device("cuda", 1)]
 
 
 def test_ema_loop_equals_fused():
@@ -185,7 +244,7 @@ def test_ema_loop_equals_fused():
     b = MoCo(width=4, dim=8, hidden_dim=8, queue_size=16)
     b.load_state_dict(a.state_dict())
     a.momentum_update()
-    B._ema_loop(b)
+    S.ema_loop(b)
     for pa, pb in zip(a.encoder_k.parameters(), b.encoder_k.parameters()):
         torch.testing.assert_close(pa, pb)
 

@@ -23,10 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="time the training step (optimised vs plain baseline, phase breakdown, spatial-loss share)",
         description=(
-            "Times the trainer's step (channels_last_3d, bf16 autocast where enabled, foreach SGD on CUDA, "
-            "fused EMA, batched spatial loss; torch.compile with --set train.compile=true) phase by phase, a "
-            "plain baseline step (fp32, eager, contiguous, non-foreach SGD, EMA and spatial loss as Python "
-            "loops) and the optimised step with alpha=0, on the same network, MoCo, batch and data. Reports "
+            "Times the trainer's own step function with the trainer's settings (channels_last_3d, bf16 autocast "
+            "where enabled, cuDNN autotuning and foreach SGD on CUDA, fused EMA, spatial-loss units kept inside "
+            "the forward pass; torch.compile with --set train.compile=true) phase by phase, the same step with "
+            "plain settings (fp32, eager, contiguous, non-foreach SGD, EMA and spatial loss as Python loops) and "
+            "the trainer's step with alpha=0, on the same network, MoCo, batch and data. Reports "
             "clips/s (clips = both views), medians over the timed steps (warm-up excluded), peak memory, "
             "model FLOPs and, on a GPU, the fraction of its bf16 peak."
         ),
@@ -44,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-ablation", action="store_true", help="skip the alpha=0 step (spatial loss's whole cost)")
     t.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak in TFLOP/s (overrides the "
                    "built-in table: H100 SXM 989.4, H100 PCIe 756.5, H100 NVL 835.5, H200 989.4, A100 312)")
-    t.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark=True for "
-                   "every variant (the trainer leaves it off); CUDA only")
     t.add_argument("--json", action="store_true", help="print one JSON object (no table, no progress lines)")
     add_config_args(t)
     t.set_defaults(func=run_train)
@@ -92,8 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra.append(f"optim.batch_size={args.batch_size}")
     cfg = _cfg(args, extra)
     r = bench_train(cfg, args.device, steps=args.steps, warmup=args.warmup, baseline=not args.no_baseline,
-                    ablation=not args.no_ablation, peak_tflops=args.peak_tflops, progress=_progress(args),
-                    cudnn_benchmark=args.cudnn_benchmark)
+                    ablation=not args.no_ablation, peak_tflops=args.peak_tflops, progress=_progress(args))
     r["preset"] = args.preset
     print(json.dumps(r, allow_nan=False) if args.json else format_train(r))
     return 0

@@ -7,6 +7,7 @@ in-silico electrophysiology of the trained network *and* its untrained control �
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from stdann.ephys.registry import HEADLINE, format_value, format_with_ci, get
 from stdann.orchestration.analysis import analyze_run
 from stdann.reports.html import write_report
 from stdann.runs.folder import FIGURES, METRICS, REPORT, TABLES, RunFolder
+from stdann.training import distributed as D
 from stdann.training.recipe import topographic_recipe
+from stdann.training.trainer import resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,20 +47,35 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out or f"runs/{args.preset or 'custom'}")
     run_folder = RunFolder(out)
-    with run_folder.hold():  # one demo per folder; the recipe's training stages take the same lock
-        if args.overwrite:
-            run_folder.discard()
-        run_folder.ensure_run().check_writable([METRICS, REPORT])
+    # Under torchrun every rank trains (DDP); the main process alone locks, writes and analyses.
+    D.init_distributed(resolve_device(cfg.train.device).type)
+    with run_folder.hold() if D.is_main() else contextlib.nullcontext():  # the recipe's stages take the same lock
+        D.on_main(f"preparing {out}", lambda: _prepare(run_folder, args.overwrite))
         return _demo(args, cfg, run_folder)
+
+
+def _prepare(run_folder: RunFolder, overwrite: bool) -> None:
+    if overwrite:
+        run_folder.discard()
+    run_folder.ensure_run().check_writable([METRICS, REPORT])
 
 
 def _demo(args: argparse.Namespace, cfg, run_folder: RunFolder) -> int:
     out = run_folder.root
     progress = not args.no_progress
     t0 = time.time()
-    print(f"[stdann demo] {args.preset} preset → {out} (width {cfg.model.width}, clips {cfg.data.frames}x{cfg.data.size}², "
-          f"{cfg.optim.total_steps()} steps of {cfg.optim.batch_size} clip pairs, α = {cfg.topography.alpha})")
+    if D.is_main():
+        print(f"[stdann demo] {args.preset} preset → {out} (width {cfg.model.width}, clips {cfg.data.frames}x{cfg.data.size}², "
+              f"{cfg.optim.total_steps()} steps of {cfg.optim.batch_size} clip pairs, α = {cfg.topography.alpha})")
     result = topographic_recipe(cfg, out, progress=progress)
+    D.on_main(f"analysing {out}", lambda: _analyse(args, cfg, run_folder, result, t0))
+    return 0
+
+
+def _analyse(args: argparse.Namespace, cfg, run_folder: RunFolder, result, t0: float) -> None:
+    """(main process) Electrophysiology of the trained network and its control, metrics, report."""
+    out = run_folder.root
+    progress = not args.no_progress
     t_train = time.time() - t0
     stimuli = args.stimuli or (["gratings"] if args.preset == "smoke" else ["gratings", "rdk", "plaids"])
     before = {d: run_folder.files_in(d) for d in (TABLES, FIGURES)}
@@ -71,7 +89,6 @@ def _demo(args: argparse.Namespace, cfg, run_folder: RunFolder) -> int:
     print_summary(metrics)
     print(f"[stdann demo] done in {time.time() - t0:.0f} s (training recipe {t_train:.0f} s). "
           f"Metrics: {out / METRICS}; report: {report}")
-    return 0
 
 
 def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = None) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 from stdann.cli.common import add_config_args, config_from_args
 from stdann.reports.figures.study import study_figures
 from stdann.reports.html import write_report
+from stdann.training import distributed as D
 
 
 def _floats(text: str) -> list[float]:
@@ -71,6 +72,8 @@ def _base(args):
 
 
 def _finish(study: dict, out: Path) -> None:
+    if not D.is_main():  # under torchrun the main process writes the report
+        return
     path = write_report(out)
     print(f"[stdann] study written: {out / 'study.json'}; report: {path}")
 
@@ -82,7 +85,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout)
-    if args.untrained:
+    if args.untrained and D.is_main():
         study["conditions"] = [c for c in study["conditions"] if c["name"] != "untrained"] + untrained_row(study)
         study["figures"] = study_figures(study, out / "figures")
         _write_json(out / "study.json", study)

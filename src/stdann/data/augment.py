@@ -1,7 +1,8 @@
 """Clip augmentations, constant across the frames of a clip and vectorised over the batch.
 
 Random parameters are drawn on the CPU from a ``torch.Generator`` (so batches are identical on
-every device) and applied on the clips' device:
+every device) and applied on the clips' device (copied there without blocking the host,
+:func:`stdann.devices.upload`):
 - random resized crop (area fraction ``crop_scale_min``–``crop_scale_max``, log-uniform aspect
   ratio) + horizontal flip, as one ``grid_sample`` over all frames;
 - colour jitter (brightness, contrast, saturation, hue) and grayscale folded into one 3×3 matrix
@@ -14,6 +15,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from stdann.devices import upload
 
 GRAY = (0.299, 0.587, 0.114)
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
@@ -108,7 +111,7 @@ def pixel_grid(h: int, w: int, device) -> torch.Tensor:
 def crop_resize(clips: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     """Crop + resize + flip float clips (n, 3, T, H, W) → (n, 3, T, out_h, out_w), one grid_sample."""
     n, c, t, h, w = clips.shape
-    A = crop_affine(boxes, flips, out_h, out_w).to(clips.device, torch.float32)
+    A = upload(crop_affine(boxes, flips, out_h, out_w), clips.device, torch.float32)
     # antialias crudely when shrinking a lot: pre-blur is skipped, bilinear is what the paper's pipelines use
     uv = torch.einsum("nij,pj->npi", A, pixel_grid(out_h, out_w, clips.device))  # (n, P, 2) source px
     g = torch.empty_like(uv)
@@ -151,10 +154,10 @@ def apply_color(x: torch.Tensor, M: torch.Tensor, offset_w: torch.Tensor, gain: 
     """x (n, 3, T, H, W) → clip(M·x + offset_w · mean_gray(x)); ``gain`` (n, T) multiplies first."""
     n = x.shape[0]
     dev = x.device
-    w = torch.tensor(GRAY, device=dev, dtype=x.dtype)
     if gain is not None:
-        x = x * gain.to(dev, x.dtype)[:, None, :, None, None]
-    m = torch.einsum("c,nc->n", w, x.mean(dim=(2, 3, 4)))
-    y = torch.bmm(M.to(dev, x.dtype), x.reshape(n, 3, -1)).view_as(x)
-    y += (offset_w.to(dev, x.dtype) * m)[:, None, None, None, None]
+        x = x * upload(gain, dev, x.dtype)[:, None, :, None, None]
+    means = x.mean(dim=(2, 3, 4))  # (n, 3)
+    m = means[:, 0] * GRAY[0] + means[:, 1] * GRAY[1] + means[:, 2] * GRAY[2]  # mean gray level
+    y = torch.bmm(upload(M, dev, x.dtype), x.reshape(n, 3, -1)).view_as(x)
+    y += (upload(offset_w, dev, x.dtype) * m)[:, None, None, None, None]
     return y

@@ -12,8 +12,10 @@ noise, see :mod:`stdann.data.textures`) seen by a moving camera, plus foreground
 - a brightness drift over time and additive sensor noise.
 
 All frames of a batch are rendered by one ``grid_sample`` (frames and views stacked along the
-output height), the objects by one more. Random parameters come from a CPU ``torch.Generator``,
-so the result depends only on the seed (not on the device, up to float rounding).
+output height), the objects by one more per object slot. Random parameters come from a CPU
+``torch.Generator``, so the result depends only on the seed (not on the device, up to float
+rounding); they reach the GPU by non-blocking copies from pinned memory
+(:func:`stdann.devices.upload`), so drawing the next batch never waits for the GPU.
 
 Ground truth: ``motion`` dictionaries give the global (camera) translation of each clip as seen in
 the output clip: ``direction`` in degrees (0° = rightward, 90° = upward on the screen,
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from stdann.data import augment as aug
 from stdann.data.config import DataConfig
 from stdann.data.textures import build_bank
+from stdann.devices import upload
 
 
 def make_generator(*keys: int) -> torch.Generator:
@@ -158,7 +161,7 @@ class VideoGenerator:
         """Sample textures ``scenes`` (R,) with affines A (R, V·T, 2, 3) → (R, 3, V·T·oh, ow)."""
         R, VT = A.shape[:2]
         pix = aug.pixel_grid(oh, ow, self.device)  # (P, 3)
-        A = A.to(self.device, torch.float32)
+        A = upload(A, self.device, torch.float32)
         uv = torch.einsum("rfij,pj->rfpi", A, pix)  # (R, VT, P, 2)
         g = self._reflect_norm(uv).reshape(R, VT * oh, ow, 2)
         # a stack of views (plain copies): index_select on a large tensor scales badly with threads
@@ -208,19 +211,21 @@ class VideoGenerator:
                 off_t = kk[..., 0] * (Cs[:, None, :, 2] - ctr) + objs["u0"][r, j][:, None, :]
                 At = torch.cat([Lt, off_t[..., None]], -1)  # (M,T,2,3)
                 tex = self._sample(objs["scene"][r, j], At, oh, ow, sel.numel()).view(-1, 3, T, oh, ow)
-                tex = tex * objs["tint"][r, j].to(self.device, torch.float32)[:, :, None, None, None]
+                tex = tex * upload(objs["tint"][r, j], self.device, torch.float32)[:, :, None, None, None]
                 # mask: q = diag(1/a, 1/b) R(ψ)ᵀ (v - o(t)); soft edge on 1 − |q|²
                 ps = objs["psi"][r, j]
                 c, s = torch.cos(ps), torch.sin(ps)
                 Q = torch.stack([torch.stack([c / objs["a"][r, j], s / objs["a"][r, j]], -1), torch.stack([-s / objs["b"][r, j], c / objs["b"][r, j]], -1)], -2)  # (M,2,2)
                 Lq = (Q @ Cs[:, :, :2])[:, None].expand(-1, T, -1, -1)
                 off_q = (Q[:, None] @ (Cs[:, None, :, 2:] - ctr[..., None]))[..., 0]
-                Aq = torch.cat([Lq, off_q[..., None]], -1).to(self.device, torch.float32)
+                Aq = upload(torch.cat([Lq, off_q[..., None]], -1), self.device, torch.float32)
                 q = torch.einsum("mtij,pj->mtpi", Aq, aug.pixel_grid(oh, ow, self.device))
                 r2 = (q * q).sum(-1)
                 mask = ((1.0 - r2) / (2 * self.cfg.object_edge)).clamp_(0, 1).view(-1, 1, T, oh, ow)
-                for k, i in enumerate(sel.tolist()):
-                    out[i] = torch.lerp(out[i], tex[k], mask[k])
+                # every clip holding object j at once (``sel`` has no repeats); the slots stay in
+                # order, so a later object still occludes an earlier one
+                idx = upload(sel, self.device)
+                out.index_copy_(0, idx, torch.lerp(out.index_select(0, idx), tex, mask))
         return out, n_obj
 
     def _finish(self, gen, x: torch.Tensor, T: int, color: bool, rows_time0: torch.Tensor | None = None):
@@ -237,7 +242,7 @@ class VideoGenerator:
             M, ow_ = torch.eye(3).repeat(N, 1, 1), torch.zeros(N)
         x = aug.apply_color(x, M, ow_, gain)
         if cfg.sensor_noise > 0:
-            sig = (torch.rand(N, generator=gen) * cfg.sensor_noise).to(self.device)
+            sig = upload(torch.rand(N, generator=gen) * cfg.sensor_noise, self.device)
             x = x.add_(self._noise(x.numel(), gen).view_as(x) * sig[:, None, None, None, None])
         return x.clamp_(0.0, 1.0)
 

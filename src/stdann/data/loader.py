@@ -27,6 +27,7 @@ from stdann.data.cache import CacheStore
 from stdann.data.config import DataConfig
 from stdann.data.folder import DataError, clip_span, decode_frames, index_folder
 from stdann.data.generator import VideoGenerator, make_generator
+from stdann.devices import upload
 
 _SOURCES = ("generated", "folder", "cache")
 
@@ -158,7 +159,7 @@ class VideoPairSource:
         cfg = self.cfg
         raw = torch.from_numpy(self._get_cpu(int(step)))  # (B, 2, T, H, W, 3)
         B, _, T, H, W, _ = raw.shape
-        x = raw.to(self.device, non_blocking=True).permute(0, 1, 5, 2, 3, 4).reshape(2 * B, 3, T, H, W).float().div_(255.0)
+        x = upload(raw, self.device).permute(0, 1, 5, 2, 3, 4).reshape(2 * B, 3, T, H, W).float().div_(255.0)
         g = make_generator(cfg.seed, self.seed, int(step), self.rank, 0xA06)
         b1, b2 = aug.sample_pair_crops(g, B, H, W, cfg)
         boxes = torch.stack([b1, b2], 1).view(2 * B, 4)

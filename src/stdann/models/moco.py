@@ -23,15 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stdann.devices import upload
 from stdann.models.r3d import VideoResNet, r3d_18
 from stdann.training import distributed as D
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a small CPU tensor to ``device`` without blocking the host on CUDA."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
 
 
 class Encoder(nn.Module):
@@ -48,11 +42,10 @@ class Encoder(nn.Module):
         else:  # MoCo v2
             self.head = nn.Sequential(nn.Linear(feat, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim))
 
-    def forward(self, x: torch.Tensor, blocks: tuple[str, ...] = ()):
-        if blocks:
-            pooled, outs = self.backbone.forward_blocks(x, blocks)
-        else:
-            pooled, outs = self.backbone(x), {}
+    def forward(self, x: torch.Tensor, blocks: tuple[str, ...] = (), tap=None):
+        """(embedding before normalisation, {block: output}); one code path with or without blocks,
+        so that one compiled graph covers contrastive-only and topographic training alike."""
+        pooled, outs = self.backbone.forward_blocks(x, blocks, tap=tap)
         return self.head(pooled), outs
 
 
@@ -116,7 +109,7 @@ class MoCo(nn.Module):
         if D.is_dist():
             xs, perm = D.shuffle_across_ranks(x, generator)
             return F.normalize(D.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
-        perm = _to_device(torch.randperm(x.shape[0], generator=generator), x.device)
+        perm = upload(torch.randperm(x.shape[0], generator=generator), x.device)
         groups = torch.chunk(x[perm], min(self.bn_groups, x.shape[0]), dim=0)
         k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()
         return F.normalize(k[torch.argsort(perm)], dim=1)
@@ -125,28 +118,40 @@ class MoCo(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, hard_neg: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """InfoNCE of queries ``q`` against their positives ``k`` and the queue (plus one extra
-        negative per query, ``hard_neg``, when given); also the top-1 accuracy."""
-        q = F.normalize(q.float(), dim=1)
-        pos = (q * k).sum(dim=1, keepdim=True)
-        neg = q @ self.queue.clone().detach().float()
-        parts = [pos, neg] if hard_neg is None else [pos, (q * hard_neg).sum(dim=1, keepdim=True), neg]
-        logits = torch.cat(parts, dim=1) / self.temperature
-        labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.argmax(dim=1) == 0).float().mean()
+        negative per query, ``hard_neg``, when given); also the top-1 accuracy.
+
+        Always float32, autocast off: under bf16 autocast ``q @ queue`` would round the similarities
+        of all K negatives to bf16 (about 0.01 in a logit after dividing by τ = 0.2)."""
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q = F.normalize(q.float(), dim=1)
+            k = k.float()
+            pos = (q * k).sum(dim=1, keepdim=True)
+            neg = q @ self.queue.clone().detach().float()
+            parts = [pos, neg] if hard_neg is None else [pos, (q * hard_neg.float()).sum(dim=1, keepdim=True), neg]
+            logits = torch.cat(parts, dim=1) / self.temperature
+            labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+            loss = F.cross_entropy(logits, labels)
+            acc = (logits.argmax(dim=1) == 0).float().mean()
         return loss, acc
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None):
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None,
+                tap=None, task_grad: bool = True):
         """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (out_view1, out_view2)}, "keys": (2B, dim)}``;
         each block output is (B, C, T, H, W).
 
+        ``tap`` is passed to :meth:`VideoResNet.forward_blocks` for both views (view 1 first).
+        ``task_grad=False`` (the spatial-loss-only control) computes the InfoNCE loss for the log
+        only: it is detached from the network, so that backward never expects gradients for the
+        projection head (under DDP those parameters are then simply unused).
         The queue is not updated here; call :meth:`enqueue` with ``out["keys"]`` after the
         optimiser step (and :meth:`momentum_update` before the next forward).
         """
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        q1, b1 = self.encoder_q(x1, blocks)
-        q2, b2 = self.encoder_q(x2, blocks)
+        q1, b1 = self.encoder_q(x1, blocks, tap)
+        q2, b2 = self.encoder_q(x2, blocks, tap)
+        if not task_grad:
+            q1, q2 = q1.detach(), q2.detach()
         with torch.no_grad():
             k1 = self._keys(x1, generator)
             k2 = self._keys(x2, generator)

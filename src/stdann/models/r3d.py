@@ -17,6 +17,7 @@ forward pass can return all of them (:meth:`VideoResNet.forward_blocks`).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 from torch import nn
@@ -106,13 +107,17 @@ class VideoResNet(nn.Module):
                 yield f"layer{s}.{b}", block
 
     def forward_blocks(
-        self, x: torch.Tensor, blocks: tuple[str, ...] | list[str] | None = None, stop_early: bool = False
+        self, x: torch.Tensor, blocks: tuple[str, ...] | list[str] | None = None, stop_early: bool = False,
+        tap: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor | None, "OrderedDict[str, torch.Tensor]"]:
         """One forward pass returning ``(head_output, {block name: block output})``.
 
         ``blocks`` selects which block outputs to keep (default: all eight). With
         ``stop_early=True`` the pass ends after the last requested block and the head output is
-        ``None`` (cheap recording for electrophysiology).
+        ``None`` (cheap recording for electrophysiology). ``tap(name, output)``, when given, is
+        called on each kept block output *inside* the pass and returns the tensor that the pass
+        continues with (e.g. :class:`stdann.topography.spatial_loss.UnitTap`, which keeps a few
+        units and returns the output unchanged).
         """
         wanted = BLOCK_NAMES if blocks is None else tuple(blocks)
         unknown = [b for b in wanted if b not in BLOCK_NAMES]
@@ -124,6 +129,8 @@ class VideoResNet(nn.Module):
         for i, (name, block) in enumerate(self.blocks()):
             h = block(h)
             if name in wanted:
+                if tap is not None:
+                    h = tap(name, h)
                 out[name] = h
             if stop_early and i >= last:
                 return None, out

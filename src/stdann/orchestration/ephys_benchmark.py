@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from stdann.config import ConfigError
+from stdann.devices import select as select_device
 from stdann.ephys.analyze import analyze_block
 from stdann.ephys.recording import record_set
 from stdann.ephys.stimuli import STIMULUS_SETS
@@ -42,7 +43,7 @@ def _sync(device: torch.device) -> None:
 def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=DEFAULT_STIMULI,
                 progress=None) -> dict[str, Any]:
     """Record + analyse ``blocks`` (default all eight) on ``stimuli``; returns one JSON-able dict."""
-    dev = device if isinstance(device, torch.device) else resolve_bench_device(str(device))
+    dev = select_device(device if isinstance(device, torch.device) else resolve_bench_device(str(device)))
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     stimuli = tuple(stimuli)

@@ -20,7 +20,7 @@ autocast region.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -157,6 +157,66 @@ def block_responses(output: torch.Tensor) -> torch.Tensor:
     return output.mean(dim=2).flatten(1)
 
 
+class _KeepUnits(torch.autograd.Function):
+    """A block output passes through unchanged, and a few of its units are kept, averaged over time.
+
+    ``forward(y (B, C, T, H, W), c, h, w (U,))`` → ``(y, samples (B, U) float32)``.
+
+    Backward adds the kept units' gradient into the gradient that reaches ``y`` from the rest of
+    the network, when that gradient is complete (out of place, one block at a time). A plain
+    advanced-index gather would instead give autograd a dense, zero-filled gradient the size of
+    the whole block output as soon as the spatial loss's backward runs, i.e. at the very start of
+    backward, for every block and view at once (≈ 8.7 GB in bf16 at paper scale).
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, c: torch.Tensor, h: torch.Tensor, w: torch.Tensor):
+        ctx.save_for_backward(c, h, w)
+        ctx.meta = (y.shape, y.dtype, y.device)
+        ctx.set_materialize_grads(False)
+        samples = y[:, c, :, h, w].float().mean(-1).T  # (U, B, T) -> (B, U), in any memory format
+        return y.view_as(y), samples
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor | None, grad_samples: torch.Tensor | None):
+        if grad_samples is None:
+            return grad_y, None, None, None
+        c, h, w = ctx.saved_tensors
+        shape, dtype, device = ctx.meta
+        if grad_y is None:  # the output was used by the spatial loss alone
+            grad_y = torch.zeros(shape, dtype=dtype, device=device)
+        t = shape[2]
+        vals = (grad_samples.T / t).unsqueeze(-1).expand(-1, -1, t).to(grad_y.dtype)  # (U, B, T)
+        return torch.ops.aten.index_put(grad_y, [None, c, None, h, w], vals, True), None, None, None
+
+
+class UnitTap:
+    """Keeps the sampled units of block outputs inside the forward pass (``tap`` of
+    :meth:`stdann.models.r3d.VideoResNet.forward_blocks`): :meth:`arm` with the units of a step,
+    run the forward pass(es), then :meth:`take` the samples (see :class:`_KeepUnits`)."""
+
+    def __init__(self) -> None:
+        self.units: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.samples: dict[str, list[torch.Tensor]] = {}
+
+    def arm(self, units: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        self.units = dict(units)
+        self.samples = {b: [] for b in self.units}
+
+    def __call__(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        if name not in self.units:
+            return y
+        y, kept = _KeepUnits.apply(y, *self.units[name])
+        self.samples[name].append(kept)
+        return y
+
+    def take(self) -> dict[str, torch.Tensor]:
+        """{block: (samples of every pass so far, concatenated in order, U)}; disarms the tap."""
+        out = {b: torch.cat(v, dim=0) for b, v in self.samples.items() if v}
+        self.units, self.samples = {}, {}
+        return out
+
+
 class SpatialLoss(nn.Module):
     """Spatial loss of several blocks, a few sampled neighborhoods per block per step.
 
@@ -170,6 +230,13 @@ class SpatialLoss(nn.Module):
     batched operation. The total loss is ``α · Σ_blocks`` of the returned values (the trainer's
     job). With ``check_finite`` a non-finite loss raises PositionsError naming the block
     (one device synchronisation per call).
+
+    The training step takes the units inside the forward pass instead (no dense gradient of a
+    whole block output): ``nb = loss_fn.sample(generator, device)``, ``tap.arm(loss_fn.units(nb))``,
+    the forward pass with ``tap``, then ``loss_fn.from_samples(tap.take(), nb)``.
+    ``gather`` (e.g. :func:`stdann.training.distributed.gather_samples`) is applied to the sampled
+    responses (samples along dim 0) before the correlations: with it, every rank computes the
+    loss over the global batch.
     """
 
     def __init__(
@@ -178,6 +245,7 @@ class SpatialLoss(nn.Module):
         kind: str = "rel",
         neighborhoods_per_step: int = 4,
         check_finite: bool = True,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         _check_kind(kind)
@@ -192,6 +260,7 @@ class SpatialLoss(nn.Module):
         self.kind = kind
         self.neighborhoods_per_step = int(neighborhoods_per_step)
         self.check_finite = check_finite
+        self.gather = gather
         self._cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -216,53 +285,86 @@ class SpatialLoss(nn.Module):
             rows = rows.pin_memory().to(device, non_blocking=True)
         return nbhd[rows.to(device)]
 
-    def forward(
-        self, block_outputs: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]:
+    def sample(self, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
+        """The neighborhoods of one step: {block: (K, M) unit indices}, drawn block by block."""
+        return {b: self.sample_neighborhoods(b, device, generator) for b in self.positions}
+
+    def units(self, neighborhoods: Mapping[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """{block: (channel, row, column) indices of the sampled units, flattened (K·M,)} — what
+        :meth:`UnitTap.arm` takes."""
+        out = {}
+        for b, nb in neighborhoods.items():
+            _, h, w = self.positions[b].dims
+            flat = nb.reshape(-1)
+            rem = flat % (h * w)
+            out[b] = (flat // (h * w), rem // w, rem % w)
+        return out
+
+    def _check_outputs(self, block_outputs: Mapping[str, torch.Tensor]) -> None:
         missing = [b for b in self.positions if b not in block_outputs]
         if missing:
             raise KeyError(
                 f"SpatialLoss: no output for block(s) {missing}; request them in model.forward_blocks(x, blocks)"
             )
-        out: dict[str, torch.Tensor] = {}
-        for block, pos in self.positions.items():  # loop over ≤ 8 blocks, not over units
+        for block, pos in self.positions.items():
             y = block_outputs[block]
-            parts = tuple(y) if isinstance(y, (tuple, list)) else (y,)  # per-view outputs, gathered separately
-            y = parts[0]
+            parts = tuple(y) if isinstance(y, (tuple, list)) else (y,)
             if any(p_.ndim != 5 for p_ in parts):
-                raise PositionsError(f"{block}: block output must be (B, C, T, H, W), got {tuple(y.shape)}")
-            c, h, w = y.shape[1], y.shape[3], y.shape[4]
+                raise PositionsError(f"{block}: block output must be (B, C, T, H, W), got {tuple(parts[0].shape)}")
+            c, h, w = parts[0].shape[1], parts[0].shape[3], parts[0].shape[4]
             if (c, h, w) != tuple(pos.dims):
                 raise PositionsError(
                     f"{block}: block output has (C, H, W) = {(c, h, w)} = {c * h * w} units but its positions "
                     f"were made for {tuple(pos.dims)} = {pos.num_units} units; positions belong to another "
                     "width or clip size — re-create them (`stdann positions init`)"
                 )
-            if sum(p_.shape[0] for p_ in parts) < 2:
-                raise ValueError(f"{block}: the spatial loss needs at least 2 samples per batch, got {sum(p_.shape[0] for p_ in parts)}")
-            coords, _ = self._tensors(block, y.device)
-            nb = self.sample_neighborhoods(block, y.device, generator)  # (K, M)
-            k, m = nb.shape
-            flat = nb.reshape(-1)
-            ci, rem = flat // (h * w), flat % (h * w)
-            with torch.autocast(device_type=y.device.type, enabled=False):
+
+    def forward(
+        self, block_outputs: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        self._check_outputs(block_outputs)
+        device = next(iter(block_outputs[b] if torch.is_tensor(block_outputs[b]) else block_outputs[b][0]
+                           for b in self.positions)).device
+        nbs = self.sample(generator, device)
+        samples = {}
+        for block, (c, h, w) in self.units(nbs).items():  # loop over ≤ 8 blocks, not over units
+            y = block_outputs[block]
+            parts = tuple(y) if isinstance(y, (tuple, list)) else (y,)  # per-view outputs, gathered separately
+            with torch.autocast(device_type=device.type, enabled=False):
                 # gather only the sampled units (any memory format, no copy of the whole block),
-                # then average over time: (K·M, B, T) -> (K, B, M)
-                # advanced indices around a slice put the unit axis first: (K·M, B_view, T) per view
-                g = torch.cat([p_[:, ci, :, rem // w, rem % w] for p_ in parts], dim=1)  # (K·M, ΣB, T)
-                x = g.float().mean(-1).reshape(k, m, -1).transpose(1, 2)  # (K, ΣB, M)
-                out[block] = neighborhood_losses(x, coords[nb], self.kind).mean()
+                # then average over time: (K·M, B, T) -> (B, K·M) per view
+                samples[block] = torch.cat([p_[:, c, :, h, w].float().mean(-1).T for p_ in parts], dim=0)
+        return self.from_samples(samples, nbs)
+
+    def from_samples(self, samples: Mapping[str, torch.Tensor], neighborhoods: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{block: mean loss of its K neighborhoods} from the sampled responses {block: (S, K·M)}
+        (row = a clip, column = a unit of the flattened neighborhoods)."""
+        blocks = list(self.positions)
+        for b in blocks:
+            if b not in samples:
+                raise KeyError(f"SpatialLoss: no samples for block {b}; arm the tap with every block's units")
+        if any(samples[b].shape[0] < 2 for b in blocks) and self.gather is None:
+            raise ValueError(f"the spatial loss needs at least 2 samples per batch, got {samples[blocks[0]].shape[0]}")
+        if self.gather is not None:  # one collective for all blocks: (S_local, ΣU) -> (S_global, ΣU)
+            widths = [samples[b].shape[1] for b in blocks]
+            joint = self.gather(torch.cat([samples[b] for b in blocks], dim=1))
+            samples = dict(zip(blocks, torch.split(joint, widths, dim=1)))
+        out: dict[str, torch.Tensor] = {}
+        for b in blocks:
+            nb = neighborhoods[b]
+            k, m = nb.shape
+            coords, _ = self._tensors(b, nb.device)
+            x = samples[b].reshape(-1, k, m).transpose(0, 1)  # (K, S, M)
+            out[b] = neighborhood_losses(x, coords[nb], self.kind).mean()
         if self.check_finite and out:
             vals = torch.stack([v.detach() for v in out.values()])
             if not bool(torch.isfinite(vals).all()):
-                for block, v in out.items():
+                for b, v in out.items():
                     if not torch.isfinite(v):
-                        outs_b = block_outputs[block]
-                        outs_b = tuple(outs_b) if isinstance(outs_b, (tuple, list)) else (outs_b,)
-                        bad = not all(bool(torch.isfinite(o).all()) for o in outs_b)
+                        bad = not bool(torch.isfinite(samples[b]).all())
                         why = "its block output contains NaN/Inf" if bad else "the loss itself is not finite"
                         raise PositionsError(
-                            f"{block}: spatial loss is {v.item()} — {why}; lower the learning rate, check the "
+                            f"{b}: spatial loss is {v.item()} — {why}; lower the learning rate, check the "
                             "inputs, or turn off AMP (train.amp=off)"
                         )
         return out

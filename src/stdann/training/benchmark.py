@@ -1,32 +1,33 @@
 """``stdann bench train``: the training step, timed phase by phase, beside a plain baseline step.
 
-Three variants run in one process on the same network, MoCo, batch and data (the same data
-source, the same step indices, so the same clips):
+The benchmark is a timing wrapper around the one training step (:mod:`stdann.training.step`);
+it has no step of its own. Three variants run in one process on the same network, MoCo, batch and
+data (the same data source, the same step indices, so the same clips):
 
-* ``optimized`` — the trainer's own step (:func:`stdann.training.trainer.train`), statement for
-  statement: channels_last_3d when ``train.channels_last``, bf16 autocast when
-  :func:`~stdann.training.trainer.amp_enabled` (CUDA by default; CPU stays fp32 unless
-  ``train.amp=bf16``), ``torch.compile`` of the query backbone when ``train.compile`` on CUDA,
-  foreach SGD on CUDA (the trainer's choice; the CPU optimiser is PyTorch's default),
-  :meth:`MoCo.momentum_update` (one fused ``_foreach`` EMA), the batched
-  :class:`~stdann.topography.SpatialLoss` (all sampled neighborhoods of a block in one call);
-* ``baseline`` — what a plain implementation does: fp32, eager, contiguous NCDHW tensors,
-  non-foreach SGD, the key-encoder EMA as a Python loop over parameters, the spatial loss as a
-  Python loop over single neighborhoods (:func:`stdann.topography.spatial_loss.spatial_loss` on
-  the full time-averaged block responses). Same modules otherwise, so the ratio is the gain of
-  our optimisations and nothing else;
+* ``optimized`` — the trainer's step, built by the same builder (:func:`~stdann.training.step.build_step`)
+  with the trainer's settings (:func:`~stdann.training.trainer.step_settings`): channels_last_3d,
+  bf16 autocast where ``train.amp`` enables it (CUDA by default; CPU stays fp32), cuDNN autotuning
+  and foreach SGD on CUDA, no per-step NaN check of the spatial loss on CUDA, ``torch.compile`` of
+  both encoders with ``train.compile`` on CUDA, the fused EMA, the spatial loss's units kept
+  inside the forward pass and evaluated as one batched operation;
+* ``baseline`` — the same step with :func:`~stdann.training.step.plain_settings`: fp32, eager,
+  contiguous NCDHW tensors, PyTorch's default cuDNN settings, non-foreach SGD, the key-encoder EMA
+  as a Python loop over parameters, the spatial loss as a Python loop over single neighborhoods on
+  the full time-averaged block responses. Same modules otherwise, so the ratio is the gain of our
+  optimisations and nothing else;
 * ``no_spatial`` — the optimised step with α = 0 (no block outputs kept, no spatial loss): the
   spatial loss's whole share of the step (forward, backward, kept activations) is
   ``1 − t(no_spatial) / t(optimized)``.
 
-Phases (boundaries marked with CUDA events on the GPU — no host synchronisation inside a step —
-and ``time.perf_counter`` on the CPU, where every op is synchronous): data (batch, transfer,
-normalise, memory format), query forward (both views), key encoder (shuffle-BN groups, both
-views), InfoNCE (and gathering the block outputs), spatial loss (forward), backward (zero_grad,
-backward of everything, gradient clipping), optimizer, EMA, queue. The first ``warmup`` steps
-are excluded; the variants run interleaved step by step (same load on a shared machine, same
-clips); each phase is the median over the timed steps; clips/s = clips through the
-query encoder per step (2 × batch: both views) ÷ the median step time.
+Phases (boundaries marked by the step's own ``mark`` hook: CUDA events on the GPU — no host
+synchronisation inside a step — and ``time.perf_counter`` on the CPU, where every op is
+synchronous): data (batch, transfer, normalise, memory format), query forward (both views, with the
+kept units), key encoder (shuffle-BN groups, both views), InfoNCE (and the rest of MoCo's forward),
+spatial loss (forward), backward (zero_grad, backward of everything, gradient clipping), optimizer,
+EMA, queue. The first ``warmup`` steps are excluded; the variants run interleaved step by step
+(same load on a shared machine, same clips); each phase is the median over the timed steps;
+clips/s = clips through the query encoder per step (2 × batch: both views) ÷ the median step time
+(the trainer's logged ``clips_per_s`` counts the same way).
 
 Model FLOPs per clip: ``torch.utils.flop_counter.FlopCounterMode`` on a meta-device forward of the
 query encoder (backbone + MLP head) for one clip (convolutions and matrix products, 2 FLOPs per
@@ -37,7 +38,7 @@ element-wise ops and the spatial loss are not counted (they are not "model FLOPs
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import datetime as _dt
 import math
 import os
@@ -47,11 +48,25 @@ import statistics
 import time
 from typing import Any
 
-import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from stdann.config import Config, ConfigError
+from stdann.data.loader import build_pair_source
+from stdann.devices import select as select_device
+from stdann.models.moco import Encoder
+from stdann.models.r3d import r3d_18
+from stdann.topography import init_model_positions, sheets_from_config
+from stdann.training.step import (
+    TrainStep,
+    build_step,
+    configure_backends,
+    plain_settings,
+    uses_spatial_loss,
+)
+from stdann.training.trainer import step_settings
 
+VARIANTS = ("optimized", "baseline", "no_spatial")
 PHASES = ("data", "query_forward", "key_encoder", "infonce", "spatial_loss", "backward", "optimizer", "ema", "queue")
 _POINTS = ("data", "k_first", "k_last", "forward", "spatial", "backward", "optimizer", "ema", "queue")
 
@@ -85,11 +100,6 @@ def gpu_peak_tflops(device_name: str) -> tuple[float | None, str]:
 
 def model_flops_per_clip(cfg: Config) -> dict[str, Any]:
     """Forward FLOPs of the encoder for one clip (FlopCounterMode, meta device) and per trained clip."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from stdann.models.moco import Encoder
-    from stdann.models.r3d import r3d_18
-
     with torch.device("meta"):
         enc = Encoder(r3d_18(None, cfg.model.width), cfg.moco.hidden_dim, cfg.moco.dim)
         x = torch.empty(1, 3, cfg.data.frames, cfg.data.size, cfg.data.size)
@@ -108,7 +118,8 @@ def model_flops_per_clip(cfg: Config) -> dict[str, Any]:
 
 # -- timing ----------------------------------------------------------------------------------------
 class _Marks:
-    """Named time points of one step: CUDA events on the GPU, perf_counter on the CPU."""
+    """Named time points of one step (the step's ``mark`` hook): CUDA events on the GPU,
+    perf_counter on the CPU. ``k_first`` keeps the first key-encoder call, every other name the last."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -121,8 +132,8 @@ class _Marks:
             return ev
         return time.perf_counter()
 
-    def mark(self, name: str, first_only: bool = False) -> None:
-        if first_only and name in self.points:
+    def __call__(self, name: str) -> None:
+        if name == "k_first" and name in self.points:
             return
         self.points[name] = self._now()
 
@@ -145,157 +156,6 @@ class _Marks:
         return out
 
 
-def _ema_loop(model) -> None:
-    """Key-encoder EMA as a Python loop over parameters (the plain way)."""
-    m = model.momentum
-    with torch.no_grad():
-        for pk, pq in zip(model.encoder_k.parameters(), model.encoder_q.parameters()):
-            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
-
-
-def spatial_loss_loop(spatial_fn, block_outputs: dict[str, torch.Tensor], generator) -> dict[str, torch.Tensor]:
-    """The spatial loss computed the plain way: per block, the full time-averaged responses, then
-    one :func:`~stdann.topography.spatial_loss.spatial_loss` call per sampled neighborhood.
-    Draws the same neighborhoods as ``spatial_fn`` with the same generator, hence the same value."""
-    from stdann.topography.spatial_loss import block_responses, spatial_loss
-
-    out = {}
-    for block, pos in spatial_fn.positions.items():
-        y = block_outputs[block]
-        if isinstance(y, (tuple, list)):  # MoCo's per-view outputs: the plain way concatenates them
-            y = torch.cat(list(y), dim=0)
-        nb = spatial_fn.sample_neighborhoods(block, y.device, generator)
-        coords = torch.as_tensor(pos.coordinates, dtype=torch.float32, device=y.device)
-        resp = block_responses(y.float())  # (S, C*H*W)
-        vals = [spatial_loss(resp[:, nb[k]], coords[nb[k]], spatial_fn.kind) for k in range(nb.shape[0])]
-        out[block] = torch.stack(vals).mean()
-    return out
-
-
-class BenchStep:
-    """One variant of the training step, set up as the trainer sets it up.
-
-    ``variant``: ``optimized`` (the trainer's step), ``baseline`` (plain) or ``no_spatial``
-    (optimised, α = 0). ``positions`` and ``source`` may be shared between variants.
-    """
-
-    def __init__(self, cfg: Config, device: torch.device, variant: str = "optimized", positions=None, source=None):
-        from stdann.models.moco import build_moco
-        from stdann.training.trainer import amp_enabled
-
-        if variant not in ("optimized", "baseline", "no_spatial"):
-            raise ValueError(f"unknown variant {variant!r}")
-        if variant == "no_spatial":
-            cfg = cfg.updated({"topography": {"alpha": 0.0, "spatial_only": False}})
-        self.cfg, self.device, self.variant = cfg, device, variant
-        plain = variant == "baseline"
-        use_cuda = device.type == "cuda"
-        check_batch(cfg)
-        self.batch = cfg.optim.batch_size
-        torch.manual_seed(cfg.train.seed)
-        np.random.seed(cfg.train.seed % (2**32))
-        model = build_moco(cfg).to(device)
-        self.total_steps = cfg.optim.total_steps()
-        self.warmup_steps = int(round(cfg.optim.warmup_epochs * cfg.optim.epoch_size / cfg.optim.batch_size))
-        self.base_lr = cfg.optim.scaled_lr()
-        self.channels_last = bool(cfg.train.channels_last) and not plain
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
-        self.model = model
-        self.params = [p for p in model.encoder_q.parameters() if p.requires_grad]
-        kw: dict[str, Any] = dict(lr=self.base_lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-        if plain:
-            kw["foreach"] = False
-        elif use_cuda:
-            kw["foreach"] = True
-        self.optimizer = torch.optim.SGD(self.params, **kw)
-        self.use_spatial = cfg.topography.alpha > 0 or cfg.topography.spatial_only
-        self.spatial_fn = None
-        if self.use_spatial:
-            from stdann.topography import SpatialLoss
-
-            if positions is None:
-                positions = make_positions(cfg)
-            self.spatial_fn = SpatialLoss(
-                positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step
-            )
-        self.spatial_blocks = tuple(cfg.topography.blocks) if self.use_spatial else ()
-        if source is None:
-            source = make_source(cfg, device)
-        self.source = source
-        if cfg.train.compile and use_cuda and not plain:
-            model.encoder_q.backbone.forward_blocks = torch.compile(model.encoder_q.backbone.forward_blocks)
-        amp = amp_enabled(cfg, device) and not plain
-        self.amp = amp
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        self._marks: _Marks | None = None
-        model.encoder_k.register_forward_pre_hook(self._key_pre)
-        model.encoder_k.register_forward_hook(self._key_post)
-        model.train()
-
-    def _key_pre(self, module, args):  # noqa: ARG002
-        if self._marks is not None:
-            self._marks.mark("k_first", first_only=True)
-
-    def _key_post(self, module, args, output):  # noqa: ARG002
-        if self._marks is not None:
-            self._marks.mark("k_last")
-
-    def step(self, step: int, marks: _Marks | None = None) -> dict[str, torch.Tensor]:
-        """One training step (the trainer's, or the plain one); returns the (device) loss tensors."""
-        from stdann.models.inputs import normalize
-        from stdann.training.schedule import lr_at
-        from stdann.training.trainer import step_generator
-
-        cfg, device, model = self.cfg, self.device, self.model
-        plain = self.variant == "baseline"
-        self._marks = marks
-        mk = marks.mark if marks is not None else (lambda *a, **k: None)
-        mk("start")
-        lr = lr_at(step, self.total_steps, self.base_lr, self.warmup_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        gen = step_generator(cfg.train.seed, step)
-        x1, x2 = self.source.batch(step)
-        x1, x2 = normalize(x1.to(device, non_blocking=True)), normalize(x2.to(device, non_blocking=True))
-        if self.channels_last:
-            x1 = x1.contiguous(memory_format=torch.channels_last_3d)
-            x2 = x2.contiguous(memory_format=torch.channels_last_3d)
-        elif plain:
-            x1, x2 = x1.contiguous(), x2.contiguous()
-        mk("data")
-        with self.autocast:
-            outp = model(x1, x2, blocks=self.spatial_blocks, generator=gen)
-        mk("forward")
-        task = outp["loss"]
-        if self.spatial_fn is None:
-            sl = {}
-        elif plain:
-            sl = spatial_loss_loop(self.spatial_fn, outp["blocks"], gen)
-        else:
-            sl = self.spatial_fn(outp["blocks"], gen)
-        sl_total = torch.stack(list(sl.values())).sum() if sl else torch.zeros((), device=device)
-        loss = (0.0 if cfg.topography.spatial_only else task) + cfg.topography.alpha * sl_total
-        mk("spatial")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.clip_grad)
-        mk("backward")
-        self.optimizer.step()
-        mk("optimizer")
-        if plain:
-            _ema_loop(model)
-        else:
-            model.momentum_update()
-        mk("ema")
-        model.enqueue(outp["keys"])
-        mk("queue")
-        self._marks = None
-        return {"loss": loss.detach(), "task": task.detach(), "sl_total": sl_total.detach(),
-                **{f"sl_{k}": v.detach() for k, v in sl.items()}}
-
-
 # -- set-up helpers ----------------------------------------------------------------------------------
 def check_batch(cfg: Config) -> None:
     b = cfg.optim.batch_size
@@ -310,8 +170,6 @@ def check_batch(cfg: Config) -> None:
 
 def make_positions(cfg: Config) -> dict:
     """The trainer's fresh positions (retinotopic initialisation from the config)."""
-    from stdann.topography import init_model_positions, sheets_from_config
-
     return init_model_positions(
         width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size, blocks=list(cfg.topography.blocks),
         sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
@@ -321,9 +179,21 @@ def make_positions(cfg: Config) -> dict:
 
 def make_source(cfg: Config, device: torch.device):
     """The trainer's data source (one process: rank 0 of 1)."""
-    from stdann.data.loader import build_pair_source
-
     return build_pair_source(cfg.data, cfg.optim.batch_size, device, seed=cfg.data.seed + cfg.train.seed)
+
+
+def variant_step(cfg: Config, device: torch.device, variant: str, positions=None, source=None) -> TrainStep:
+    """The step of one variant: the trainer's (``optimized``), the plain one (``baseline``) or the
+    trainer's at α = 0 (``no_spatial``); ``positions`` and ``source`` may be shared between variants."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants are {VARIANTS}")
+    if variant == "no_spatial":
+        cfg = cfg.updated({"topography": {"alpha": 0.0, "spatial_only": False}})
+    settings = plain_settings() if variant == "baseline" else step_settings(cfg, device)
+    if uses_spatial_loss(cfg) and positions is None:
+        positions = make_positions(cfg)
+    return build_step(cfg, device, settings, source if source is not None else make_source(cfg, device),
+                      positions=positions)
 
 
 def resolve_bench_device(spec: str) -> torch.device:
@@ -346,7 +216,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_variants(benches: dict[str, BenchStep], steps: int, warmup: int, first_step: int = 0,
+def run_variants(benches: dict[str, TrainStep], steps: int, warmup: int, first_step: int = 0,
                  progress=None) -> dict[str, dict[str, Any]]:
     """Time ``warmup`` + ``steps`` steps of each variant, interleaved step by step (variant A step
     s, variant B step s, …) so that every variant meets the same machine load; each variant sees
@@ -370,11 +240,10 @@ def run_variants(benches: dict[str, BenchStep], steps: int, warmup: int, first_s
             m = _Marks(device) if timed else None
             t0 = time.perf_counter()
             try:
-                out = bench.step(first_step + s, m)
+                out = bench(first_step + s, m)
             except torch.cuda.OutOfMemoryError as e:  # e.g. the fp32 baseline at paper scale on 80 GB
-                errors[n] = f"CUDA out of memory at batch {bench.batch} pairs: {str(e).splitlines()[0][:200]}"
+                errors[n] = f"CUDA out of memory at batch {bench.source.batch_size} pairs: {str(e).splitlines()[0][:200]}"
                 bench.optimizer.zero_grad(set_to_none=True)
-                bench._marks = None
                 torch.cuda.empty_cache()
                 if progress:
                     progress(f"{n}: {errors[n]}")
@@ -387,7 +256,7 @@ def run_variants(benches: dict[str, BenchStep], steps: int, warmup: int, first_s
                 mem[n] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             if timed:
                 marks[n].append(m)
-                losses[n].append(out["loss"])
+                losses[n].append(out.loss)
             if progress:
                 what = f"step {s - warmup + 1}/{steps} {m.durations()['total']:.3f} s" if timed else f"warm-up {s + 1}/{warmup}"
                 progress(f"{n}: {what}")
@@ -399,28 +268,30 @@ def run_variants(benches: dict[str, BenchStep], steps: int, warmup: int, first_s
             continue
         durs = [m.durations() for m in marks[n]]
         phases = {k: statistics.median(d[k] for d in durs) for k in PHASES + ("total",)}
-        clips = 2 * bench.batch
+        pairs = bench.source.batch_size
+        clips = 2 * pairs
         step_s = phases["total"]
         loss_vals = [float(v) for v in losses[n]]
         results[n] = {
             "variant": n,
             "steps": steps,
             "warmup": warmup,
-            "amp_bf16": bench.amp,
-            "channels_last": bench.channels_last,
+            "settings": dataclasses.asdict(bench.settings),
+            "amp_bf16": bench.settings.amp_bf16,
+            "channels_last": bench.settings.channels_last,
             "step_s_median": step_s,
             "step_s_min": min(d["total"] for d in durs),
             "step_s_all": [d["total"] for d in durs],
             "phases_s_min": {k: min(d[k] for d in durs) for k in PHASES},
             "clips_per_s": clips / step_s,
-            "pairs_per_s": bench.batch / step_s,
+            "pairs_per_s": pairs / step_s,
             "clips_per_s_wall": clips * steps / walls[n],
             "phases_s": {k: phases[k] for k in PHASES},
             "phase_share": {k: phases[k] / step_s for k in PHASES},
             "peak_memory_mb": mem[n],
             "memory_kind": ("torch.cuda.max_memory_allocated (max over this variant's steps)" if device.type == "cuda"
                             else "process peak RSS (ru_maxrss), cumulative over all variants"),
-            "losses": loss_vals,
+            "losses": [v if math.isfinite(v) else None for v in loss_vals],  # JSON has no NaN: null
             "finite": all(math.isfinite(v) for v in loss_vals),
         }
     return results
@@ -435,29 +306,23 @@ def bench_train(
     ablation: bool = True,
     peak_tflops: float | None = None,
     progress=None,
-    cudnn_benchmark: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark the training step (optimised, plain baseline, α = 0) and return one JSON-able dict.
-
-    ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark`` (global: every variant) — the
-    trainer leaves it at PyTorch's default (off)."""
-    dev = device if isinstance(device, torch.device) else resolve_bench_device(str(device))
+    """Benchmark the training step (optimised, plain baseline, α = 0) and return one JSON-able dict
+    (a non-finite loss is written as null). Each variant's cuDNN setting is its step's own: the
+    trainer's (autotuning on CUDA) for ``optimized``, PyTorch's default for ``baseline``."""
+    dev = select_device(device if isinstance(device, torch.device) else resolve_bench_device(str(device)))
     if steps < 1 or warmup < 0:
         raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
     check_batch(cfg)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+    configure_backends(cfg)
     load0 = os.getloadavg()
     flops = model_flops_per_clip(cfg)
-    use_spatial = cfg.topography.alpha > 0 or cfg.topography.spatial_only
+    use_spatial = uses_spatial_loss(cfg)
     positions = make_positions(cfg) if use_spatial else None
     source = make_source(cfg, dev)
     order = ["optimized"] + (["baseline"] if baseline else []) + (["no_spatial"] if ablation and use_spatial else [])
-    benches = {name: BenchStep(cfg, dev, name, positions=positions, source=source) for name in order}
+    benches = {name: variant_step(cfg, dev, name, positions=positions, source=source) for name in order}
+    trainer_settings = benches["optimized"].settings
     variants = run_variants(benches, steps, warmup, progress=progress)
     del benches
 
@@ -495,7 +360,8 @@ def bench_train(
             "spatial_blocks": list(cfg.topography.blocks) if use_spatial else [],
             "neighborhoods_per_step": cfg.topography.neighborhoods_per_step, "alpha": cfg.topography.alpha,
             "amp": cfg.train.amp, "channels_last": cfg.train.channels_last, "compile": cfg.train.compile,
-            "cudnn_benchmark": bool(cudnn_benchmark) and dev.type == "cuda",
+            "cudnn_benchmark": trainer_settings.cudnn_benchmark,
+            "spatial_loss_nan_check_every_step": trainer_settings.check_finite,
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32) if dev.type == "cuda" else None,
             "neighborhood_size": {b: int(p.neighborhood_indices.shape[1]) for b, p in (positions or {}).items()},
         },

@@ -1,17 +1,30 @@
-"""Distributed helpers: process-group set-up from ``torchrun``'s environment, gathers, shuffle-BN.
+"""Distributed helpers: process-group set-up from ``torchrun``'s environment, gathers, shuffle-BN,
+and the few collectives that keep the ranks in step outside the model (stop decisions, waiting for
+the main process, the spatial loss's global batch).
 
 Launch with ``torchrun --nproc-per-node N -m stdann train ...`` (one node) or add
 ``--nnodes M --node-rank R --rdzv-backend c10d --rdzv-endpoint HOST:PORT`` for several nodes.
-NCCL is used on CUDA, gloo on CPU.
+NCCL is used on CUDA, gloo on CPU. A process group made here is destroyed when the process exits
+(``destroy_process_group``, registered with :mod:`atexit`).
 """
 
 from __future__ import annotations
 
+import atexit
+import datetime
 import os
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
+
+from stdann.devices import upload
+
+# How long the other ranks wait for the main process's work between trainings (swap
+# pre-optimisation of positions, analyses): far longer than a collective's usual timeout.
+HOST_WAIT = datetime.timedelta(hours=24)
+_HOST: Any = None  # the host group, made by _host_group()
 
 
 @dataclass
@@ -36,18 +49,30 @@ def launch_rank() -> int:
 
 
 def init_distributed(device_kind: str) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise.
+    Idempotent: the recipe, the studies and every training stage in one process share one group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(cleanup)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_dist() else 0
+
+
+def is_main() -> bool:
+    """Whether this process is the one that writes (rank 0, or the only process)."""
+    return rank() == 0
 
 
 @torch.no_grad()
@@ -69,19 +94,48 @@ def shuffle_across_ranks(x: torch.Tensor, generator: torch.Generator) -> tuple[t
     """
     gathered = all_gather_cat(x)
     n = gathered.shape[0]
-    perm = torch.randperm(n, generator=generator).to(x.device)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
+    perm = upload(torch.randperm(n, generator=generator), x.device)
+    r, world = (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
     local = n // world
-    return gathered[perm[rank * local : (rank + 1) * local]], perm
+    return gathered[perm[r * local : (r + 1) * local]], perm
 
 
 @torch.no_grad()
 def unshuffle_across_ranks(y: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     gathered = all_gather_cat(y)
     inverse = torch.argsort(perm)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
+    r, world = (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
     local = gathered.shape[0] // world
-    return gathered[inverse[rank * local : (rank + 1) * local]]
+    return gathered[inverse[r * local : (r + 1) * local]]
+
+
+class _GatherSamples(torch.autograd.Function):
+    """All-gather along dim 0 whose backward returns ``world_size`` × this rank's slice of the
+    incoming gradient, without communication: every rank computes the same loss from the same
+    gathered tensor, and DDP averages the parameter gradients over the ranks, which then gives
+    exactly the gradient of that one loss."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        ctx.rank, ctx.world, ctx.n = dist.get_rank(), world, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n] * ctx.world
+
+
+def gather_samples(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (samples along dim 0) of every rank, concatenated in rank order, differentiably (see
+    :class:`_GatherSamples`); ``x`` itself without a process group. The spatial loss gathers its
+    sampled responses with it, so that its correlations run over the global batch: the same α is
+    the same objective on 1 and on N GPUs."""
+    if not is_dist():
+        return x
+    return _GatherSamples.apply(x)
 
 
 def barrier() -> None:
@@ -89,6 +143,74 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _flag_device() -> torch.device:
+    """Where a collective's tensor must live: the current GPU for NCCL, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def agree(flags: Sequence[bool]) -> list[bool]:
+    """Each flag OR-ed over all ranks, by one all-reduce of a few integers (the flags as they are
+    without a process group). Every rank gets the same answer, so what is decided on it (stop,
+    diverged, a failed save) is decided by all ranks at the same step."""
+    if not is_dist():
+        return [bool(f) for f in flags]
+    t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32).to(_flag_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def _host_group():
+    """A gloo group over all ranks for host-side coordination: CPU tensors and objects (whatever the
+    backend of the default group, and before any rank has chosen its GPU) and a long timeout
+    (:data:`HOST_WAIT`), so that ranks can wait for the main process's long work. Made on first use,
+    which every rank reaches at the same point (all callers below are collective)."""
+    global _HOST
+    if _HOST is None:
+        _HOST = dist.new_group(backend="gloo", timeout=HOST_WAIT)
+    return _HOST
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """The main process's ``value`` (any picklable object) on every rank."""
+    if not is_dist():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=_host_group())
+    return box[0]
+
+
+def wait_for_main() -> None:
+    """Block every rank until all have arrived, for as long as the main process's work takes."""
+    if is_dist():
+        dist.barrier(group=_host_group())
+
+
+def on_main(what: str, work: Callable[[], Any]) -> Any:
+    """``work()`` on the main process only (its writes: checkpoints, logs, positions, reports), the
+    other ranks waiting for it. If it raises, every rank raises — the main process its own error,
+    the others a RuntimeError that names it — instead of the others waiting in their next
+    collective until a timeout. Returns ``work()``'s result on the main process, None elsewhere."""
+    if not is_dist():
+        return work()
+    result, error = None, None
+    if is_main():
+        try:
+            result = work()
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            error = e
+    failure = broadcast_from_main(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise RuntimeError(f"{what} failed on the main process (rank 0): {failure}")
+    return result
+
+
 def cleanup() -> None:
+    """Destroy the process group (registered at exit by :func:`init_distributed`; safe to repeat)."""
+    global _HOST
+    _HOST = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -16,6 +16,7 @@ OUT/checkpoints/init.pt by ``train.init_from``). OUT and OUT/pretrain are run fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -30,6 +31,7 @@ from stdann.models.inputs import normalize
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
 from stdann.topography.positions import load_run_positions
+from stdann.training import distributed as D
 from stdann.training.trainer import resolve_device, train
 
 
@@ -115,50 +117,71 @@ def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
                        progress: bool = True) -> RecipeResult:
     """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
-    (``pretrain_steps``, default ``topography.pretrain_fraction``) and joint training (the rest)."""
+    (``pretrain_steps``, default ``topography.pretrain_fraction``) and joint training (the rest).
+
+    Under torchrun every rank runs the two trainings (DDP); the main process alone holds the lock,
+    writes, and runs the swap pre-optimisation while the others wait; then every rank trains on
+    the positions it wrote."""
+    D.init_distributed(resolve_device(cfg.train.device).type)
     run = RunFolder(out)
-    with run.hold():
+    with run.hold() if D.is_main() else contextlib.nullcontext():
         return _recipe(cfg, run, pretrain_steps, swap_steps, progress)
+
+
+def _prepare(run: RunFolder, blocks: list[str]) -> tuple[bool, bool, bool]:
+    """(main process) Make ``run`` and its ``pretrain/`` run folders; refuse a user's file in the way
+    before hours of work, not after. Returns what is done: (pretraining, swaps, joint training)."""
+    run.ensure_run()
+    if not run.has(SWAP):
+        run.check_writable([SWAP] + [f"positions/{b}.npz" for b in blocks] + [run.positions_figure(b) for b in blocks])
+    pre = run.adopt_child(PRETRAIN)
+    return pre.is_finished(), run.has(SWAP), run.is_finished()
+
+
+def _swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list[str], swap_steps: int, progress: bool) -> None:
+    """(main process) Swap-optimise the pretraining run's positions, write them and swap.json."""
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda" and D.is_dist():
+        device = torch.device("cuda", torch.cuda.current_device())
+    model, _ = load_backbone(pre.root, "last", device=device)
+    initial = load_run_positions(pre.root, blocks)
+    if swap_steps > 0:
+        final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress,
+                                            lambda b: run.claim(run.positions_figure(b)))
+    else:
+        final, history = initial, {}
+    run.save_positions(final)
+    run.write_json(SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}, indent=None)
 
 
 def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps: int | None,
             progress: bool) -> RecipeResult:
     out = run.root
-    run.ensure_run()
     total = cfg.optim.total_steps()
     pretrain_steps = int(round(cfg.topography.pretrain_fraction * total)) if pretrain_steps is None else int(pretrain_steps)
     if not 0 < pretrain_steps < total:
         raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
     blocks = list(cfg.topography.blocks)
-    if not run.has(SWAP):  # refuse a user's file in the way before hours of work, not after
-        run.check_writable([SWAP] + [f"positions/{b}.npz" for b in blocks] + [run.positions_figure(b) for b in blocks])
+    # what is done is decided by the main process and told to every rank (one view of the folder)
+    pre_done, swap_done, joint_done = D.broadcast_from_main(D.on_main("preparing the run folder", lambda: _prepare(run, blocks)))
+    pre = run.child(PRETRAIN)
     seconds = {}
 
     t = time.time()
-    pre = run.adopt_child(PRETRAIN)
-    if not pre.is_finished():
+    if not pre_done:
         pre_cfg = cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={pretrain_steps}"])
         train_stage(pre_cfg, pre.root, progress)
     seconds["pretrain"] = time.time() - t
 
     t = time.time()
-    if not run.has(SWAP):
-        device = resolve_device(cfg.train.device)
-        model, _ = load_backbone(pre.root, "last", device=device)
-        initial = load_run_positions(pre.root, blocks)
-        if swap_steps > 0:
-            final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress,
-                                                lambda b: run.claim(run.positions_figure(b)))
-        else:
-            final, history = initial, {}
-        run.save_positions(final)
-        run.write_json(SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}, indent=None)
+    if not swap_done:
+        D.on_main("the swap pre-optimisation of positions", lambda: _swap_stage(cfg, run, pre, blocks, swap_steps, progress))
     swap = json.loads(run.path(SWAP).read_text())
     seconds["swap"] = time.time() - t
 
     t = time.time()
-    if not run.is_finished():
+    if not joint_done:
         joint_cfg = cfg.with_overrides([f"train.init_from={pre.root}", f"optim.max_steps={total - pretrain_steps}"])
         train_stage(joint_cfg, out, progress)
     seconds["joint"] = time.time() - t

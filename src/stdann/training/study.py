@@ -9,6 +9,7 @@ network's, measured the same way (DESIGN "A measured warning").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ from stdann.runs.lock import folder_lock
 from stdann.topography.positions import load_run_positions
 from stdann.orchestration.analysis import compare_block, evaluate_network
 from stdann.reports.figures.study import study_figures
+from stdann.training import distributed as D
+from stdann.training.readout import final_task_loss, linear_probe_motion
+from stdann.training.recipe import topographic_recipe, train_stage
+from stdann.training.trainer import resolve_device
 
 # This module runs trainings and their analyses: it belongs in stdann.orchestration and imports it
 # (and stdann.reports) from here until it moves there.
@@ -62,38 +67,50 @@ def _load_json(path: Path) -> dict:
 
 # -- one condition ----------------------------------------------------------------------------------
 def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progress: bool, blocks: list[str],
-                  readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict:
-    """Train (or resume) one condition, then evaluate it and its untrained control."""
+                  readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict | None:
+    """Train (or resume) one condition, then evaluate it and its untrained control. Under torchrun
+    every rank trains; the main process alone holds the lock, evaluates and writes (the entry is
+    returned there, None on the other ranks)."""
+    if cond.mode not in ("recipe", "train"):
+        raise ValueError(f"unknown condition mode {cond.mode!r}")
     run = RunFolder(out / cond.name / f"seed{seed}")
-    with run.hold():
+    with run.hold() if D.is_main() else contextlib.nullcontext():
         return _run_condition(cond, base, seed, run, progress=progress, blocks=blocks, readout=readout,
                               snapshots=snapshots, ephys_overrides=ephys_overrides)
 
 
 def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, progress: bool, blocks: list[str],
-                   readout: bool, snapshots: bool, ephys_overrides: dict | None) -> dict:
-    from stdann.training.readout import final_task_loss, linear_probe_motion
-    from stdann.training.recipe import topographic_recipe, train_stage
-    from stdann.training.trainer import resolve_device
-
-    run_dir = run.ensure_run().root
+                   readout: bool, snapshots: bool, ephys_overrides: dict | None) -> dict | None:
+    run_dir = run.root
     cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
-    cached = _load_json(run.path(CONDITION)) if run.has(CONDITION) else {}
+
+    def look() -> tuple[dict, bool]:
+        run.ensure_run()
+        return (_load_json(run.path(CONDITION)) if run.has(CONDITION) else {}), run.is_finished()
+
+    cached, finished = D.broadcast_from_main(D.on_main(f"preparing {run_dir}", look))
     t0 = time.time()
     if cond.mode == "recipe":
         topographic_recipe(cfg, run_dir, progress=progress)
-    elif cond.mode == "train":
-        if not run.is_finished():
-            train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
-    else:
-        raise ValueError(f"unknown condition mode {cond.mode!r}")
+    elif not finished:
+        train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
     if cached.get("complete"):
-        return cached
+        return cached if D.is_main() else None
+    return D.on_main(f"evaluating {run_dir}", lambda: _evaluate_condition(
+        cond, cfg, seed, run, blocks=blocks, readout=readout, snapshots=snapshots,
+        ephys_overrides=ephys_overrides, train_seconds=time.time() - t0))
+
+
+def _evaluate_condition(cond: Condition, cfg: Config, seed: int, run: RunFolder, *, blocks: list[str], readout: bool,
+                        snapshots: bool, ephys_overrides: dict | None, train_seconds: float) -> dict:
+    """(main process) Electrophysiology of the trained network and its untrained control, the
+    motion read-out, written to ``condition.json``."""
+    run_dir = run.root
     device = resolve_device(cfg.train.device)
     positions = load_run_positions(run_dir, blocks)
     entry: dict[str, Any] = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed,
                              "alpha": cond.alpha, "mode": cond.mode, "run_dir": str(run_dir),
-                             "train_seconds": time.time() - t0}
+                             "train_seconds": train_seconds}
     untrained, _ = load_backbone(run_dir, "init", device=device)
     trained, _ = load_backbone(run_dir, "last", device=device)
     u = evaluate_network(untrained, cfg, positions, blocks, device, ephys_overrides)
@@ -117,8 +134,14 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
               progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
               ephys_overrides: dict | None = None, extra: dict | None = None) -> dict:
+    """Run (or continue) every condition and seed; returns the study as written to ``study.json``.
+    Under torchrun every rank trains, the main process alone locks, evaluates and writes, and every
+    rank returns the main process's study."""
     out = Path(out)
-    with folder_lock(out):  # one process per study folder: two would train the same run folders at once
+    D.init_distributed(resolve_device(base.train.device).type)
+    # one process per study folder (two would train the same run folders at once); under torchrun
+    # the ranks of one job are that one process
+    with folder_lock(out) if D.is_main() else contextlib.nullcontext():
         return _run_study(kind, base, conditions, out, seeds=seeds, progress=progress, blocks=blocks, readout=readout,
                           snapshots=snapshots, ephys_overrides=ephys_overrides, extra=extra)
 
@@ -136,12 +159,17 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
             print(f"[stdann {kind}] {cond.name} seed {seed}")
             entry = run_condition(cond, base, seed, out, progress=progress, blocks=blocks, readout=readout,
                                   snapshots=snapshots, ephys_overrides=ephys_overrides)
-            study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
-            study["conditions"].append(entry)
-            _write_json(study_file, study)
-    study["figures"] = study_figures(study, out / "figures")
-    _write_json(study_file, study)
-    return study
+            if D.is_main():
+                study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
+                study["conditions"].append(entry)
+                _write_json(study_file, study)
+
+    def finish() -> dict:
+        study["figures"] = study_figures(study, out / "figures")
+        _write_json(study_file, study)
+        return study
+
+    return D.broadcast_from_main(D.on_main("writing the study", finish))
 
 
 # -- the two studies -------------------------------------------------------------------------------------

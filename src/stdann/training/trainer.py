@@ -1,30 +1,43 @@
 """The training loop: MoCo + α·spatial loss, on CPU, one GPU, or many GPUs under torchrun.
 
-Readable in one sitting: set up the run folder → build model, positions, data, optimiser →
-(resume) → for each step: batch → forward → loss → backward → step → EMA → enqueue → log →
-checkpoint. Everything random in a step is seeded from (seed, step), and the data source is a
-pure function of (seed, step, rank), so a resumed run repeats the uninterrupted one exactly.
+Readable in one sitting (:func:`_train_in`): settings → model → optimiser → positions → resume or
+start → data → the step (:mod:`stdann.training.step`) → logger; then the loop: step → every
+``log_every`` steps a log line, every ``ckpt_every`` a checkpoint → stop when done, interrupted
+(Ctrl-C, SIGTERM), out of time (``train.max_minutes``) or diverged. Under torchrun every rank
+takes each stop decision at the same step (one small all-reduce at the steps that synchronise
+anyway), and a failed write on the main process stops every rank.
+
+Resume: everything random in a step is seeded from (seed, step) and the data source is a pure
+function of (seed, step, rank), so a resumed run draws exactly the batches, augmentations, key
+shuffles and neighborhoods of the uninterrupted one. On the CPU (``train.deterministic=true``) it
+then computes the same numbers, which the tests check. On CUDA it computes them to floating-point
+reproducibility only: cuDNN autotuning (``cudnn.benchmark``, on unless ``train.deterministic``),
+atomic additions in some backward kernels and bf16 rounding make two runs of the same steps differ
+in the last bits, and such differences grow over training; ``train.deterministic=true`` turns
+autotuning off and asks PyTorch for deterministic kernels (slower).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import platform
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
+import scipy
 import torch
+from tqdm.auto import tqdm
 
 from stdann import __version__
 from stdann.config import Config
 from stdann.data.loader import build_pair_source
+from stdann.devices import select as select_device
 from stdann.models.inputs import normalize
-from stdann.models.moco import MoCo, build_moco
+from stdann.models.moco import MoCo
 from stdann.runs.checkpoint import (
     CheckpointError,
     backbone_checkpoint,
@@ -37,13 +50,19 @@ from stdann.runs.checkpoint import (
 )
 from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
 from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
-from stdann.topography import SpatialLoss, init_model_positions, sheets_from_config
+from stdann.topography import init_model_positions, sheets_from_config
 from stdann.training import distributed as D
 from stdann.training.evaluation import heldout_seed, instance_discrimination
 from stdann.training.logger import RunLogger
-from stdann.training.schedule import lr_at
-
-ExtraLoss = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
+from stdann.training.step import (
+    ExtraLoss,
+    StepOutput,
+    StepSettings,
+    build_model,
+    build_optimizer,
+    build_step,
+    configure_backends,
+)
 
 # Fields that must match between a checkpoint and the config that resumes it.
 STRUCTURAL_KEYS = (
@@ -102,14 +121,7 @@ def structural_diff(a: Config, b: Config) -> list[str]:
     return [f"{k}: checkpoint {_get(a, k)!r}, now {_get(b, k)!r}" for k in STRUCTURAL_KEYS if _get(a, k) != _get(b, k)]
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """The RNG of one step (key shuffles, neighborhood draws): the same on every rank."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1))
-
-
 def versions() -> dict[str, str]:
-    import scipy
-
     return {
         "stdann": __version__,
         "torch": torch.__version__,
@@ -118,6 +130,21 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "cuda": str(torch.version.cuda),
     }
+
+
+def step_settings(cfg: Config, device: torch.device) -> StepSettings:
+    """How the trainer runs its step on ``device`` (the benchmark times the step with these too).
+
+    On CUDA: bf16 autocast where ``train.amp`` allows it, foreach SGD, cuDNN autotuning (fixed clip
+    shapes; off with ``train.deterministic``), no host synchronisation for the spatial loss's NaN
+    check (the loop checks the loss at its log and checkpoint steps), ``torch.compile`` of both
+    encoders with ``train.compile``. On the CPU: fp32, PyTorch's SGD, the check every step."""
+    use_cuda = device.type == "cuda"
+    return StepSettings(
+        amp_bf16=amp_enabled(cfg, device), channels_last=bool(cfg.train.channels_last),
+        compile=bool(cfg.train.compile) and use_cuda, foreach=True if use_cuda else None, check_finite=not use_cuda,
+        cudnn_benchmark=use_cuda and not cfg.train.deterministic,
+    )
 
 
 def _positions(cfg: Config, run: RunFolder, is_main: bool):
@@ -142,11 +169,116 @@ def _positions(cfg: Config, run: RunFolder, is_main: bool):
     return pos
 
 
+def _shared_positions(cfg: Config, run: RunFolder, is_main: bool):
+    """The same positions on every rank: the main process writes any new ones first."""
+    positions = _positions(cfg, run, is_main) if is_main else None
+    D.barrier()
+    return positions if is_main else _positions(cfg, run, is_main)
+
+
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _restore(run: RunFolder, cfg: Config, model: MoCo, optimizer, device: torch.device, is_main: bool) -> int:
+    """Load the run's last checkpoint into model and optimiser; returns its step."""
+    ckpt = load_training_state(run.checkpoint("last"), map_location=device)
+    diffs = structural_diff(config_from_checkpoint(ckpt), cfg)
+    if diffs:
+        raise CheckpointError(
+            f"cannot resume {run.root}: the checkpoint was trained with another configuration ({'; '.join(diffs)}). "
+            "Resume with the run's own config.yaml, or use --overwrite / another --out"
+        )
+    load_state_checked(model, ckpt["model"], f"checkpoint {run.checkpoint('last')}")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+    if is_main:
+        run.write_config(cfg)  # the configuration the run continues with (--set changes included)
+    return int(ckpt["step"])
+
+
+def _start(run: RunFolder, cfg: Config, model: MoCo, device: torch.device, is_main: bool) -> int:
+    """A fresh run: optional start weights (``train.init_from``), config and the step-0 control."""
+    init_backbone = model.backbone.state_dict()
+    if cfg.train.init_from:
+        # Start from another run's weights (e.g. the contrastive-only pretraining of the
+        # topographic recipe). The untrained control stays that run's step-0 network.
+        src_run = RunFolder(cfg.train.init_from)
+        src_ckpt = load_training_state(src_run.checkpoint("last"), map_location=device)
+        load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
+        if src_run.checkpoint("init").is_file():
+            init_backbone = backbone_state(safe_load(src_run.checkpoint("init")))
+    if is_main:
+        run.write_config(cfg)
+        run.save_checkpoint("init", backbone_checkpoint(0, cfg.to_yaml(), init_backbone))
+    return 0
+
+
+def _open_logger(run: RunFolder, cfg: Config, is_main: bool, resuming: bool, start_step: int) -> RunLogger:
+    tb_dir = run.path(TENSORBOARD) if cfg.train.tensorboard else None
+    if is_main:
+        run.claim(TRAIN_LOG)  # refuses a train.csv that stdann did not write (its header is never adopted)
+        tb_before = run.files_in(TENSORBOARD)
+    logger = RunLogger(run.path(TRAIN_LOG), tb_dir, enabled=is_main)
+    if is_main:
+        run.record_changed(TENSORBOARD, tb_before)
+    if resuming:
+        logger.truncate_after(start_step)
+    return logger
+
+
+class _StopRequest:
+    """First Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit); a second one raises
+    KeyboardInterrupt. Handlers are installed in the main thread only, restored by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.requested, self.signal = False, None
+        self._old: dict[int, Any] = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread
+            self._old = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested, self.signal = True, signum
+
+    def close(self) -> None:
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+class _Interval:
+    """Sums since the last log line, kept on the device (no host synchronisation per step)."""
+
+    def __init__(self, device: torch.device, now: float) -> None:
+        self.task, self.acc = torch.zeros((), device=device), torch.zeros((), device=device)
+        self.steps, self.clips, self.since = 0, 0, now
+
+    def add(self, out: StepOutput, world_size: int) -> None:
+        self.task += out.task.float()
+        self.acc += out.acc.float()
+        self.steps += 1
+        self.clips += out.clips * world_size
+
+    def mean_task(self) -> float:
+        return float(self.task) / self.steps
+
+    def mean_acc(self) -> float:
+        return float(self.acc) / self.steps
+
+    def clips_per_s(self, now: float) -> float:
+        return self.clips / max(now - self.since, 1e-9)
+
+    def reset(self, now: float) -> None:
+        self.task.zero_()
+        self.acc.zero_()
+        self.steps, self.clips, self.since = 0, 0, now
 
 
 def train(
@@ -176,12 +308,9 @@ def train(
     dist_info = D.init_distributed(device.type)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
-        torch.cuda.set_device(device)
+    device = select_device(device)  # cuda:N becomes this process's current GPU (streams, events, kernels)
     is_main = dist_info.is_main
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_backends(cfg)
 
     if cfg.optim.batch_size % dist_info.world_size:
         raise ValueError(
@@ -197,10 +326,7 @@ def train(
         raise ValueError(f"topography.alpha must be >= 0, got {cfg.topography.alpha}")
 
     with training_folder(out, resume=resume, overwrite=overwrite, main=is_main) as (run, resuming):
-        if dist_info.enabled:
-            flag = [resuming]
-            torch.distributed.broadcast_object_list(flag, src=0)
-            resuming = bool(flag[0])
+        resuming = bool(D.broadcast_from_main(resuming))
         return _train_in(run, resuming, cfg, device, dist_info, local_batch, source=source, progress=progress,
                          extra_losses=extra_losses, stop_at_step=stop_at_step)
 
@@ -208,117 +334,28 @@ def train(
 def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device, dist_info: Any, local_batch: int, *,
               source: Any, progress: bool, extra_losses: Iterable[ExtraLoss], stop_at_step: int | None) -> TrainResult:
     """The training run itself, in a prepared (and, on the main process, locked) run folder."""
-    out, is_main = run.root, dist_info.is_main
-
-    torch.manual_seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed % (2**32))
-    model: MoCo = build_moco(cfg).to(device)
-    total_steps = cfg.optim.total_steps()
-    warmup = int(round(cfg.optim.warmup_epochs * cfg.optim.epoch_size / cfg.optim.batch_size))
-    base_lr = cfg.optim.scaled_lr()
-    use_cuda = device.type == "cuda"
-    if use_cuda:
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
-    if cfg.train.channels_last:  # ~2x faster 3D convolutions on CUDA and on oneDNN CPUs alike
-        model = model.to(memory_format=torch.channels_last_3d)
-    params = [p for p in model.encoder_q.parameters() if p.requires_grad]
-    opt_kwargs: dict[str, Any] = dict(lr=base_lr, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-    if use_cuda:
-        opt_kwargs["foreach"] = True
-    optimizer = torch.optim.SGD(params, **opt_kwargs)
-
-    if is_main:
-        positions = _positions(cfg, run, is_main)
-    D.barrier()  # the main process has written any new positions: the other ranks read the same ones
-    if not is_main:
-        positions = _positions(cfg, run, is_main)
-    use_spatial = cfg.topography.alpha > 0 or cfg.topography.spatial_only
-    spatial_fn = None
-    if use_spatial:
-        spatial_fn = SpatialLoss(
-            positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step,
-            check_finite=not use_cuda,  # on CUDA the NaN check runs at log steps only (no sync per step)
-        )
-    spatial_blocks = tuple(cfg.topography.blocks) if use_spatial or extra_losses else ()
-
-    start_step = 0
+    is_main = dist_info.is_main
+    settings = step_settings(cfg, device)
+    model = build_model(cfg, device, settings)
+    optimizer = build_optimizer(model, cfg, settings)
+    positions = _shared_positions(cfg, run, is_main)
     if resuming:
-        ckpt = load_training_state(run.checkpoint("last"), map_location=device)
-        diffs = structural_diff(config_from_checkpoint(ckpt), cfg)
-        if diffs:
-            raise CheckpointError(
-                f"cannot resume {out}: the checkpoint was trained with another configuration ({'; '.join(diffs)}). "
-                "Resume with the run's own config.yaml, or use --overwrite / another --out"
-            )
-        load_state_checked(model, ckpt["model"], f"checkpoint {run.checkpoint('last')}")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_step = int(ckpt["step"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if is_main:
-            run.write_config(cfg)  # the configuration the run continues with (--set changes included)
+        start_step = _restore(run, cfg, model, optimizer, device, is_main)
     else:
-        init_backbone = model.backbone.state_dict()
-        if cfg.train.init_from:
-            # Start from another run's weights (e.g. the contrastive-only pretraining of the
-            # topographic recipe). The untrained control stays that run's step-0 network.
-            src_run = RunFolder(cfg.train.init_from)
-            src_ckpt = load_training_state(src_run.checkpoint("last"), map_location=device)
-            load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
-            if src_run.checkpoint("init").is_file():
-                init_backbone = backbone_state(safe_load(src_run.checkpoint("init")))
-        if is_main:
-            run.write_config(cfg)
-            run.save_checkpoint("init", backbone_checkpoint(0, cfg.to_yaml(), init_backbone))
-
+        start_step = _start(run, cfg, model, device, is_main)
     if source is None:
-        source = build_pair_source(
-            cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed, rank=dist_info.rank,
-            world_size=dist_info.world_size,
-        )
-
+        source = build_pair_source(cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed,
+                                   rank=dist_info.rank, world_size=dist_info.world_size)
+    step_fn = build_step(cfg, device, settings, source, positions=positions, model=model, optimizer=optimizer,
+                         extra_losses=extra_losses)
     heldout = _heldout_pairs(cfg, device) if is_main else None
+    logger = _open_logger(run, cfg, is_main, resuming, start_step)
 
-    step_model: Any = model
-    if dist_info.enabled:
-        step_model = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if use_cuda else None,
-            find_unused_parameters=cfg.topography.spatial_only,
-            broadcast_buffers=False,
-        )
-    if cfg.train.compile and use_cuda:
-        model.encoder_q.backbone.forward_blocks = torch.compile(model.encoder_q.backbone.forward_blocks)
-
-    tb_dir = run.path(TENSORBOARD) if cfg.train.tensorboard else None
-    if is_main:
-        run.claim(TRAIN_LOG)  # refuses a train.csv that stdann did not write (its header is never adopted)
-        tb_before = run.files_in(TENSORBOARD)
-    logger = RunLogger(run.path(TRAIN_LOG), tb_dir, enabled=is_main)
-    if is_main:
-        run.record_changed(TENSORBOARD, tb_before)
-    if resuming:
-        logger.truncate_after(start_step)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp_enabled(cfg, device) else contextlib.nullcontext()
-
-    # -- signals: first Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit) ----------
-    stop: dict[str, Any] = {"flag": False, "signal": None}
-
-    def _request_stop(signum, frame):  # noqa: ARG001
-        if stop["flag"]:
-            raise KeyboardInterrupt
-        stop["flag"] = True
-        stop["signal"] = signum
-
-    old_handlers = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, _request_stop)
-    except ValueError:  # not the main thread
-        old_handlers = {}
+    total_steps = cfg.optim.total_steps()
+    budget_s = 60 * cfg.train.max_minutes if cfg.train.max_minutes > 0 else math.inf
+    host_sync_every_step = device.type != "cuda"  # reading the loss costs nothing on the CPU
 
     def save_last(step: int) -> None:
-        if not is_main:
-            return
         bad = [n for n, p in model.encoder_q.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise TrainingDiverged(
@@ -333,103 +370,76 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
             run.write_status(status, step=step, total_steps=total_steps, device=str(device),
                              world_size=dist_info.world_size, versions=versions(), **(extra or {}))
 
-    from tqdm.auto import tqdm
-
+    stop = _StopRequest()
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and is_main), desc="train", unit="step", dynamic_ncols=True)
-    status = "finished"
-    step = start_step
-    last_row: dict[str, float] = {}
+    status, step, saved_at, last_row = "finished", start_step, -1, {}
+    D.barrier()  # every rank starts its clock (train.max_minutes) here, after the main process's writes
     t_start = time.time()
-    t_log, clips_since = time.time(), 0
-    # sums of the task loss and top-1 since the last log line (on the device: no host sync per step)
-    task_sum, acc_sum, n_sum = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    interval = _Interval(device, t_start)
     write_status("running", step)
     model.train()
     try:
         while step < total_steps:
-            if stop["flag"]:
-                status = "interrupted"
-                break
-            if cfg.train.max_minutes > 0 and (time.time() - t_start) > 60 * cfg.train.max_minutes:
-                status = "time-budget"
-                break
-            lr = lr_at(step, total_steps, base_lr, warmup, cfg.optim.final_lr_fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            gen = step_generator(cfg.train.seed, step)
-            x1, x2 = source.batch(step)
-            x1, x2 = normalize(x1.to(device, non_blocking=True)), normalize(x2.to(device, non_blocking=True))
-            if cfg.train.channels_last:
-                x1 = x1.contiguous(memory_format=torch.channels_last_3d)
-                x2 = x2.contiguous(memory_format=torch.channels_last_3d)
-            with autocast:
-                outp = step_model(x1, x2, blocks=spatial_blocks, generator=gen)
-            task = outp["loss"]
-            sl = spatial_fn(outp["blocks"], gen) if spatial_fn is not None else {}
-            extras: dict[str, torch.Tensor] = {}
-            for fn in extra_losses:
-                extras.update(fn(outp["blocks"], step))
-            sl_total = torch.stack(list(sl.values())).sum() if sl else torch.zeros((), device=device)
-            loss = (0.0 if cfg.topography.spatial_only else task) + cfg.topography.alpha * sl_total
-            loss = loss + sum(extras.values()) if extras else loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
-            optimizer.step()
-            model.momentum_update()
-            model.enqueue(outp["keys"])
-            task_sum += task.detach().float()
-            acc_sum += outp["acc"].detach().float()
-            n_sum += 1
+            out = step_fn(step)
             step += 1
-            clips_since += x1.shape[0] * dist_info.world_size
+            interval.add(out, dist_info.world_size)
             bar.update(1)
 
             must_eval = step == total_steps or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
             must_log = step % cfg.train.log_every == 0 or step == total_steps or must_eval
             must_ckpt = step % cfg.train.ckpt_every == 0 or step == total_steps
-            if must_log or must_ckpt or not use_cuda:
-                value = float(loss.detach())  # one host sync, only where it is needed
-                if not math.isfinite(value):
+            must_snapshot = cfg.train.snapshot_every > 0 and step % cfg.train.snapshot_every == 0
+            asks = {"interrupted": stop.requested,
+                    "time-budget": time.time() - t_start > budget_s,
+                    "stopped": stop_at_step is not None and stop_at_step <= step < total_steps}
+            # Decisions are taken by all ranks together, at the steps that synchronise anyway (on the
+            # CPU every step; on CUDA the log and checkpoint steps); alone, at every step.
+            if must_log or must_ckpt or host_sync_every_step:
+                value = float(out.loss)  # one host sync, only where it is needed
+                diverged, *decided = D.agree([not math.isfinite(value), *asks.values()])
+                if diverged:
+                    where = f"loss became {value}" if not math.isfinite(value) else "the loss became non-finite on another rank"
                     raise TrainingDiverged(
-                        f"loss became {value} at step {step}; stopped. {_kept_checkpoint(run)}. "
+                        f"{where} at step {step}; stopped. {_kept_checkpoint(run)}. "
                         "Lower optim.lr, set optim.clip_grad, or check the data"
                     )
-            if must_log:
-                now = time.time()
-                row = {
-                    "step": step,
-                    "epoch": step * cfg.optim.batch_size / cfg.optim.epoch_size,
-                    "lr": lr,
-                    "loss": value,
-                    "loss_task": float(task_sum) / n_sum,  # mean over the steps since the last line
-                    "acc": float(acc_sum) / n_sum,
-                    "loss_task_chance": math.log(cfg.moco.queue_size + 1),
-                    "sl_total": float(sl_total.detach()),
-                    **{f"sl_{k}": float(v.detach()) for k, v in sl.items()},
-                    **{k: float(v.detach()) for k, v in extras.items()},
-                    "clips_per_s": clips_since / max(now - t_log, 1e-9),
-                    "elapsed_s": now - t_start,
-                    **_heldout_row(model, heldout if must_eval else None),
-                }
-                logger.log(row)
-                last_row = row
-                t_log, clips_since = now, 0
-                task_sum.zero_()
-                acc_sum.zero_()
-                n_sum = 0
-                bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
-            if must_ckpt:
-                save_last(step)
-            if cfg.train.snapshot_every > 0 and step % cfg.train.snapshot_every == 0 and is_main:
-                # Backbone-only snapshots for "metric vs training step" studies (small files).
-                run.save_checkpoint(f"step_{step:06d}", backbone_checkpoint(step, cfg.to_yaml(), model.backbone.state_dict()))
-            if stop_at_step is not None and step >= stop_at_step and step < total_steps:
-                status = "stopped"
+            else:
+                decided = [False] * len(asks) if dist_info.enabled else list(asks.values())
+
+            if must_log or must_ckpt or must_snapshot:
+                def main_writes() -> None:
+                    nonlocal last_row
+                    if must_log:
+                        now = time.time()
+                        row = {"step": step, "epoch": step * cfg.optim.batch_size / cfg.optim.epoch_size, "lr": out.lr,
+                               "loss": value,
+                               "loss_task": interval.mean_task(),  # mean over the steps since the last line
+                               "acc": interval.mean_acc(),
+                               "loss_task_chance": math.log(cfg.moco.queue_size + 1),
+                               "sl_total": float(out.sl_total), **{f"sl_{k}": float(v) for k, v in out.sl.items()},
+                               **{k: float(v) for k, v in out.extras.items()},
+                               "clips_per_s": interval.clips_per_s(now),  # clips = both views of every pair
+                               "elapsed_s": now - t_start, **_heldout_row(model, heldout if must_eval else None)}
+                        logger.log(row)
+                        last_row = row
+                        bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}",
+                                        clips_s=f"{row['clips_per_s']:.1f}")
+                    if must_ckpt:
+                        save_last(step)
+                    if must_snapshot:  # backbone-only snapshots for "metric vs training step" studies
+                        run.save_checkpoint(f"step_{step:06d}", backbone_checkpoint(step, cfg.to_yaml(), model.backbone.state_dict()))
+
+                D.on_main(f"step {step}: writing the log / checkpoint", main_writes)
+                if must_log:
+                    interval.reset(time.time())
+                if must_ckpt:
+                    saved_at = step
+            reason = next((name for name, yes in zip(asks, decided) if yes), None)
+            if reason is not None:
+                status = reason
                 break
-        if status != "finished" or step % cfg.train.ckpt_every:
-            save_last(step)
+        if saved_at != step:
+            D.on_main(f"step {step}: saving the last checkpoint", lambda: save_last(step))
         write_status(status, step, {"last": last_row})
     except TrainingDiverged:
         write_status("diverged", step)
@@ -437,11 +447,10 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     finally:
         bar.close()
         logger.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
+        stop.close()
     if is_main and status == "interrupted":
         print(f"[stdann] interrupted at step {step}; checkpoint saved. Continue with --resume.")
-    return TrainResult(status, step, total_steps, time.time() - t_start, last_row, out, stop["signal"])
+    return TrainResult(status, step, total_steps, time.time() - t_start, last_row, run.root, stop.signal)
 
 
 HELDOUT_COLUMNS = ("heldout_top1", "heldout_top5", "heldout_infonce", "heldout_chance_infonce")
