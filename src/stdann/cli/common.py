@@ -4,27 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stdann.config import PRESETS, ConfigError, load_config
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from stdann.runs.checkpoint import CheckpointError
-    from stdann.runs.errors import RunFolderError
-    from stdann.topography.positions import PositionsError
-    from stdann.training.trainer import TrainingDiverged
-
-    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunFolderError, TrainingDiverged, PositionsError,
-                                       FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError]
-    for mod, name in (("stdann.data.folder", "DataError"), ("stdann.ephys.errors", "EphysError"),
-                      ("stdann.training.recipe", "RecipeInterrupted")):
-        try:
-            errs.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errs)
-
-
-USER_ERRORS = _user_errors()
+from stdann.config import PRESETS, load_config
 
 
 def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo", default_text: str | None = None) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import POSITIONS, SWAP, RunFolder
 
 
@@ -55,7 +56,7 @@ def run_init(args: argparse.Namespace) -> int:
     run = RunFolder(args.run_dir)
     with run.hold():
         if run.path(POSITIONS).is_dir() and any(run.path(POSITIONS).glob("*.npz")) and not args.force:
-            raise FileExistsError(f"{run.root}/positions already holds positions; pass --force to replace them")
+            raise RunFolderError(f"{run.root}/positions already holds positions; pass --force to replace them")
         pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
                                    sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
                                    n_windows=cfg.topography.n_windows)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from stdann.data.config import DataConfig
+from stdann.errors import StdannError
 
 
-class DataError(ValueError):
+class DataError(StdannError, ValueError):
     """A data source that cannot be used at all (missing or empty folder, bad split list)."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from stdann import DIRECTION_CONVENTION, __version__
+from stdann.errors import MissingFileError
 from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
                                    format_value, format_with_ci, get, metric)
 from stdann.ephys.population import P_FLOOR
@@ -31,7 +32,7 @@ MT_BLOCK = "layer3.1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class ReportError(FileNotFoundError):
+class ReportError(MissingFileError):
     """The folder is not something a report can be made of; the message names what is missing and the
     command that makes it."""
 

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import yaml
 
-from stdann.config import Config
+from stdann.config import Config, parse_yaml
+from stdann.errors import MissingFileError, StdannError
 from stdann.fileio import atomic_write
 from stdann.models.r3d import r3d_18
 
@@ -29,7 +30,7 @@ FORMAT = "stdann-checkpoint-v1"
 TRAINING_KEYS = ("step", "config", "model", "optimizer", "rng")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StdannError, RuntimeError):
     """A checkpoint that cannot be used here; the message says what differs."""
 
 
@@ -60,7 +61,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     format than :data:`FORMAT` is refused."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the reason and the fix
@@ -141,7 +142,7 @@ def load_backbone(run_dir: str | Path, which: str = "last", device: str | torch.
     path = checkpoint_path(run_dir, which)
     if not path.is_file():
         avail = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{run_dir} has no checkpoint {which!r} ({path}); available: {avail or 'none'}. "
             "Train the run first with `stdann train --out RUN_DIR`"
         )

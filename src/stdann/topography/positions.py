@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from stdann.errors import MissingFileError, StdannError
 from stdann.fileio import atomic_write
 
 
-class PositionsError(ValueError):
+class PositionsError(StdannError, ValueError):
     """Positions that do not fit their block; the message names the block and the numbers."""
 
 
@@ -76,7 +77,7 @@ class LayerPositions:
     def load(cls, path: str | Path) -> "LayerPositions":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"positions file {path} does not exist")
+            raise MissingFileError(f"positions file {path} does not exist")
         with np.load(path, allow_pickle=False) as f:
             missing = {"name", "dims", "coordinates", "neighborhood_indices", "neighborhood_width", "sheet_side"} - set(
                 f.files
@@ -106,7 +107,7 @@ def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] 
     """The positions of a run folder (all blocks found, or those named)."""
     folder = Path(run_dir) / "positions"
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{run_dir} has no positions/ folder; train it with `stdann train` or create positions "
             "with `stdann positions init RUN_DIR`"
         )
@@ -117,6 +118,7 @@ def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] 
     for b in names:
         p = positions_path(run_dir, b)
         if not p.is_file():
-            raise FileNotFoundError(f"{run_dir}: no positions for block {b} ({p})")
+            raise MissingFileError(f"{run_dir}: no positions for block {b} ({p}); make them with "
+                                   f"`stdann positions init {run_dir}` (or train the run)")
         out[b] = LayerPositions.load(p)
     return out

@@ -25,7 +25,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from stdann.config import Config
+from stdann.config import Config, ConfigError
+from stdann.errors import StdannError
 from stdann.models.inputs import normalize
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
@@ -91,7 +92,7 @@ def swap_summary(history: dict) -> dict:
     return out
 
 
-class RecipeInterrupted(RuntimeError):
+class RecipeInterrupted(StdannError, RuntimeError):
     """A training stage stopped early (Ctrl-C, SIGTERM, time budget); rerun the same command to resume.
     ``exit_code`` is 128 + the signal's number when a signal stopped it (130 Ctrl-C, 143 SIGTERM)."""
 
@@ -128,7 +129,9 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
     total = cfg.optim.total_steps()
     pretrain_steps = int(round(0.3 * total)) if pretrain_steps is None else int(pretrain_steps)
     if not 0 < pretrain_steps < total:
-        raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
+        raise ConfigError(f"the recipe splits optim.max_steps = {total} between pretraining and joint training, so it "
+                          f"needs at least 2 steps (pretraining {pretrain_steps} of {total}); set --set optim.max_steps=2 "
+                          "or more")
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
     blocks = list(cfg.topography.blocks)
     if not run.has(SWAP):  # refuse a user's file in the way before hours of work, not after
