@@ -27,6 +27,10 @@ class MissingFileError(StdannError, FileNotFoundError):
     """A file or folder that stdann needs is not there (the message says which command makes it)."""
 
 
+class UsageError(StdannError, ValueError):
+    """A command-line argument that cannot be used as given (the message says what to give instead)."""
+
+
 class StorageError(StdannError, OSError):
     """The disk refused a write or a read: full, read-only, no permission, a folder in the way."""
 

@@ -7,6 +7,22 @@ import argparse
 from stdann.config import PRESETS, load_config
 
 
+def count(minimum: int = 0):
+    """An argparse type: an integer >= ``minimum`` (refused at parse time with a one-line usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo", default_text: str | None = None) -> None:
     """``--preset``, ``--config``, ``--set``, ``--debug``; ``default_text`` describes the default in
     the help when it is not simply ``default_preset``."""

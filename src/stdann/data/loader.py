@@ -15,6 +15,7 @@ the caller's thread, so training never stops in the middle.
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -93,6 +94,8 @@ class VideoPairSource:
         if store is None:
             store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg)
         self.store = store
+        if self.rank == 0:
+            report_skipped(self.stats(), cfg.root)
         self.span = clip_span(cfg)
         self.failed: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -187,6 +190,32 @@ class VideoPairSource:
             self.close()
         except Exception:
             pass
+
+
+_REPORTED: set[tuple[str, int]] = set()  # (root, skipped) already reported by this process
+
+
+def skipped_line(stats: dict, root: str) -> str | None:
+    """One line on the files of a video folder or cache that training will not use, or None."""
+    skipped = stats.get("skipped") or []
+    if not skipped:
+        return None
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        key = str(s.get("reason", "?")).split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    how = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return (f"[stdann] data: {stats.get('videos', 0)} usable videos under {root}; {len(skipped)} file(s) skipped ({how}); "
+            f"list them with `stdann data index {root} -v`")
+
+
+def report_skipped(stats: dict, root: str) -> None:
+    """Print :func:`skipped_line` once per process and folder (training and its held-out check share it)."""
+    line = skipped_line(stats, root)
+    key = (str(root), len(stats.get("skipped") or []))
+    if line and key not in _REPORTED:
+        _REPORTED.add(key)
+        print(line, file=sys.stderr, flush=True)
 
 
 def build_pair_source(cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from stdann.config import check_section
 from stdann.data.generator import VideoGenerator
 from stdann.ephys.analyze import AnalysisError, analyze_network, block_entry, build_metrics, check_stimuli
 from stdann.ephys.macaque import load_reference
@@ -74,8 +75,7 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     stimuli = check_stimuli(stimuli)
     dev = resolve_device(device or "auto")
     model, cfg = load_backbone(run_dir, which=which, device=dev)
-    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
-    directions(ecfg.n_directions)  # validates
+    ecfg = check_section("ephys", dataclasses.replace(cfg.ephys, **(ephys_overrides or {})))
     blocks = list(blocks) if blocks else list(ecfg.blocks)
     positions = load_run_positions(run_dir, blocks)
     frames, size = cfg.data.frames, cfg.data.size

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from stdann import DIRECTION_CONVENTION, __version__
+from stdann.config import parse_yaml
 from stdann.errors import MissingFileError
 from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
                                    format_value, format_with_ci, get, metric)
@@ -333,7 +334,7 @@ def run_view(run: Path) -> dict:
     run = Path(run)
     cfg_text = _read_text(run / "config.yaml")
     try:
-        cfg = yaml.safe_load(cfg_text or "") or {}
+        cfg = parse_yaml(cfg_text or "") or {}
     except yaml.YAMLError:
         cfg = {}
     cfg = cfg if isinstance(cfg, dict) else {}

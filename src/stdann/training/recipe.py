@@ -155,8 +155,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
                                                 lambda b: run.claim(run.positions_figure(b)))
         else:
             final, history = initial, {}
-        run.save_positions(final)
-        run.write_json(SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}, indent=None)
+        run.save_positions(final, (SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}))
     swap = json.loads(run.path(SWAP).read_text())
     seconds["swap"] = time.time() - t
 
