@@ -192,6 +192,7 @@ RULES: dict[str, Check] = {
     "topography.neighborhoods_per_step": integer(1),
     "topography.loss": choice(*SPATIAL_LOSS_KINDS),
     "topography.spatial_only": flag(),
+    "topography.sheets": Check(lambda v: isinstance(v, dict), "a mapping block -> {sheet_side, neighborhood_width}"),
     "topography.n_windows": integer(1),
     "topography.position_seed": integer(0),
     "topography.swap_steps": integer(0),
@@ -346,6 +347,13 @@ def _batchnorm_problems(cfg: Any, local_batch: int, world_size: int) -> list[str
 GiB = 1024 ** 3
 
 
+def head_parameter_count(features: int, hidden: int, dim: int, head_bn: bool) -> int:
+    """Parameters of MoCo's projection head (``stdann.models.moco.Encoder``)."""
+    if head_bn:  # Linear (no bias), BN, ReLU, Linear (no bias), BN without affine
+        return features * hidden + 2 * hidden + hidden * dim
+    return features * hidden + hidden + hidden * dim + dim
+
+
 def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
     """A lower bound of the bytes one training process allocates, by part: the encoders' weights,
     gradients and SGD momentum (fp32), the activations kept for the backward pass of both views
@@ -353,7 +361,8 @@ def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
     stem are counted), the generated video's texture bank and the held-out pairs. What exceeds
     the machine's memory cannot run; what stays below may still not fit."""
     width, frames, size = cfg.model.width, cfg.data.frames, cfg.data.size
-    params = r3d_parameter_count(width) + 8 * width * cfg.moco.hidden_dim + cfg.moco.hidden_dim * cfg.moco.dim
+    params = r3d_parameter_count(width) + head_parameter_count(8 * width, cfg.moco.hidden_dim, cfg.moco.dim,
+                                                                cfg.moco.head_bn)
     shapes = block_output_shapes(width, frames, size)
     per_clip = 2 * math.prod(shapes["layer1.0"]) + sum(3 * math.prod(s) for s in shapes.values())  # stem + blocks
     local_batch = max(1, cfg.optim.batch_size // max(1, world_size))

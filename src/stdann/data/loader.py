@@ -94,8 +94,6 @@ class VideoPairSource:
         if store is None:
             store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg)
         self.store = store
-        if self.rank == 0:
-            report_skipped(self.stats(), cfg.root)
         self.span = clip_span(cfg)
         self.failed: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -103,6 +101,8 @@ class VideoPairSource:
         self._futures: dict = {}
         self.timeout = 300.0
         self.worker_errors = 0
+        if self.rank == 0:
+            report_skipped(self.stats(), cfg.root)
 
     # -- CPU part: choose and read the frames of one step ---------------------------------
     def _read_row(self, g: torch.Generator, i: int):
