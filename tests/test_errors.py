@@ -9,6 +9,7 @@ import signal
 import pytest
 
 import stdann.cli.common as common
+from stdann.cpu import choose_threads, configure
 import stdann.cli.main as cli_main
 from stdann.cli.main import build_parser, main
 from stdann.config import ConfigError
@@ -128,3 +129,18 @@ def test_count_arguments_are_refused_at_parse_time(capsys, tmp_path):
             main(argv)
         assert e.value.code == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_threads_when_other_processes_share_the_cores():
+    assert choose_threads(2, 0) == 2 and choose_threads(2, 1) == 1 and choose_threads(2, 5) == 1
+    assert choose_threads(16, 3) == 13
+    env = {}
+    note = configure(env, busy=1.0)
+    n = int(env.get("OMP_NUM_THREADS", 0)) or None
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    if note:  # (this machine has more than one core)
+        assert n is not None and "other process" in note and "train.threads" in note
+    env = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
+    assert configure(env, busy=10.0) is None and env == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
+    env = {}
+    assert configure(env, busy=0.0) is None and "OMP_NUM_THREADS" not in env

@@ -5,7 +5,8 @@ the storage errors of the operating system are turned into one by
 :func:`stdann.errors.as_user_error`) is printed as one line and the command exits with its
 ``exit_code`` (2); ``--debug`` (or ``STDANN_DEBUG=1``) shows the traceback instead. Anything else
 is a bug and keeps its traceback. Ctrl-C exits with 130 and SIGTERM with 143, at any moment —
-start-up included — without a traceback.
+start-up included — without a traceback. Before torch is imported, :func:`stdann.cpu.configure`
+chooses the OpenMP threads for cores that other processes share.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import signal
 import sys
 
 from stdann import DIRECTION_CONVENTION, __version__
+from stdann import cpu
 from stdann.errors import as_user_error
 
 # In pipeline order; each module adds one sub-command.
 COMMANDS = ("train", "positions", "data", "analyze", "demo", "sweep", "report", "bench")
 # Modules that add more than one command (``sweep`` also adds ``emergence``).
+COMPUTE = ("train", "positions", "analyze", "demo", "sweep", "emergence", "bench")  # say when threads were lowered
 
 
 class Terminated(BaseException):
@@ -82,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread
         old_term = None
     try:
+        # before torch is imported (a library caller has imported it already: its threads are its own)
+        note = cpu.configure() if "torch" not in sys.modules else None
         parser = build_parser()  # imports torch and every command: Ctrl-C here is an interruption too
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 0
+        if note and args.command in COMPUTE:
+            print(note, flush=True)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if _debug(args):
