@@ -10,6 +10,7 @@ error. A temporary file left by a process that was killed is removed by :func:`r
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -135,6 +136,30 @@ def atomic_write_many(items: list[tuple[str | Path, Callable[[IO[bytes]], Any]]]
             tmp.unlink(missing_ok=True)
         raise
     return paths
+
+
+def require_writable(folder: str | Path) -> Path:
+    """Make ``folder`` (and its parents) and check that this process may write into it, before any
+    long work whose results would go there; raises :class:`~stdann.errors.StorageError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        user = storage_error(e, folder)
+        if user is not None:
+            raise user from e
+        raise
+    if not os.access(folder, os.W_OK):
+        err = OSError(errno.EROFS if _read_only(folder) else errno.EACCES, "not writable", str(folder))
+        raise storage_error(err, folder) from None
+    return folder
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -9,6 +9,7 @@ to 4:3 and resized to ``DataConfig.resize_hw()`` — the same geometry the cache
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         st = path.stat()
     except OSError as e:
         return None, f"missing or unreadable: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        return None, "not a regular file"
     if st.st_size == 0:
         return None, "zero-length file"
     if not os.access(path, os.R_OK):

@@ -24,6 +24,7 @@ from stdann.ephys.outputs import write_metrics, write_tables
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm
 from stdann.ephys.registry import slim
 from stdann.ephys.stimuli import STIMULUS_SETS, directions
+from stdann.fileio import require_writable
 from stdann.reports.figures.run import write_run_figures
 from stdann.topography.positions import load_run_positions
 from stdann.runs.checkpoint import load_backbone
@@ -73,6 +74,7 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     if not run_dir.is_dir():
         raise AnalysisError(f"run folder {run_dir} does not exist")
     stimuli = check_stimuli(stimuli)
+    require_writable(Path(out_dir) if out_dir is not None else run_dir)  # before minutes of recording, not after
     dev = resolve_device(device or "auto")
     model, cfg = load_backbone(run_dir, which=which, device=dev)
     ecfg = check_section("ephys", dataclasses.replace(cfg.ephys, **(ephys_overrides or {})))

@@ -61,10 +61,18 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ReportError(f"cannot read {path}: {e}") from e
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ReportError(f"cannot read {path} ({why}): the file is damaged; {_REMAKE.get(path.name, 'restore it')}") from e
     return data if isinstance(data, dict) else {}
+
+
+_REMAKE = {  # how each file a report reads is made again
+    "metrics.json": "make it again with `stdann analyze RUN`",
+    "run.json": "move it away (the report then lacks the run's status) or continue the run with `stdann train --resume`",
+    "study.json": "rerun the same `stdann sweep` / `stdann emergence` command, which rewrites it",
+}
 
 
 def _read_text(path: Path) -> str | None:
@@ -79,9 +87,9 @@ def _read_train_log(run: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             return [{k: as_number(v) for k, v in r.items() if k and as_number(v) is not None} for r in csv.DictReader(f)]
-    except (OSError, csv.Error):
+    except (OSError, csv.Error, ValueError):  # a damaged log: the report goes without its training curve
         return []
 
 

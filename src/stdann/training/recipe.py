@@ -29,6 +29,7 @@ from stdann.config import Config, ConfigError
 from stdann.errors import StdannError
 from stdann.models.inputs import normalize
 from stdann.runs.checkpoint import load_backbone
+from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
 from stdann.topography.positions import load_run_positions
 from stdann.training.trainer import resolve_device, train
@@ -113,6 +114,22 @@ def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
         )
 
 
+def _read_swap(run: RunFolder) -> dict:
+    """The recipe's swap summary; a damaged one is refused (redoing the swaps would change the positions
+    the joint training uses)."""
+    path = run.path(SWAP)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path} is damaged ({type(e).__name__}); restore it, or run the recipe again from the "
+                             "start (`stdann demo --overwrite`): new swaps would change the positions the joint "
+                             "training used") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} is damaged (not a swap summary); restore it, or run the recipe again from the "
+                             "start (`stdann demo --overwrite`)")
+    return data
+
+
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
                        progress: bool = True) -> RecipeResult:
     """Run the four stages into ``out``; ``cfg.optim.total_steps()`` is split between pretraining
@@ -156,7 +173,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
         else:
             final, history = initial, {}
         run.save_positions(final, (SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}))
-    swap = json.loads(run.path(SWAP).read_text())
+    swap = _read_swap(run)
     seconds["swap"] = time.time() - t
 
     t = time.time()
