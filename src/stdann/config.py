@@ -3,13 +3,19 @@
 A :class:`Config` has one section per pipeline stage. Every field has a default (the paper-scale
 value); the presets in ``stdann/presets/*.yaml`` (``paper``, ``demo``, ``smoke``) override a few.
 Overrides on the command line use dotted keys: ``--set optim.batch_size=64 --set topography.alpha=0``.
-Unknown keys are refused with the closest valid names.
+Unknown keys are refused with the closest valid names; every value is checked by
+:meth:`Config.validate` (the rules live in :mod:`stdann.config_checks`), which ``load_config``,
+``Config.from_dict`` and the trainer run, so a bad value is one clear error before any work.
+
+YAML is read with one loader (:func:`parse_yaml`): safe (a ``!!python`` tag is refused, nothing is
+ever constructed or run) and with YAML 1.2 numbers, so ``1e-4`` and ``1e10`` are numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,26 +25,75 @@ from typing import Any
 
 import yaml
 
+from stdann import config_checks
 from stdann.data.config import DataConfig
 from stdann.ephys.config import EphysConfig
+from stdann.errors import StdannError
 from stdann.fileio import atomic_write_text
 from stdann.topography.config import TopographyConfig
 
 
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key and the fix."""
+class ConfigError(StdannError, ValueError):
+    """A configuration problem; the message names the key, the value, the valid range and the fix."""
+
+
+# -- YAML: one safe loader with YAML 1.2 numbers ------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus the floats YAML 1.1 reads as strings (``1e-4``, ``1e10``, ``.5e3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text → plain Python values (raises ``yaml.YAMLError``; see the module docstring)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if "!!python" in str(e) or "tag:yaml.org,2002:python" in str(e):
+        problem = "a !!python tag (stdann configurations hold plain values only; nothing is ever constructed or run)"
+    return f"{at}: {problem}"
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The YAML content of a file, or a :class:`ConfigError` naming the file, where it is broken and
+    the fix (a missing file, binary data, malformed YAML, a ``!!python`` tag)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist{' (it is a folder)' if p.is_dir() else ''}; check the path")
+    raw = p.read_bytes()
+    try:
+        if b"\x00" in raw:
+            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a text file (binary data): it is not YAML or it is damaged; "
+                          "give a YAML file of config sections (e.g. optim: {batch_size: 64})") from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {p} is not valid YAML{_yaml_problem(e)}; fix that line "
+                          "(e.g. optim: {batch_size: 64})") from None
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "r3d_18"
+    arch: str = "r3d_18"  # the one backbone stdann builds (validated; kept so config files name it)
     width: int = 64  # base channel count (64 = torchvision's r3d_18)
 
 
 @dataclass
 class MocoConfig:
     dim: int = 128  # embedding size
-    hidden_dim: int = 512  # MLP head hidden size (scaled with width when 0)
+    hidden_dim: int = 512  # MLP head hidden size
     queue_size: int = 65536  # K negatives; must be a multiple of the global batch
     momentum: float = 0.999  # key encoder EMA
     temperature: float = 0.2  # 0.2 for MoCo v2 (0.07 for v1)
@@ -118,8 +173,25 @@ class Config:
         atomic_write_text(path, self.to_yaml())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
-        return _merge(cls(), d, prefix="")
+    def from_dict(cls, d: dict[str, Any], validate: bool = True) -> "Config":
+        """The config a (nested) dict describes over the defaults; validated unless ``validate=False``
+        (for a dict that overrides will complete)."""
+        cfg = _merge(cls(), d, prefix="")
+        return cfg.validate() if validate else cfg
+
+    def validate(self, world_size: int = 1) -> "Config":
+        """Refuse (:class:`ConfigError`) any value out of its range and any inconsistent combination,
+        with the key, the value, the valid range and the fix; returns the config itself.
+        ``world_size`` = the number of training processes (the batch is split between them)."""
+        problems = []
+        for f in dataclasses.fields(self):
+            problems += config_checks.value_problems(getattr(self, f.name), f.name)
+        if not problems:
+            problems = config_checks.cross_problems(self, world_size)
+        if problems:
+            more = f" ({len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+            raise ConfigError(problems[0] + more)
+        return self
 
     def updated(self, d: dict[str, Any]) -> "Config":
         """A copy with the (nested) dict ``d`` applied on top."""
@@ -132,7 +204,11 @@ class Config:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.batch_size=64")
             key, raw = item.split("=", 1)
-            value = yaml.safe_load(raw) if raw.strip() != "" else ""
+            try:
+                value = parse_yaml(raw) if raw.strip() != "" else ""
+            except yaml.YAMLError as e:
+                raise ConfigError(f"--set {item!r}: the value is not valid YAML{_yaml_problem(e)}; quote it or fix "
+                                  "it, e.g. --set 'topography.blocks=[layer3.1, layer4.1]'") from None
             nested: dict[str, Any] = {}
             cur = nested
             parts = key.strip().split(".")
@@ -157,19 +233,30 @@ def _preset_text(name: str) -> str:
 def load_config(
     preset: str | None = "demo", path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    """Defaults ← preset ← YAML file ← ``--set`` overrides."""
+    """Defaults ← preset ← YAML file ← ``--set`` overrides, validated (:meth:`Config.validate`)."""
     cfg = Config()
     if preset:
-        cfg = cfg.updated(yaml.safe_load(_preset_text(preset)) or {})
+        cfg = cfg.updated(parse_yaml(_preset_text(preset)) or {})
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        data = yaml.safe_load(p.read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
-        cfg = cfg.updated(data)
-    return cfg.with_overrides(list(overrides))
+            raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. optim: {{batch_size: 64}}), "
+                              f"got {type(data).__name__}")
+        try:
+            cfg = cfg.updated(data)
+        except ConfigError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+    return cfg.with_overrides(list(overrides)).validate()
+
+
+def check_section(name: str, section: Any) -> Any:
+    """Validate one section object (e.g. an ``EphysConfig`` with a command's own overrides) by the
+    rules of :mod:`stdann.config_checks`; returns it."""
+    problems = config_checks.value_problems(section, name)
+    if problems:
+        more = f" ({len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    return section
 
 
 def flat_keys(obj: Any = None, prefix: str = "") -> list[str]:
@@ -248,10 +335,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return bool(value)
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if tp is int:
+        value = _number(value)
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if tp is float:
+        value = _number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
@@ -259,4 +348,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)
+    return value
+
+
+def _number(value: Any) -> Any:
+    """A string that spells a number (``"1e-4"``, ``"64"``), as that number; anything else unchanged."""
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value.strip().replace("_", ""))
+            except ValueError:
+                continue
     return value

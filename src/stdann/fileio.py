@@ -1,41 +1,165 @@
-"""Small file helpers shared by every stage: writes that never leave a half-written file."""
+"""Small file helpers shared by every stage: writes that never leave a half-written file.
+
+An atomic write goes to a temporary file beside the target (hidden, named after the process),
+is flushed to disk, then renamed over the target: a crash leaves the old file or the new one,
+never a half-written one. On any error the temporary file is removed, and an error of the disk
+(full, read-only, no permission) is raised as a one-line :class:`stdann.errors.StorageError`
+naming the target — also when the writer (``torch.save``'s zip writer) hides it behind its own
+error. A temporary file left by a process that was killed is removed by :func:`remove_stale_temps`.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable
+
+from stdann.errors import storage_error
+
+_TEMP_MARK = ".tmp-"
 
 
 def temp_path(path: str | Path) -> Path:
     """The temporary file an atomic write of ``path`` uses (beside it, hidden, named after the process)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
 
 
 def is_temp_of(candidate: str, name: str) -> bool:
     """Whether the file name ``candidate`` is a temporary file of an atomic write of ``name``."""
-    return candidate.startswith(f".{name}.tmp-")
+    return candidate.startswith(f".{name}{_TEMP_MARK}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Remove, in ``folder``, the temporary files of atomic writes of ``names`` whose process has
+    ended (killed while writing); returns them. Temporary files of live processes are left."""
+    folder = Path(folder)
+    wanted = set(names)
+    removed = []
+    if not folder.is_dir() or not wanted:
+        return removed
+    for p in folder.iterdir():
+        name = p.name
+        if not name.startswith(".") or _TEMP_MARK not in name or not p.is_file():
+            continue
+        target, _, pid = name[1:].rpartition(_TEMP_MARK)
+        if target in wanted and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+class _Watched:
+    """A file whose ``write`` remembers the OSError it raised (``torch.save`` turns it into a
+    RuntimeError about ``inline_container.cc``); every other attribute is the file's."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def _write_temp(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path``'s temporary file completely (flushed to disk) and return it; on any error it
+    is removed and a storage error is raised as :class:`~stdann.errors.StorageError`."""
+    tmp = temp_path(path)
+    watched = None
+    try:
+        with open(tmp, "wb") as f:
+            watched = _Watched(f)
+            write(watched)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        cause = watched.error if watched is not None and watched.error is not None else e
+        user = storage_error(cause, path) if isinstance(cause, OSError) else None
+        if user is not None:
+            raise user from e
+        raise
+    return tmp
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, then rename it over
-    ``path``: a crash leaves either the old file or the new one, never a half-written one. On any
-    error the temporary file is removed and the error re-raised."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
+    ``path`` (see the module docstring)."""
+    return atomic_write_many([(path, write)])[0]
+
+
+def atomic_write_many(items: list[tuple[str | Path, Callable[[IO[bytes]], Any]]]) -> list[Path]:
+    """Atomic writes of several files that belong together (a run's positions): every temporary
+    file is written first, then all are renamed, so an interruption while writing (the long part)
+    leaves every old file as it was."""
+    paths = [Path(p) for p, _ in items]
+    temps: list[Path] = []
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, (_, write) in zip(paths, items):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                user = storage_error(e, path.parent)
+                if user is not None:
+                    raise user from e
+                raise
+            temps.append(_write_temp(path, write))
+        for tmp, path in zip(temps, paths):
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                user = storage_error(e, path)
+                if user is not None:
+                    raise user from e
+                raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
         raise
-    return path
+    return paths
+
+
+def require_writable(folder: str | Path) -> Path:
+    """Make ``folder`` (and its parents) and check that this process may write into it, before any
+    long work whose results would go there; raises :class:`~stdann.errors.StorageError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        user = storage_error(e, folder)
+        if user is not None:
+            raise user from e
+        raise
+    if not os.access(folder, os.W_OK):
+        err = OSError(errno.EROFS if _read_only(folder) else errno.EACCES, "not writable", str(folder))
+        raise storage_error(err, folder) from None
+    return folder
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -136,3 +136,14 @@ def test_ucf101_split_list(tmp_path):
     assert len(index_folder(root, DataConfig(frames=8, size=32)).videos) == 4
     with pytest.raises(DataError, match="split list"):
         index_folder(root, DataConfig(split="trainlist07"))
+
+
+def test_frames_larger_than_max_side_are_skipped_before_decoding(tmp_path):
+    """Issue 15: an 8000x8000 file was accepted; data.max_side bounds the frame size (counted as skipped)."""
+    encode_video(tmp_path / "big.mp4", frames=20, height=96, width=128)
+    encode_video(tmp_path / "small.mp4", frames=20, height=48, width=64)
+    idx = index_folder(tmp_path, DataConfig(frames=8, size=32, max_side=100))
+    assert [os.path.basename(v.path) for v in idx.videos] == ["small.mp4"]
+    (skip,) = idx.skipped
+    assert skip["path"].endswith("big.mp4") and skip["reason"].startswith("frame too large (128x96 > data.max_side = 100")
+    assert idx.summary()["skipped_by_reason"] == {"frame too large": 1}

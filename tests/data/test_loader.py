@@ -10,6 +10,7 @@ from stdann_data_videos import encode_video
 from stdann.data.cache import CacheStore, build_cache
 from stdann.data.config import DataConfig
 from stdann.data.folder import DataError
+from stdann.data import loader
 from stdann.data.loader import VideoPairSource, build_pair_source
 
 
@@ -184,3 +185,18 @@ def test_dead_worker_does_not_hang_and_bad_items_are_replaced():
 def test_unknown_source_refused():
     with pytest.raises(DataError, match="source"):
         build_pair_source(DataConfig(source="webcam"), 2, "cpu", 0)
+
+
+@pytest.mark.video
+def test_training_on_a_folder_reports_the_skipped_files(video_root, capsys, monkeypatch):
+    """Issue 15: `train` on a video folder never said which files it skipped."""
+    monkeypatch.setattr(loader, "_REPORTED", set())  # (other tests of this process used the same folder)
+    cfg = DataConfig(source="folder", root=str(video_root), frames=4, size=24, pair_max_gap=0.4, workers=1, prefetch=0)
+    src = build_pair_source(cfg, 2, "cpu", seed=3)
+    again = build_pair_source(cfg, 2, "cpu", seed=4)  # the held-out check's source: reported once, not twice
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "[stdann] data:" in line]
+    assert len(lines) == 1, err
+    assert "4 usable videos" in lines[0] and "1 file(s) skipped" in lines[0] and "stdann data index" in lines[0]
+    src.close()
+    again.close()

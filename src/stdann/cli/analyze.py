@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
 import yaml
 
+from stdann.config import ConfigError, EphysConfig, _coerce, parse_yaml
+from stdann.models.r3d import BLOCK_NAMES
 from stdann.ephys.registry import NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.orchestration.analysis import analyze_run
@@ -24,7 +28,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder with checkpoints/ and positions/")
-    p.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK",
+    p.add_argument("--blocks", nargs="+", default=None, metavar="BLOCK", choices=BLOCK_NAMES,
                    help="blocks to analyse, e.g. layer3.1 layer4.1 (default: ephys.blocks of the run's config)")
     p.add_argument("--stimuli", nargs="+", default=["gratings"], choices=sorted(STIMULUS_SETS),
                    help="stimulus sets (gratings are always recorded: tuning curves and maps need them)")
@@ -43,11 +47,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _overrides(items: list[str]) -> dict:
-    from stdann.config import ConfigError, EphysConfig, _coerce
-
-    import dataclasses
-    import typing
-
     hints = typing.get_type_hints(EphysConfig)
     names = [f.name for f in dataclasses.fields(EphysConfig)]
     out = {}
@@ -58,7 +57,12 @@ def _overrides(items: list[str]) -> dict:
         key = key.strip().removeprefix("ephys.")
         if key not in names:
             raise ConfigError(f"unknown ephys setting {key!r}; valid: {', '.join(names)}")
-        out[key] = _coerce(yaml.safe_load(raw), hints[key], f"ephys.{key}")
+        try:
+            value = parse_yaml(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote it or fix it, "
+                              "e.g. --set spatial_frequencies=[0.05,0.1]") from None
+        out[key] = _coerce(value, hints[key], f"ephys.{key}")
     return out
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from stdann.cli.common import add_config_args, config_from_args
+from stdann.cli.common import add_config_args, config_from_args, count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--steps 20 --warmup 5 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported) [default: 5]")
-    t.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per variant [default: 2]")
-    t.add_argument("--batch-size", type=int, help="clip pairs per step (shortcut for --set optim.batch_size=N); "
+    t.add_argument("--steps", type=count(1), default=5, help="timed steps per variant (median reported) [default: 5]")
+    t.add_argument("--warmup", type=count(0), default=2, help="untimed warm-up steps per variant [default: 2]")
+    t.add_argument("--batch-size", type=count(2), help="clip pairs per step (shortcut for --set optim.batch_size=N); "
                    "moco.queue_size must stay a multiple of 2N")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
-    t.add_argument("--threads", type=int, help="torch CPU threads (shortcut for --set train.threads=N)")
+    t.add_argument("--threads", type=count(0), help="torch CPU threads (shortcut for --set train.threads=N)")
     t.add_argument("--no-baseline", action="store_true", help="skip the plain baseline step")
     t.add_argument("--no-ablation", action="store_true", help="skip the alpha=0 step (spatial loss's whole cost)")
     t.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak in TFLOP/s (overrides the "
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [default: auto]")
-    e.add_argument("--threads", type=int, help="torch CPU threads (shortcut for --set train.threads=N)")
+    e.add_argument("--threads", type=count(0), help="torch CPU threads (shortcut for --set train.threads=N)")
     e.add_argument("--blocks", help="comma-separated blocks [default: all eight, layer1.0 ... layer4.1]")
     e.add_argument("--stimuli", default="gratings,rdk,plaids",
                    help="comma-separated stimulus sets among gratings, rdk, plaids [default: all three]")

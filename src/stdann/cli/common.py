@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from stdann.config import PRESETS, ConfigError, load_config
+from stdann.config import PRESETS, load_config
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from stdann.runs.checkpoint import CheckpointError
-    from stdann.runs.errors import RunFolderError
-    from stdann.topography.positions import PositionsError
-    from stdann.training.trainer import TrainingDiverged
+def count(minimum: int = 0):
+    """An argparse type: an integer >= ``minimum`` (refused at parse time with a one-line usage error)."""
 
-    errs: list[type[BaseException]] = [ConfigError, CheckpointError, RunFolderError, TrainingDiverged, PositionsError,
-                                       FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError]
-    for mod, name in (("stdann.data.folder", "DataError"), ("stdann.ephys.errors", "EphysError"),
-                      ("stdann.training.recipe", "RecipeInterrupted")):
+    def parse(text: str) -> int:
         try:
-            errs.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errs)
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
 
-
-USER_ERRORS = _user_errors()
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "demo", default_text: str | None = None) -> None:

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from stdann.cli.common import count
+
 
 def _data_config(args):
     """DataConfig from --preset/--config/--set (the project's config system) plus the command's own flags."""
@@ -106,7 +108,19 @@ def cmd_cache(args) -> int:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("data", help="preview, index and cache training video", description=__doc__)
+    p = subparsers.add_parser(
+        "data", help="preview, index and cache training video",
+        description=(
+            "Look at and prepare the video stdann trains on. `preview` writes an MP4/GIF, a contact sheet and the "
+            "motion statistics of what the model sees (the built-in generated video, a video folder or a cache); "
+            "`index` lists the usable videos of a folder and the reason each other file is skipped (zero-length, "
+            "truncated, not a video, frames too small or too large, ...); `cache` decodes a folder once into "
+            "memory-mapped clip shards that `--set data.source=cache` trains from."
+        ),
+        epilog="Examples:\n  stdann data preview --out preview/\n  stdann data index /data/UCF101 -v\n"
+               "  stdann data cache /data/UCF101 --out /data/ucf_cache --preset paper",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="data_command", metavar="{preview,index,cache}")
     sub.required = True
 
@@ -115,13 +129,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     pv.add_argument("--out", default="data_preview", help="output folder (default: data_preview)")
     pv.add_argument("--root", default=None, help="preview a video folder or cache instead of the built-in video")
     pv.add_argument("--source", choices=["generated", "folder", "cache"], default=None, help="data source (default: from the config, or guessed from --root)")
-    pv.add_argument("--clips", type=int, default=16, help="number of positive pairs shown (default 16)")
-    pv.add_argument("--stats-clips", type=int, default=512, help="pairs whose ground-truth motion is summarised (default 512)")
+    pv.add_argument("--clips", type=count(1), default=16, help="number of positive pairs shown (default 16)")
+    pv.add_argument("--stats-clips", type=count(0), default=512, help="pairs whose ground-truth motion is summarised (default 512)")
     pv.add_argument("--format", choices=["mp4", "gif"], default="mp4", help="animation format (default mp4)")
-    pv.add_argument("--scale", type=int, default=2, help="pixel magnification of the written images (default 2)")
+    pv.add_argument("--scale", type=count(1), default=2, help="pixel magnification of the written images (default 2)")
     pv.add_argument("--raw", action="store_true", help="show generated clips without augmentation (the second view is another clip)")
     pv.add_argument("--device", default="cpu", help="device for generation: cpu, cuda, auto (default cpu)")
-    pv.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    pv.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")
     pv.set_defaults(func=cmd_preview)
 
     ix = sub.add_parser("index", help="list the usable videos of a folder and why the others are skipped")
@@ -138,8 +152,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     _common(ca)
     ca.add_argument("root", help="folder tree of video files")
     ca.add_argument("--out", required=True, help="cache directory (created; an unfinished cache there is resumed)")
-    ca.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.workers)")
-    ca.add_argument("--windows", type=int, default=None, help="windows cached per video (default: data.cache_windows)")
+    ca.add_argument("--workers", type=count(1), default=None, help="decoding processes (default: data.workers)")
+    ca.add_argument("--windows", type=count(1), default=None, help="windows cached per video (default: data.cache_windows)")
     ca.add_argument("--split", default=None, help="UCF101 split list to restrict to, e.g. trainlist01")
     ca.add_argument("--overwrite", action="store_true", help="discard an existing cache in --out")
     ca.add_argument("--quiet", "-q", action="store_true", help="no progress bars")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stdann.cli.common import add_config_args, config_from_args
+from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.models.r3d import BLOCK_NAMES
+from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import POSITIONS, SWAP, RunFolder
 
 
@@ -33,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--from", dest="source", required=True, metavar="PRETRAIN_RUN",
                    help="run folder of a network trained with α = 0 (its last checkpoint gives the responses; "
                         "its positions are the starting point unless RUN_DIR already has positions)")
-    o.add_argument("--steps", type=int, default=None, help="swap steps per block [default: topography.swap_steps, or 200]")
-    o.add_argument("--blocks", nargs="+", help="blocks to optimise [default: topography.blocks]")
+    o.add_argument("--steps", type=count(0), default=None, help="swap steps per block [default: topography.swap_steps, or 200]")
+    o.add_argument("--blocks", nargs="+", choices=BLOCK_NAMES, metavar="BLOCK", help="blocks to optimise [default: topography.blocks]")
     o.add_argument("--device", default=None, help="cpu, cuda, auto [default: train.device]")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_args(o, default_preset=None)
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = sp.add_parser("plot", help="PNG of a block's unit positions coloured by channel")
     q.add_argument("run_dir", metavar="RUN_DIR", help="run folder with positions/")
-    q.add_argument("--block", default="layer3.1", help="block name [default: layer3.1]")
+    q.add_argument("--block", default="layer3.1", choices=BLOCK_NAMES, metavar="BLOCK", help="block name [default: layer3.1]")
     q.add_argument("--out", help="PNG path [default: RUN_DIR/figures/positions_BLOCK.png]")
     q.add_argument("--debug", action="store_true", help="full tracebacks")
     q.set_defaults(func=run_plot)
@@ -55,7 +57,7 @@ def run_init(args: argparse.Namespace) -> int:
     run = RunFolder(args.run_dir)
     with run.hold():
         if run.path(POSITIONS).is_dir() and any(run.path(POSITIONS).glob("*.npz")) and not args.force:
-            raise FileExistsError(f"{run.root}/positions already holds positions; pass --force to replace them")
+            raise RunFolderError(f"{run.root}/positions already holds positions; pass --force to replace them")
         pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
                                    sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
                                    n_windows=cfg.topography.n_windows)
@@ -77,18 +79,23 @@ def run_optimize(args: argparse.Namespace) -> int:
     model_cfg_dev = resolve_device(args.device or "auto")
     model, cfg = load_backbone(src, "last", device=model_cfg_dev)
     if args.preset or args.config or args.overrides:
-        cfg = load_config(args.preset, args.config, args.overrides) if (args.preset or args.config) else cfg.with_overrides(args.overrides)
+        cfg = (load_config(args.preset, args.config, args.overrides) if (args.preset or args.config)
+               else cfg.with_overrides(args.overrides).validate())
     blocks = args.blocks or list(cfg.topography.blocks)
     with run.hold():
         run.ensure_run().check_writable([SWAP] + [f"{POSITIONS}/{b}.npz" for b in blocks]
                                         + [run.positions_figure(b) for b in blocks])
-        initial = run.load_positions(blocks) or load_run_positions(src, blocks)
+        if run.interrupted_positions(blocks, SWAP):  # an optimisation killed while it wrote: start it again
+            print(f"[stdann] {run.path(POSITIONS)} holds part of an interrupted optimisation; starting again from "
+                  f"the positions of {src}")
+            initial = load_run_positions(src, blocks)
+        else:
+            initial = run.load_positions(blocks) or load_run_positions(src, blocks)
         steps = args.steps if args.steps is not None else (cfg.topography.swap_steps or 200)
         final, history = optimize_positions(model, cfg, initial, steps, model_cfg_dev, not args.no_progress,
                                             lambda b: run.claim(run.positions_figure(b)))
-        run.save_positions(final)
         summary = swap_summary(history)
-        run.write_json(SWAP, {"steps": steps, "from": str(src), "blocks": summary, "history": history}, indent=None)
+        run.save_positions(final, (SWAP, {"steps": steps, "from": str(src), "blocks": summary, "history": history}))
     for b, s in summary.items():
         print(f"{b}: mean SL_rel {s['sl_first']:.4f} → {s['sl_last']:.4f} ({s['accepted']} swaps accepted)")
     print(f"positions written to {run.path(POSITIONS)}; plots in {run.root / 'figures'}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from stdann.errors import UsageError
 from stdann.reports.html import write_report
 from stdann.reports.markdown import markdown_for
 
@@ -34,6 +36,9 @@ def run(args) -> int:
     if args.markdown:
         print(markdown_for(args.path))
         return 0
+    if args.out is not None and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the HTML file to write, e.g. --out "
+                         f"{Path(args.out) / 'report.html'}")
     out = write_report(args.path, args.out)
     print(f"wrote {out}")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stdann.cli.common import add_config_args, config_from_args
+from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.models.r3d import BLOCK_NAMES
 from stdann.reports.figures.study import study_figures
 from stdann.reports.html import write_report
 from stdann.training import distributed as D
@@ -20,9 +21,9 @@ def _floats(text: str) -> list[float]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="study folder (one run folder per condition and seed)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per condition [default: 1]")
-    p.add_argument("--blocks", nargs="+", help="blocks to analyse [default: ephys.blocks]")
-    p.add_argument("--steps", type=int, help="training steps per run (shortcut for optim.max_steps)")
+    p.add_argument("--seeds", type=count(1), default=1, help="seeds per condition [default: 1]")
+    p.add_argument("--blocks", nargs="+", choices=BLOCK_NAMES, metavar="BLOCK", help="blocks to analyse [default: ephys.blocks]")
+    p.add_argument("--steps", type=count(2), help="training steps per run (shortcut for optim.max_steps)")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe (task performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--variants", default="paper,reverse", help="comma-separated variant names [default: paper,reverse]")
     e.add_argument("--alpha", type=float, default=None, help="spatial-loss weight for every variant [default: the preset's]")
-    e.add_argument("--snapshots", type=int, default=4, help="evenly spaced snapshots per run [default: 4]")
+    e.add_argument("--snapshots", type=count(1), default=4, help="evenly spaced snapshots per run [default: 4]")
     _common(e)
     add_config_args(e)
     e.set_defaults(func=run_emergence)
@@ -68,7 +69,7 @@ def _base(args):
     cfg = config_from_args(args)
     if args.steps:
         cfg = cfg.with_overrides([f"optim.max_steps={args.steps}"])
-    return cfg
+    return cfg.validate()
 
 
 def _finish(study: dict, out: Path) -> None:

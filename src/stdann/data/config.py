@@ -76,6 +76,7 @@ class DataConfig:
     split: str = ""  # UCF101 split list name (e.g. trainlist01); "" = every video found
     resize: int = 0  # frames are resized to this height (4:3 centre crop); 0 = ceil(size × 8/7)
     min_side: int = 16  # videos with a smaller frame side are skipped
+    max_side: int = 4096  # videos with a larger frame side are skipped (a decoded 8000x8000 frame is 192 MB)
     workers: int = 2  # decoding threads (training) / processes (cache building)
     prefetch: int = 2  # batches prepared ahead by the background pool (folder/cache sources)
     cache_windows: int = 4  # windows cached per video (evenly spread over its length)

@@ -9,15 +9,17 @@ to 4:3 and resized to ``DataConfig.resize_hw()`` — the same geometry the cache
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from stdann.data.config import DataConfig
+from stdann.errors import StdannError
 
 
-class DataError(ValueError):
+class DataError(StdannError, ValueError):
     """A data source that cannot be used at all (missing or empty folder, bad split list)."""
 
 
@@ -82,11 +84,14 @@ def list_video_files(root: str | Path, extensions) -> list[Path]:
     return out
 
 
-def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int = 16) -> tuple[VideoInfo | None, str | None]:
+def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int = 16,
+          max_side: int = 4096) -> tuple[VideoInfo | None, str | None]:
     """Cheap validity check of one file: (info, None) when usable, else (None, reason).
 
     Opens the container, counts the video stream's packets (demuxing only) and decodes the first
-    frame. A file whose packet count falls short of its header's frame count is "truncated".
+    frame. A file whose packet count falls short of its header's frame count is "truncated"; one
+    whose frames are larger than ``max_side`` (stated in its header, or found decoded) is skipped
+    before a frame of it is decoded into memory.
     """
     import av
 
@@ -95,6 +100,8 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         st = path.stat()
     except OSError as e:
         return None, f"missing or unreadable: {e.strerror or e}"
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        return None, "not a regular file"
     if st.st_size == 0:
         return None, "zero-length file"
     if not os.access(path, os.R_OK):
@@ -124,6 +131,8 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         if not (0 < fps < 1000):
             fps = 25.0
         w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+        if max(w, h) > max_side:
+            return None, _too_large(w, h, max_side)
         n_packets = 0
         first = None
         rotation = 0
@@ -152,6 +161,8 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         if first is None:
             return None, "no decodable frames"
         w, h = first.width, first.height
+        if max(w, h) > max_side:
+            return None, _too_large(w, h, max_side)
         try:
             rotation = int(round((first.rotation or 0) / 90.0)) * 90
         except Exception:
@@ -166,6 +177,10 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         return VideoInfo(str(path), rel, n_packets, fps, w, h, rotation % 360, path.parent.name), None
     finally:
         container.close()
+
+
+def _too_large(w: int, h: int, max_side: int) -> str:
+    return f"frame too large ({w}x{h} > data.max_side = {max_side}; raise it to use this file)"
 
 
 def index_folder(root: str | Path, cfg: DataConfig, progress: bool = False) -> FolderIndex:
@@ -211,7 +226,7 @@ def index_folder(root: str | Path, cfg: DataConfig, progress: bool = False) -> F
         it = tqdm(files, desc="index", unit="file")
     need = clip_span(cfg)
     for f in it:
-        info, reason = probe(f, root_p, min_frames=need, min_side=cfg.min_side)
+        info, reason = probe(f, root_p, min_frames=need, min_side=cfg.min_side, max_side=cfg.max_side)
         if info is None:
             index.skipped.append({"path": str(f), "reason": reason})
         else:

@@ -15,6 +15,7 @@ the caller's thread, so training never stops in the middle.
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -101,6 +102,8 @@ class VideoPairSource:
         self._futures: dict = {}
         self.timeout = 300.0
         self.worker_errors = 0
+        if self.rank == 0:
+            report_skipped(self.stats(), cfg.root)
 
     # -- CPU part: choose and read the frames of one step ---------------------------------
     def _read_row(self, g: torch.Generator, i: int):
@@ -188,6 +191,32 @@ class VideoPairSource:
             self.close()
         except Exception:
             pass
+
+
+_REPORTED: set[tuple[str, int]] = set()  # (root, skipped) already reported by this process
+
+
+def skipped_line(stats: dict, root: str) -> str | None:
+    """One line on the files of a video folder or cache that training will not use, or None."""
+    skipped = stats.get("skipped") or []
+    if not skipped:
+        return None
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        key = str(s.get("reason", "?")).split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    how = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return (f"[stdann] data: {stats.get('videos', 0)} usable videos under {root}; {len(skipped)} file(s) skipped ({how}); "
+            f"list them with `stdann data index {root} -v`")
+
+
+def report_skipped(stats: dict, root: str) -> None:
+    """Print :func:`skipped_line` once per process and folder (training and its held-out check share it)."""
+    line = skipped_line(stats, root)
+    key = (str(root), len(stats.get("skipped") or []))
+    if line and key not in _REPORTED:
+        _REPORTED.add(key)
+        print(line, file=sys.stderr, flush=True)
 
 
 def build_pair_source(cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1):

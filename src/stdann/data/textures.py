@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stdann.data.config import DEFAULT_IMAGES
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
 
 def skimage_data_dir() -> Path | None:
     """The ``skimage/data`` folder of the installed scikit-image, or None."""
@@ -30,6 +34,15 @@ def skimage_data_dir() -> Path | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def available_images() -> tuple[str, ...]:
+    """The names ``data.images`` may hold: the sample images of the installed scikit-image (the
+    default list when it is not installed, which then falls back to noise textures)."""
+    d = skimage_data_dir()
+    found = set() if d is None else {p.stem for p in d.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+    return tuple(sorted(found | set(DEFAULT_IMAGES)))
+
+
 @lru_cache(maxsize=64)
 def load_image(name: str) -> np.ndarray | None:
     """One sample image as float32 (H, W, 3) in [0, 1], or None when it is not installed."""
@@ -38,7 +51,7 @@ def load_image(name: str) -> np.ndarray | None:
     d = skimage_data_dir()
     if d is None:
         return None
-    for ext in (".png", ".jpg", ".jpeg"):
+    for ext in _IMAGE_SUFFIXES:
         p = d / f"{name}{ext}"
         if p.is_file():
             try:
@@ -83,8 +96,6 @@ def build_bank(num_scenes: int, size: int, seed: int, images=None, noise_fractio
 
     Falls back to noise only when no sample image can be read.
     """
-    from stdann.data.config import DEFAULT_IMAGES
-
     rng = np.random.default_rng([int(seed), 0x7E57])
     names = list(images) if images else list(DEFAULT_IMAGES)
     loaded = [(n, load_image(n)) for n in names]

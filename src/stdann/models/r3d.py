@@ -155,6 +155,23 @@ def r3d_18(num_classes: int | None = None, width: int = 64) -> VideoResNet:
     return VideoResNet((2, 2, 2, 2), num_classes=num_classes, width=width)
 
 
+def r3d_parameter_count(width: int = 64, num_classes: int | None = None) -> int:
+    """The number of parameters of :func:`r3d_18` (``width``, ``num_classes``), counted without
+    building it (33,371,472 at width 64 with the 400-way head)."""
+    params = 3 * width * 3 * 7 * 7 + 2 * width  # stem conv + BN
+    inplanes = width
+    for stage in range(4):
+        planes = width * 2 ** stage
+        for b in range(2):
+            params += 27 * inplanes * planes + 2 * planes + 27 * planes * planes + 2 * planes
+            if inplanes != planes:  # the 1x1x1 conv + BN shortcut of stages 2-4
+                params += inplanes * planes + 2 * planes
+            inplanes = planes
+    if num_classes:
+        params += inplanes * num_classes + num_classes
+    return params
+
+
 def block_output_shapes(width: int, frames: int, size: int) -> "OrderedDict[str, tuple[int, int, int, int]]":
     """(C, T, H, W) of every block output for a ``frames x size x size`` clip, without running it."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from stdann.config import check_section
 from stdann.data.generator import VideoGenerator
 from stdann.ephys.analyze import AnalysisError, analyze_network, block_entry, build_metrics, check_stimuli
 from stdann.ephys.macaque import load_reference
@@ -23,6 +24,7 @@ from stdann.ephys.outputs import write_metrics, write_tables
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm
 from stdann.ephys.registry import slim
 from stdann.ephys.stimuli import STIMULUS_SETS, directions
+from stdann.fileio import require_writable
 from stdann.reports.figures.run import write_run_figures
 from stdann.topography.positions import load_run_positions
 from stdann.runs.checkpoint import load_backbone
@@ -72,10 +74,10 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     if not run_dir.is_dir():
         raise AnalysisError(f"run folder {run_dir} does not exist")
     stimuli = check_stimuli(stimuli)
+    require_writable(Path(out_dir) if out_dir is not None else run_dir)  # before minutes of recording, not after
     dev = resolve_device(device or "auto")
     model, cfg = load_backbone(run_dir, which=which, device=dev)
-    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
-    directions(ecfg.n_directions)  # validates
+    ecfg = check_section("ephys", dataclasses.replace(cfg.ephys, **(ephys_overrides or {})))
     blocks = list(blocks) if blocks else list(ecfg.blocks)
     positions = load_run_positions(run_dir, blocks)
     frames, size = cfg.data.frames, cfg.data.size

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from stdann.ephys.registry import format_value, format_with_ci, get
+from stdann.errors import MissingFileError
 
 SHORT = {"above": "above", "below": "below", "not_distinguishable": "overlapping", "no_ci": "no CI",
          "missing": "missing"}
@@ -80,4 +81,4 @@ def markdown_for(path: str | Path) -> str:
         return study_markdown(json.loads((path / "study.json").read_text()))
     if (path / "metrics.json").is_file():
         return run_markdown(json.loads((path / "metrics.json").read_text()))
-    raise FileNotFoundError(f"{path} has neither study.json nor metrics.json (run `stdann analyze` or `stdann sweep`)")
+    raise MissingFileError(f"{path} has neither study.json nor metrics.json (run `stdann analyze` or `stdann sweep`)")

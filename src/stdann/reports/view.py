@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 
 from stdann import DIRECTION_CONVENTION, __version__
+from stdann.config import parse_yaml
+from stdann.errors import MissingFileError
 from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
                                    format_value, format_with_ci, get, metric)
 from stdann.ephys.population import P_FLOOR
@@ -32,7 +34,7 @@ MT_BLOCK = "layer3.1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class ReportError(FileNotFoundError):
+class ReportError(MissingFileError):
     """The folder is not something a report can be made of; the message names what is missing and the
     command that makes it."""
 
@@ -60,10 +62,18 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ReportError(f"cannot read {path}: {e}") from e
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ReportError(f"cannot read {path} ({why}): the file is damaged; {_REMAKE.get(path.name, 'restore it')}") from e
     return data if isinstance(data, dict) else {}
+
+
+_REMAKE = {  # how each file a report reads is made again
+    "metrics.json": "make it again with `stdann analyze RUN`",
+    "run.json": "move it away (the report then lacks the run's status) or continue the run with `stdann train --resume`",
+    "study.json": "rerun the same `stdann sweep` / `stdann emergence` command, which rewrites it",
+}
 
 
 def _read_text(path: Path) -> str | None:
@@ -78,9 +88,9 @@ def _read_train_log(run: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             return [{k: as_number(v) for k, v in r.items() if k and as_number(v) is not None} for r in csv.DictReader(f)]
-    except (OSError, csv.Error):
+    except (OSError, csv.Error, ValueError):  # a damaged log: the report goes without its training curve
         return []
 
 
@@ -355,7 +365,7 @@ def run_view(run: Path) -> dict:
     run = Path(run)
     cfg_text = _read_text(run / "config.yaml")
     try:
-        cfg = yaml.safe_load(cfg_text or "") or {}
+        cfg = parse_yaml(cfg_text or "") or {}
     except yaml.YAMLError:
         cfg = {}
     cfg = cfg if isinstance(cfg, dict) else {}

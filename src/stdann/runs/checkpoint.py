@@ -15,13 +15,16 @@ without a stamp (hand-made or converted weights) is accepted by :func:`load_back
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from stdann.config import Config
+from stdann.config import Config, ConfigError, parse_yaml, read_yaml
+from stdann.errors import MissingFileError, StdannError
 from stdann.fileio import atomic_write
 from stdann.models.r3d import r3d_18
 
@@ -29,7 +32,7 @@ FORMAT = "stdann-checkpoint-v1"
 TRAINING_KEYS = ("step", "config", "model", "optimizer", "rng")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StdannError, RuntimeError):
     """A checkpoint that cannot be used here; the message says what differs."""
 
 
@@ -55,12 +58,27 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300] if text else "no message"
 
 
+def damaged_member(path: str | Path) -> str | None:
+    """The first member of a checkpoint's zip archive whose CRC-32 does not match its bytes (torch.load
+    does not check them, so flipped bits would load as silently wrong weights), or None. A file that
+    is not a zip archive is left to torch.load to judge."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error):
+        return None
+
+
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A checkpoint dict read without unpickling arbitrary objects; a dict stamped with another
     format than :data:`FORMAT` is refused."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    damaged = damaged_member(path)
+    if damaged:
+        raise CheckpointError(f"checkpoint {path} is damaged (the checksum of {damaged} does not match: bytes changed "
+                              "on disk); resume from an earlier checkpoint or retrain")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the reason and the fix
@@ -141,7 +159,7 @@ def load_backbone(run_dir: str | Path, which: str = "last", device: str | torch.
     path = checkpoint_path(run_dir, which)
     if not path.is_file():
         avail = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{run_dir} has no checkpoint {which!r} ({path}); available: {avail or 'none'}. "
             "Train the run first with `stdann train --out RUN_DIR`"
         )
@@ -153,9 +171,22 @@ def load_backbone(run_dir: str | Path, which: str = "last", device: str | torch.
 
 
 def config_from_checkpoint(ckpt: dict[str, Any], run_dir: str | Path | None = None) -> Config:
-    text = ckpt.get("config")
+    """The configuration a checkpoint was trained with (its stored copy; for a hand-made checkpoint
+    without one, the run folder's config.yaml). Not re-validated: it was valid when it trained."""
+    text, source = ckpt.get("config"), "the checkpoint's stored configuration"
     if text is None and run_dir is not None and (Path(run_dir) / "config.yaml").is_file():
-        text = (Path(run_dir) / "config.yaml").read_text()
-    if text is None:
+        source = str(Path(run_dir) / "config.yaml")
+        data = read_yaml(source)
+    elif text is None:
         raise CheckpointError("checkpoint has no config and the run folder has no config.yaml")
-    return Config.from_dict(yaml.safe_load(text) or {})
+    else:
+        try:
+            data = parse_yaml(text) if isinstance(text, str) else None
+        except yaml.YAMLError:
+            data = None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source} is not a configuration mapping: the file is damaged; restore it or retrain")
+    try:
+        return Config.from_dict(data, validate=False)
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from None

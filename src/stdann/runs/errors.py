@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stdann.errors import StdannError
 
-class RunFolderError(RuntimeError):
+
+class RunFolderError(StdannError, RuntimeError):
     """A folder that cannot be used as asked (not a stdann run, nothing to resume, a file stdann
     did not write in the way, ...)."""
 

@@ -46,8 +46,8 @@ import torch
 import yaml
 
 from stdann import __version__
-from stdann.config import Config, ConfigError
-from stdann.fileio import atomic_write_text, is_temp_of, write_json
+from stdann.config import Config, ConfigError, parse_yaml
+from stdann.fileio import atomic_write_many, atomic_write_text, is_temp_of, remove_stale_temps, write_json
 from stdann.runs.checkpoint import FORMAT, atomic_save, checkpoint_path
 from stdann.runs.errors import RunExistsError, RunFolderError
 from stdann.runs.lock import LOCK_NAME, folder_lock, holds
@@ -102,7 +102,7 @@ def _yaml_mapping(path: Path, text: str | None = None) -> dict:
     """A YAML file that must hold a mapping; damaged files raise :class:`RunFolderError` naming it."""
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except UnicodeDecodeError:
         raise RunFolderError(f"{path} is not a text file: it is damaged") from None
     except yaml.YAMLError as e:
@@ -148,7 +148,7 @@ def _json_with(path: Path, keys: set[str]) -> bool:
 def _stdann_config(path: Path) -> bool:
     try:
         data = _yaml_mapping(path)
-        Config.from_dict(data)
+        Config.from_dict(data, validate=False)
     except (OSError, ValueError, TypeError, RunFolderError):
         return False
     return {"model", "optim", "train"} <= set(data)
@@ -266,6 +266,17 @@ class RunFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def mark_ended(self, error: BaseException) -> None:
+        """After an error stopped this process's training: ``run.json`` must not go on saying
+        "running" (best effort: on a full disk even this small write may fail)."""
+        info = self.status()
+        if info.get("status") != "running" or info.get("pid") != os.getpid():
+            return
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        fields = {k: v for k, v in info.items() if k not in ("status", "pid", "host", "updated")}
+        with contextlib.suppress(Exception):
+            self.write_status(status, **fields, error=" ".join(f"{type(error).__name__}: {error}".split())[:500])
+
     def is_finished(self) -> bool:
         return self.status().get("status") == "finished"
 
@@ -334,14 +345,25 @@ class RunFolder:
 
     def ensure_run(self) -> "RunFolder":
         """Make sure this is a run folder before writing into it: create it (absent, empty, or a
-        folder of other files), or adopt a legacy run folder."""
+        folder of other files), or adopt a legacy run folder. Temporary files that a killed
+        process left beside the files stdann wrote are removed."""
         self._require_lock()
         kind = self.kind()
         if kind == "legacy":
             self.adopt_legacy()
         elif kind != "marked":
             self.create()
+        self.remove_stale_temps()
         return self
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Remove the temporary files of atomic writes of this run's files (and of its bookkeeping)
+        left by processes that ended while writing them (kill -9, a full disk)."""
+        by_folder: dict[Path, set[str]] = {self.root: {MARKER, MANIFEST}}
+        for rel in self.written():
+            p = self.root / rel
+            by_folder.setdefault(p.parent, set()).add(p.name)
+        return [t for folder, names in by_folder.items() for t in remove_stale_temps(folder, names)]
 
     def adopt_child(self, name: str) -> "RunFolder":
         """A run folder nested in this one (e.g. the recipe's ``pretrain/``), entered in this folder's
@@ -408,10 +430,25 @@ class RunFolder:
     def save_checkpoint(self, which: str, ckpt: dict) -> Path:
         return atomic_save(ckpt, self.claim(f"{CHECKPOINTS}/{which}.pt"))
 
-    def save_positions(self, positions: dict[str, LayerPositions]) -> None:
-        self.check_writable([f"{POSITIONS}/{b}.npz" for b in positions])
-        for block, pos in positions.items():
-            pos.save(self.claim(f"{POSITIONS}/{block}.npz"))
+    def save_positions(self, positions: dict[str, LayerPositions], record: tuple[str, Any] | None = None) -> None:
+        """Write every block's positions as one set, with ``record = (rel, obj)`` (e.g. ``swap.json``)
+        as a JSON file last: all files are written before any replaces its old version, so a process
+        killed while writing leaves the previous positions whole."""
+        rels = [f"{POSITIONS}/{b}.npz" for b in positions] + ([record[0]] if record else [])
+        self.check_writable(rels)
+        items = [(self.claim(f"{POSITIONS}/{block}.npz"), pos.write_to) for block, pos in positions.items()]
+        if record:
+            data = json.dumps(record[1]).encode("utf-8")
+            items.append((self.claim(record[0]), lambda f: f.write(data)))
+        atomic_write_many(items)
+
+    def interrupted_positions(self, blocks: Iterable[str], record: str) -> bool:
+        """Whether this folder holds part of a set of positions that a killed process was writing
+        with ``record``: some blocks' files but not all, every one written by stdann, and no
+        ``record`` (written last)."""
+        present = [b for b in blocks if self.positions_file(b).is_file()]
+        return (0 < len(present) < len(list(blocks)) and not self.has(record)
+                and all(self.has(f"{POSITIONS}/{b}.npz") for b in present))
 
     def files_in(self, rel_dir: str) -> dict[str, tuple[int, int, int]]:
         """Files under ``rel_dir`` (recursively) with (inode, size, mtime_ns), for :meth:`record_changed`."""
@@ -529,7 +566,7 @@ class RunFolder:
         else:
             data = stored
         try:
-            return Config.from_dict(data).with_overrides(list(overrides))
+            return Config.from_dict(data, validate=False).with_overrides(list(overrides)).validate()
         except ConfigError as e:
             raise ConfigError(f"{path if path.is_file() else ckpt}: {e}") from None
 
@@ -615,4 +652,9 @@ def training_folder(out: str | Path, *, resume: bool | str = False, overwrite: b
         yield run, False
         return
     with run.hold_for_resume() if resume is True and not overwrite else run.hold():
-        yield run, run.prepare_training(resume=resume, overwrite=overwrite)
+        resuming = run.prepare_training(resume=resume, overwrite=overwrite)
+        try:
+            yield run, resuming
+        except BaseException as e:
+            run.mark_ended(e)
+            raise

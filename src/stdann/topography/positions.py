@@ -9,14 +9,22 @@ integer array of precomputed neighborhoods used by the spatial loss. Field names
 from __future__ import annotations
 
 from dataclasses import dataclass
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from stdann.errors import MissingFileError, StdannError
 from stdann.fileio import atomic_write
 
 
-class PositionsError(ValueError):
+FIELDS = ("name", "dims", "coordinates", "neighborhood_indices", "neighborhood_width", "sheet_side")
+DAMAGED_FIX = ("restore it, or make the run's positions anew with `stdann positions init RUN --force` (which "
+               "replaces swap-optimised positions too)")
+
+
+class PositionsError(StdannError, ValueError):
     """Positions that do not fit their block; the message names the block and the numbers."""
 
 
@@ -60,9 +68,10 @@ class LayerPositions:
             raise PositionsError(f"{self.name}: neighborhoods hold {nb.shape[1]} unit(s); at least 2 are needed")
 
     # -- files ---------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the record to ``path`` (``.npz``, no pickle) atomically."""
-        fields = dict(
+    def write_to(self, f) -> None:
+        """Write the record (``.npz``, no pickle) to the open binary file ``f``."""
+        np.savez(
+            f,
             name=np.array(self.name),
             dims=np.array(self.dims, dtype=np.int64),
             coordinates=self.coordinates,
@@ -70,27 +79,37 @@ class LayerPositions:
             neighborhood_width=np.array(self.neighborhood_width, dtype=np.float64),
             sheet_side=np.array(self.sheet_side, dtype=np.float64),
         )
-        return atomic_write(path, lambda f: np.savez(f, **fields))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record to ``path`` atomically (:func:`stdann.fileio.atomic_write`)."""
+        return atomic_write(path, self.write_to)
 
     @classmethod
     def load(cls, path: str | Path) -> "LayerPositions":
+        """The record in ``path`` (read without unpickling); a damaged or foreign file raises
+        :class:`PositionsError` naming it and the fix."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"positions file {path} does not exist")
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"name", "dims", "coordinates", "neighborhood_indices", "neighborhood_width", "sheet_side"} - set(
-                f.files
-            )
-            if missing:
-                raise PositionsError(f"{path}: not a positions file (missing fields {sorted(missing)})")
+            raise MissingFileError(f"positions file {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                missing = set(FIELDS) - set(f.files)
+                if missing:
+                    raise PositionsError(f"{path}: not a positions file (missing fields {sorted(missing)}); {DAMAGED_FIX}")
+                fields = {k: f[k] for k in FIELDS}  # every array is read (and CRC-checked) here
             return cls(
-                name=str(f["name"]),
-                dims=tuple(int(x) for x in f["dims"]),
-                coordinates=f["coordinates"],
-                neighborhood_indices=f["neighborhood_indices"],
-                neighborhood_width=float(f["neighborhood_width"]),
-                sheet_side=float(f["sheet_side"]),
+                name=str(fields["name"]),
+                dims=tuple(int(x) for x in fields["dims"]),
+                coordinates=fields["coordinates"],
+                neighborhood_indices=fields["neighborhood_indices"],
+                neighborhood_width=float(fields["neighborhood_width"]),
+                sheet_side=float(fields["sheet_side"]),
             )
+        except PositionsError as e:  # made for another network, or NaN: the message says which
+            raise PositionsError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+        except (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            raise PositionsError(f"{path} is damaged or not a positions file ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'}); {DAMAGED_FIX}") from None
 
 
 def positions_path(run_dir: str | Path, block: str) -> Path:
@@ -106,7 +125,7 @@ def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] 
     """The positions of a run folder (all blocks found, or those named)."""
     folder = Path(run_dir) / "positions"
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{run_dir} has no positions/ folder; train it with `stdann train` or create positions "
             "with `stdann positions init RUN_DIR`"
         )
@@ -117,6 +136,7 @@ def load_run_positions(run_dir: str | Path, blocks: list[str] | tuple[str, ...] 
     for b in names:
         p = positions_path(run_dir, b)
         if not p.is_file():
-            raise FileNotFoundError(f"{run_dir}: no positions for block {b} ({p})")
+            raise MissingFileError(f"{run_dir}: no positions for block {b} ({p}); make them with "
+                                   f"`stdann positions init {run_dir}` (or train the run)")
         out[b] = LayerPositions.load(p)
     return out

@@ -11,7 +11,38 @@ import io
 from pathlib import Path
 
 from stdann.fileio import atomic_write_text
-from stdann.runs.folder import TRAIN_LOG
+from stdann.runs.errors import RunFolderError
+from stdann.runs.folder import LOG_HEADER, TRAIN_LOG
+
+
+def _damaged(path: Path, why: str) -> RunFolderError:
+    return RunFolderError(f"{path} is damaged ({why}): move it away to continue the run (a new log starts at the "
+                          "checkpoint's step) or restore it")
+
+
+def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
+    """(header, rows) of a stdann training log; a file that is not one (binary data, another header,
+    a row whose step is not a number) raises :class:`RunFolderError` naming it and the fix."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise _damaged(path, "binary data") from None
+    if not text.strip():
+        return None, []
+    if "\x00" in text or not text.startswith(LOG_HEADER):
+        raise _damaged(path, "it does not start with stdann's log header")
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
+    except csv.Error as e:
+        raise _damaged(path, f"not CSV: {e}") from None
+    for i, r in enumerate(rows):
+        try:
+            float(r["step"])
+        except (TypeError, ValueError):
+            raise _damaged(path, f"row {i + 2} has no step number") from None
+    return list(reader.fieldnames or []), rows
 
 
 class RunLogger:
@@ -24,8 +55,7 @@ class RunLogger:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file() and self.path.stat().st_size > 0:
-            with open(self.path, newline="") as f:
-                self._fields = next(csv.reader(f), None)
+            self._fields, _ = read_rows(self.path)
         if tb_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
@@ -39,8 +69,7 @@ class RunLogger:
         the file is replaced atomically, so a crash here loses no row."""
         if not self.enabled or not self.path.is_file():
             return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        _, rows = read_rows(self.path)
         if not rows:
             return
         keep = [r for r in rows if int(float(r["step"])) <= step]
@@ -70,9 +99,17 @@ class RunLogger:
             self._tb.close()
 
 
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in ("", None) else None
+    except (TypeError, ValueError):
+        return None
+
+
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
+    """The numeric columns of every row of a run's training log (empty when there is none)."""
     path = Path(run_dir) / TRAIN_LOG
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    _, rows = read_rows(path)
+    return [{k: x for k, v in r.items() if k and (x := _number(v)) is not None} for r in rows]

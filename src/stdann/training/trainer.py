@@ -33,11 +33,13 @@ import torch
 from tqdm.auto import tqdm
 
 from stdann import __version__
-from stdann.config import Config
+from stdann.config import Config, ConfigError
 from stdann.data.loader import build_pair_source
 from stdann.devices import select as select_device
 from stdann.models.inputs import normalize
+from stdann.errors import StdannError
 from stdann.models.moco import MoCo
+from stdann.resources import check_memory
 from stdann.runs.checkpoint import (
     CheckpointError,
     backbone_checkpoint,
@@ -79,7 +81,7 @@ STRUCTURAL_KEYS = (
 )
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(StdannError, RuntimeError):
     """The loss became NaN or Inf; the message says at which step and which checkpoint is good."""
 
 
@@ -97,16 +99,22 @@ class TrainResult:
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"train.device = {spec!r} is not valid: it must be auto, cpu, cuda, cuda:N or mps; "
+                          "set it with --device or --set train.device=VALUE") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={spec!r} but CUDA is not available here; use train.device=cpu or auto")
+        raise ConfigError(f"train.device = {spec!r} but CUDA is not available here; use --device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device = {spec!r} but this machine has {torch.cuda.device_count()} GPU(s); "
+                          "use cuda:0 … or auto")
     return dev
 
 
 def amp_enabled(cfg: Config, device: torch.device) -> bool:
+    """bf16 autocast: train.amp (validated by Config.validate) on this device."""
     mode = str(cfg.train.amp).lower()
-    if mode not in ("auto", "bf16", "off", "true", "false"):
-        raise ValueError(f"train.amp must be auto, bf16 or off, got {cfg.train.amp!r}")
     return mode in ("bf16", "true") or (mode == "auto" and device.type == "cuda")
 
 
@@ -304,6 +312,7 @@ def train(
     (B, C, T, H, W)); ``stop_at_step`` stops as if interrupted after that step (tests).
     """
     out = Path(out_dir)
+    cfg.validate()  # every value, before any device or process group is touched
     device = resolve_device(cfg.train.device)
     dist_info = D.init_distributed(device.type)
     if dist_info.enabled and device.type == "cuda":
@@ -312,18 +321,9 @@ def train(
     is_main = dist_info.is_main
     configure_backends(cfg)
 
-    if cfg.optim.batch_size % dist_info.world_size:
-        raise ValueError(
-            f"optim.batch_size={cfg.optim.batch_size} (global) must be divisible by the {dist_info.world_size} processes"
-        )
+    cfg.validate(world_size=dist_info.world_size)  # the global batch split between the processes
+    check_memory(cfg, device, dist_info.world_size)  # refuse what cannot fit, before allocating
     local_batch = cfg.optim.batch_size // dist_info.world_size
-    if cfg.moco.queue_size % (2 * cfg.optim.batch_size):
-        raise ValueError(
-            f"moco.queue_size={cfg.moco.queue_size} must be a multiple of 2 x optim.batch_size = "
-            f"{2 * cfg.optim.batch_size} (both views' keys are enqueued each step)"
-        )
-    if cfg.topography.alpha < 0:
-        raise ValueError(f"topography.alpha must be >= 0, got {cfg.topography.alpha}")
 
     with training_folder(out, resume=resume, overwrite=overwrite, main=is_main) as (run, resuming):
         resuming = bool(D.broadcast_from_main(resuming))

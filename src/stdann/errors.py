@@ -1,0 +1,76 @@
+"""The errors a user can cause, and nothing else: every one derives from :class:`StdannError`.
+
+The ``stdann`` command prints a :class:`StdannError` as one line (``stdann CMD: error: ...``) and
+exits with its ``exit_code`` (2 unless the error says otherwise; ``--debug`` shows the traceback).
+Any other exception is a bug and keeps its traceback. Messages name the problem, the file or key
+concerned and the fix.
+
+Errors the operating system raises while stdann writes (a full disk, a read-only folder, no
+permission) are turned into :class:`StorageError` by :func:`storage_error`, the one place that
+knows which of them are the user's to fix.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+
+class StdannError(Exception):
+    """Base of every user-facing error; ``exit_code`` is the command's exit status."""
+
+    exit_code = 2
+
+
+class MissingFileError(StdannError, FileNotFoundError):
+    """A file or folder that stdann needs is not there (the message says which command makes it)."""
+
+
+class UsageError(StdannError, ValueError):
+    """A command-line argument that cannot be used as given (the message says what to give instead)."""
+
+
+class StorageError(StdannError, OSError):
+    """The disk refused a write or a read: full, read-only, no permission, a folder in the way."""
+
+
+_AGAIN = "free space or choose another folder, then run the command again (a training continues with --resume)"
+# errno -> (what happened, what to do); the errors a user fixes, not bugs.
+_STORAGE = {
+    errno.ENOSPC: ("the disk is full", _AGAIN),
+    errno.EDQUOT: ("the disk quota is exceeded", _AGAIN),
+    errno.EROFS: ("the file system is read-only", "choose an output folder on a writable disk"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: ("operation not permitted", "choose a folder you can write to, or fix its permissions"),
+    errno.EISDIR: ("a folder is in the way", "give a file name, not a folder"),
+    errno.ENOTDIR: ("a file is in the way of a folder", "choose another path"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.EIO: ("an input/output error (failing disk or network file system)", "check the disk, then run the "
+                "same command again"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n) or lower data.workers"),
+}
+
+
+def storage_error(e: OSError, path: str | Path | None = None) -> StorageError | None:
+    """``e`` as a one-line :class:`StorageError` naming the file, the problem and the fix — or None
+    when ``e`` is not one of the storage errors a user can fix (then it is a bug and stays as it is)."""
+    if isinstance(e, StorageError):
+        return e
+    if e.errno not in _STORAGE:
+        return None
+    what, fix = _STORAGE[e.errno]
+    where = path if path is not None else (e.filename if e.filename is not None else "")
+    name = os.fsdecode(where) if where != "" else "a file"
+    err = StorageError(f"{name}: {what}; {fix}")
+    err.errno = e.errno  # (the file name stays in the message: setting .filename would change str(err))
+    return err
+
+
+def as_user_error(e: BaseException) -> StdannError | None:
+    """The user-facing form of ``e`` (itself, or a storage error), or None when ``e`` is a bug."""
+    if isinstance(e, StdannError):
+        return e
+    if isinstance(e, OSError):
+        return storage_error(e)
+    return None

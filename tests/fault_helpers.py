@@ -1,0 +1,89 @@
+"""Helpers of the fault-injection suite (tests/faults): stdann commands in subprocesses, kills, the
+one-line-error check, and the rows of the summary table (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Smoke scale, two topographic blocks, one analysed block: seconds per command.
+FAST = ["topography.blocks=[layer3.1, layer4.1]", "ephys.blocks=[layer3.1]", "topography.n_windows=300",
+        "train.tensorboard=false", "train.eval_pairs=16"]
+
+
+def sets(overrides) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def stdann(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``python -m stdann ARGS`` to its end."""
+    return subprocess.run([sys.executable, "-m", "stdann", *args], capture_output=True, text=True, env=cli_env(),
+                          timeout=timeout)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stdann", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env())
+
+
+def kill_after(proc: subprocess.Popen, delay: float) -> bool:
+    """SIGKILL ``proc`` after ``delay`` seconds; False when it had ended by then (nothing was killed)."""
+    deadline = time.time() + delay
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    if killed:
+        proc.kill()
+    proc.communicate()
+    return killed
+
+
+def one_line_error(result: subprocess.CompletedProcess | tuple[int, str], *words: str) -> bool:
+    """A refusal as the issue asks for: exit status 2, one line on stderr, no traceback, the words in it."""
+    rc, err = (result.returncode, result.stderr) if hasattr(result, "returncode") else result
+    lines = [line for line in err.strip().splitlines() if line.strip() and "Warning" not in line]
+    return rc == 2 and len(lines) == 1 and "Traceback" not in err and all(w in lines[0] for w in words)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".tmp-" in p.name]
+
+
+@dataclass
+class Row:
+    name: str
+    command: str
+    trials: int = 0
+    held: int = 0
+    failures: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def trial(self, ok: bool, what: str = "") -> bool:
+        self.trials += 1
+        self.held += bool(ok)
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def check(self, minimum: int) -> None:
+        assert self.trials >= minimum, f"{self.name}: only {self.trials} trials"
+        assert not self.failures, f"{self.name}: {len(self.failures)} of {self.trials} failed:\n" + "\n".join(
+            self.failures[:10])
+
+
+ROWS: list[Row] = []  # every row of this session, in order
+
+

@@ -1,0 +1,49 @@
+"""The fault-injection suite (issue 15): every test here is marked slow and counts trials.
+
+Each test records one row of ``docs/reliability.md`` — what was done, how many trials, how many held —
+through the ``ledger`` fixture, then asserts that every trial held. At the end of the session the rows
+are printed as a Markdown table (and written as JSON to ``$STDANN_FAULTS_TABLE`` when that is set).
+
+Reproduce everything: ``pytest -m slow tests/faults``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from fault_helpers import ROWS, Row
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))  # the video helpers of the data tests
+
+
+@pytest.fixture
+def ledger(request):
+    """``ledger(name)`` → a :class:`Row` recorded for the summary table (command = this test's node id)."""
+
+    def make(name: str, note: str = "") -> Row:
+        node = request.node.nodeid.split("[")[0]
+        row = Row(name, f"pytest -m slow '{node}'", note=note)
+        ROWS.append(row)
+        return row
+
+    return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not ROWS:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "fault-injection summary (docs/reliability.md)")
+    tr.write_line("| fault | trials | held | failed | reproduce |")
+    tr.write_line("|---|---|---|---|---|")
+    for r in ROWS:
+        tr.write_line(f"| {r.name}{f' ({r.note})' if r.note else ''} | {r.trials} | {r.held} | {r.trials - r.held} "
+                      f"| `{r.command}` |")
+    path = os.environ.get("STDANN_FAULTS_TABLE")
+    if path:
+        Path(path).write_text(json.dumps([r.__dict__ for r in ROWS], indent=1))
