@@ -198,6 +198,7 @@ RULES: dict[str, Check] = {
     "topography.swap_steps": integer(0),
     "topography.swap_windows_per_step": integer(1),
     "topography.swap_pairs_per_window": integer(1),
+    "topography.pretrain_fraction": number(0, 1, above=True, below=True),
     # train
     "train.seed": integer(0),
     "train.device": device(),

@@ -49,28 +49,49 @@ def run_markdown(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _task_cells(task: dict) -> str:
+    """InfoNCE (nats below chance ln(K+1)) and held-out top-1 of a condition's training."""
+    fin, below, top1 = task.get("final_infonce"), task.get("nats_below_chance"), task.get("heldout_top1")
+    loss = "—" if fin is None else f"{fin:.2f}" + ("" if below is None else f" ({below:.2f} below)")
+    return f"{loss} | {'—' if top1 is None else format(top1, '.2f')}"
+
+
 def study_markdown(study: dict, block: str | None = None) -> str:
+    """Two tables per block: the task and the units' selectivity against the untrained network,
+    then the map (order, column spacing, pinwheels against π and the two controls)."""
     blocks = study.get("blocks") or []
     out = []
     for b in ([block] if block else blocks):
-        out.append(f"**{b}**\n")
-        out.append("| condition | seed | median DSI trained | median DSI untrained | DSI | fraction DS trained | "
-                   "fraction DS untrained | CV axial | axial ratio | bias R (chance) | pinwheels/Λ² | smoothness (p) | "
-                   "probe dir. R² | InfoNCE |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append(f"**{b}: task and selectivity**\n")
+        out.append("| condition | seed | InfoNCE (below chance) | held-out top-1 | median DSI trained | median DSI untrained "
+                   "| DSI | fraction DS trained | fraction DS untrained | CV dir. | axial ratio | bias R (chance) "
+                   "| probe dir. R² |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
             e = (c.get("metrics") or {}).get(b) or {}
             t, u = e.get("trained", {}), e.get("untrained", {})
             task = c.get("task") or {}
             probe = (task.get("probe_trained") or {}).get("direction_r2")
-            infonce = task.get("final_infonce")
             out.append(
-                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | "
-                f"{verdict(e)} | {_ci(t, 'fraction_direction_selective')} | {_ci(u, 'fraction_direction_selective')} | "
-                f"{_v(t, 'cv_axial_median')} | {_v(t, 'axial_ratio_median')} | "
+                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_task_cells(task)} | {_ci(t, 'dsi_median')} | "
+                f"{_ci(u, 'dsi_median')} | {verdict(e)} | {_ci(t, 'fraction_direction_selective')} | "
+                f"{_ci(u, 'fraction_direction_selective')} | {_v(t, 'cv_direction_median')} | "
+                f"{_v(t, 'axial_ratio_median')} | "
                 f"{_v(t, 'direction_bias.resultant_length')} ({_v(t, 'direction_bias.chance_resultant_length')}) | "
-                f"{_v(t, 'pinwheel_density')} | {_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | "
-                f"{'—' if probe is None else format(probe, '.3f')} | {'—' if infonce is None else format(infonce, '.3f')} |")
+                f"{'—' if probe is None else format(probe, '.3f')} |")
+        out.append("")
+        out.append(f"**{b}: map** (pinwheel density per Λ², π ≈ 3.14 in cat and primate V1 maps)\n")
+        out.append("| condition | seed | smoothness (p) | Λ (mm) | span (Λ) | pinwheels | density [95% CI] "
+                   "| shuffled positions | random map, same spectrum |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for c in study.get("conditions", []):
+            t = (((c.get("metrics") or {}).get(b) or {}).get("trained")) or {}
+            out.append(
+                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | "
+                f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | {_v(t, 'column_spacing_mm')} | "
+                f"{_v(t, 'map_span_spacings')} | {_v(t, 'pinwheels.n_pinwheels')} | {_ci(t, 'pinwheel_density')} | "
+                f"{_v(t, 'controls.shuffled_positions.pinwheel_density')} | "
+                f"{_v(t, 'controls.random_map_same_spectrum.pinwheel_density')} |")
         out.append("")
     return "\n".join(out)
 
