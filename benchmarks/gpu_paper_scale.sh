@@ -1,35 +1,90 @@
 #!/usr/bin/env bash
-# Paper-scale GPU figures for docs/benchmarks.md, in one command (needs a CUDA GPU):
+# Paper-scale GPU protocol for short allocations (every call ends within CALL_MINUTES, default 9):
 #
-#   bash benchmarks/gpu_paper_scale.sh [RESULTS_DIR]        (default: $OUT or benchmarks/results)
+#   bash benchmarks/gpu_paper_scale.sh bench         # (a) trainer's step vs plain fp32 baseline vs alpha=0, paper batch
+#   bash benchmarks/gpu_paper_scale.sh bench-b64     #     the same at 64 pairs/step (an fp32 baseline that fits)
+#   bash benchmarks/gpu_paper_scale.sh bench-compile #     the trainer's step with train.compile=true
+#   bash benchmarks/gpu_paper_scale.sh bench-ephys   #     bench ephys, paper preset
+#   bash benchmarks/gpu_paper_scale.sh train         # (b) paper-scale training, continued by every call
+#   bash benchmarks/gpu_paper_scale.sh analyze       # (c) electrophysiology of the trained network beside the untrained one
+#   bash benchmarks/gpu_paper_scale.sh status        #     where the run stands (no GPU work)
+#   bash benchmarks/gpu_paper_scale.sh all           #     everything in order, on a machine without a per-call limit
 #
-# Runs, each printing one JSON object (also saved as RESULTS_DIR/<name>.json):
-#   1. train_paper        bench train, paper preset (batch 256 pairs = 512 clips of 16x112², width 64,
-#                         queue 65,536, spatial loss 8 blocks x 4 neighborhoods): optimised step vs the
-#                         plain fp32/eager baseline vs alpha=0. The fp32 baseline may not fit in 80 GB at
-#                         batch 256; it is then reported as "error" and step 2 gives the ratio.
-#   2. train_paper_b64    the same at batch 64 pairs (both variants fit): optimised / baseline ratio.
-#   3. train_paper_tuned  optimised step only, torch.compile + cudnn.benchmark (what the trainer could use).
-#   4. ephys_paper        bench ephys, paper preset: record + analyse all eight blocks, full stimulus set.
-# Paste the printed tables into docs/benchmarks.md ("Training step" and "Electrophysiology").
+# Needs only python3 with torch (+ numpy, scipy, PyYAML, tqdm; matplotlib and Jinja2 for `analyze`):
+# no PyAV (the data is the built-in generated video), no pip install; it runs `python3 -m stdann` with
+# PYTHONPATH=src. `train` runs, one after the other, as far as the call's time allows:
+#   1. RUN/pretrain  contrastive-only pretraining (alpha = 0), PRE_STEPS steps
+#   2. RUN/joint/positions  swap pre-optimisation of positions on the pretrained network (only with SWAP_STEPS > 0)
+#   3. RUN/joint     joint training, alpha = ALPHA, from the pretrained weights (train.init_from), JOINT_STEPS steps
+# Each training gets train.max_minutes = what is left of the call minus RESERVE_MINUTES (model set-up and the
+# final checkpoint) and stops in time with a checkpoint; the next call resumes it (--resume). The stages are
+# the recipe's (stdann demo), run as separate commands so that each is time-bounded.
+#
+# Where things go: RUN (default runs/gpu-paper, git-ignored) holds the checkpoints (~0.4 GB each at paper
+# scale): it must stay on the machine between calls. Small results (bench JSON, train.csv, run.json,
+# metrics.json, tables, figures, report.html) are copied to RES = $OUT/gpu_paper_scale (or
+# benchmarks/results/gpu_paper_scale without $OUT) after every call.
+#
+# Settings (environment): PRESET (paper), DEVICE (cuda), ALPHA (0.25), PRE_STEPS (30 % of the preset's
+# schedule, as the recipe), JOINT_STEPS (the rest), SWAP_STEPS (0), CALL_MINUTES (9), RESERVE_MINUTES (2.5),
+# BENCH_STEPS (10), BENCH_WARMUP (3), STIMULI ("gratings rdk plaids"), PYTHON. SMOKE=1: the smoke preset on
+# the CPU, a few steps, RUN = runs/gpu-paper-smoke (a dry run of every stage, seconds to minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-RES=${1:-${OUT:-benchmarks/results}}
-mkdir -p "$RES"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible to torch: this script measures GPU figures only')"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv | tee "$RES/gpu.txt" || true
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" | tee -a "$RES/gpu.txt"
 
-run() {
+CMD=${1:-help}
+if [ "${SMOKE:-0}" = 1 ]; then
+  PRESET=${PRESET:-smoke}; DEVICE=${DEVICE:-cpu}; PRE_STEPS=${PRE_STEPS:-3}; JOINT_STEPS=${JOINT_STEPS:-3}
+  SWAP_STEPS=${SWAP_STEPS:-2}; BENCH_STEPS=${BENCH_STEPS:-2}; BENCH_WARMUP=${BENCH_WARMUP:-1}
+  STIMULI=${STIMULI:-gratings}; RUN=${2:-runs/gpu-paper-smoke}; EXTRA_SET=(--set train.threads=1)
+else
+  PRESET=${PRESET:-paper}; DEVICE=${DEVICE:-cuda}; SWAP_STEPS=${SWAP_STEPS:-0}
+  BENCH_STEPS=${BENCH_STEPS:-10}; BENCH_WARMUP=${BENCH_WARMUP:-3}
+  STIMULI=${STIMULI:-gratings rdk plaids}; RUN=${2:-runs/gpu-paper}; EXTRA_SET=()
+fi
+ALPHA=${ALPHA:-0.25}
+CALL_MINUTES=${CALL_MINUTES:-9}
+RESERVE_MINUTES=${RESERVE_MINUTES:-2.5}
+RES=${OUT:-$ROOT/benchmarks/results}/gpu_paper_scale
+mkdir -p "$RES" "$RUN"
+T0=$(date +%s)
+DEADLINE=$(( T0 + ${CALL_MINUTES%.*} * 60 ))
+log() { echo "[gpu_paper_scale $(date +%H:%M:%S)] $*" >&2; }
+left_s() { echo $(( DEADLINE - $(date +%s) )); }
+
+preflight() {  # the modules a sub-command needs, named if missing (no package index on the GPU machine)
+  local mods="torch numpy scipy yaml tqdm"
+  [ "$1" = analyze ] && mods="$mods matplotlib jinja2"
+  $PY - "$DEVICE" $mods <<'PYEOF'
+import importlib.util, sys
+missing = [m for m in sys.argv[2:] if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"missing Python modules: {' '.join(missing)} (python {sys.version.split()[0]})")
+import torch
+if sys.argv[1].startswith("cuda") and not torch.cuda.is_available():
+    sys.exit("no CUDA GPU visible to torch (DEVICE=cuda); SMOKE=1 runs the protocol on the CPU")
+PYEOF
+  if [ "$DEVICE" != cpu ] && [ ! -f "$RES/gpu.txt" ]; then
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit,driver_version --format=csv > "$RES/gpu.txt" 2>/dev/null || true
+    $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" >> "$RES/gpu.txt"
+  fi
+}
+
+bounded() {  # bounded SECONDS CMD...: SIGTERM at SECONDS (stdann checkpoints and exits 143), KILL 20 s later
+  local s=$1; shift
+  timeout -s TERM -k 20 "$s" "$@"
+}
+
+bench() {  # bench NAME ARGS...: one `stdann bench` run, its JSON saved as RES/NAME.json and printed as a table
   local name=$1; shift
-  echo "== $name: stdann $*" >&2
-  if $PY -m stdann "$@" --json > "$RES/$name.json"; then
-    cat "$RES/$name.json"; echo
+  log "bench $name: stdann $*"
+  if bounded "$(( $(left_s) - 10 ))" $PY -m stdann "$@" --json > "$RES/$name.json"; then
     $PY - "$RES/$name.json" <<'PYEOF' >&2
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -40,13 +95,122 @@ else:
 print(f(r))
 PYEOF
   else
-    echo "!! $name failed (see above)" >&2
+    log "!! $name failed or ran out of time (rc $?)"
   fi
 }
 
-run train_paper       bench train --preset paper --device cuda --steps 20 --warmup 5
-run train_paper_b64   bench train --preset paper --device cuda --steps 20 --warmup 5 --batch-size 64 --no-ablation
-run train_paper_tuned bench train --preset paper --device cuda --steps 20 --warmup 15 --no-baseline --no-ablation \
-                      --cudnn-benchmark --set train.compile=true
-run ephys_paper       bench ephys --preset paper --device cuda
-echo "results in $RES" >&2
+run_status() {  # run_status DIR: finished | started | new
+  $PY - "$1" <<'PYEOF'
+import json, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+try:
+    status = json.loads((d / "run.json").read_text()).get("status")
+except (OSError, ValueError):
+    status = None
+print("finished" if status == "finished" else "started" if (d / "checkpoints" / "last.pt").is_file() else "new")
+PYEOF
+}
+
+stage_steps() {  # the recipe's split of the preset's schedule: pretrain_fraction of it, then the rest
+  $PY - "$PRESET" "$1" <<'PYEOF'
+import sys
+from stdann.config import load_config
+cfg = load_config(sys.argv[1])
+total = cfg.optim.total_steps()
+pre = int(round(cfg.topography.pretrain_fraction * total))
+print(pre if sys.argv[2] == "pre" else total - pre)
+PYEOF
+}
+
+train_stage() {  # train_stage DIR ALPHA STEPS [INIT_FROM]: train DIR for what is left of the call, or finish it
+  local dir=$1 alpha=$2 steps=$3 init=${4:-} state
+  state=$(run_status "$dir")
+  [ "$state" = finished ] && { log "$dir: finished"; return 0; }
+  local left=$(( $(left_s) - 20 ))
+  local minutes
+  minutes=$($PY -c "print(round(max(0.0, ($left - 60 * $RESERVE_MINUTES) / 60), 2))")
+  if [ "$($PY -c "print(int($minutes >= 0.5))")" = 0 ]; then
+    log "$dir: not enough time left in this call ($left s); run 'train' again"; return 3
+  fi
+  local args=(--no-progress --set "train.max_minutes=$minutes" "${EXTRA_SET[@]}")
+  if [ "$state" = started ]; then
+    log "$dir: resuming for $minutes min"
+    args=(train --out "$dir" --resume "${args[@]}")
+  else
+    log "$dir: starting ($steps steps, alpha $alpha) for $minutes min"
+    args=(train --preset "$PRESET" --out "$dir" --device "$DEVICE" --steps "$steps" --set "topography.alpha=$alpha" "${args[@]}")
+    [ -n "$init" ] && args+=(--set "train.init_from=$init")
+  fi
+  local rc=0
+  bounded "$left" $PY -m stdann "${args[@]}" || rc=$?
+  save_small "$dir"
+  [ "$rc" = 0 ] || [ "$rc" = 143 ] || { log "!! $dir: stdann train exited with $rc"; return "$rc"; }
+  [ "$(run_status "$dir")" = finished ] || { log "$dir: stopped with a checkpoint; run 'train' again to continue"; return 3; }
+}
+
+save_small() {  # the small files of a run folder into RES/<name>/
+  local dir=$1 dest="$RES/$(basename "$1")"
+  mkdir -p "$dest"
+  for f in run.json config.yaml logs/train.csv swap.json metrics.json report.html; do
+    [ -f "$dir/$f" ] && cp "$dir/$f" "$dest/" || true
+  done
+  for d in tables figures; do
+    [ -d "$dir/$d" ] && mkdir -p "$dest/$d" && cp -r "$dir/$d/." "$dest/$d/" || true
+  done
+}
+
+do_train() {
+  preflight train
+  local pre=${PRE_STEPS:-$(stage_steps pre)} joint=${JOINT_STEPS:-$(stage_steps joint)}
+  train_stage "$RUN/pretrain" 0 "$pre" || return $(( $? == 3 ? 0 : $? ))
+  if [ "${SWAP_STEPS}" -gt 0 ] && [ ! -f "$RUN/joint/swap.json" ] && [ "$(run_status "$RUN/joint")" = new ]; then
+    log "swap pre-optimisation of positions ($SWAP_STEPS steps per block) into $RUN/joint"
+    bounded "$(( $(left_s) - 10 ))" $PY -m stdann positions optimize "$RUN/joint" --from "$RUN/pretrain" \
+      --steps "$SWAP_STEPS" --device "$DEVICE" --no-progress
+    save_small "$RUN/joint"
+  fi
+  train_stage "$RUN/joint" "$ALPHA" "$joint" "$RUN/pretrain" || return $(( $? == 3 ? 0 : $? ))
+  log "training done: $RUN/joint (next: analyze)"
+}
+
+do_analyze() {
+  preflight analyze
+  [ -f "$RUN/joint/checkpoints/last.pt" ] || { log "no $RUN/joint/checkpoints/last.pt yet: run 'train' first"; return 2; }
+  [ "$(run_status "$RUN/joint")" = finished ] || log "note: $RUN/joint is not finished; analysing its last checkpoint"
+  # shellcheck disable=SC2086
+  bounded "$(( $(left_s) - 30 ))" $PY -m stdann analyze "$RUN/joint" --stimuli $STIMULI --device "$DEVICE" --no-progress
+  bounded 180 $PY -m stdann report "$RUN/joint" || log "report failed (rc $?)"
+  save_small "$RUN/joint"
+}
+
+do_status() {
+  for d in "$RUN/pretrain" "$RUN/joint"; do
+    echo "$d: $(run_status "$d")"
+    [ -f "$d/logs/train.csv" ] && tail -n 1 "$d/logs/train.csv"
+  done
+  return 0
+}
+
+BENCH_COMMON=(--device "$DEVICE" --steps "$BENCH_STEPS" --warmup "$BENCH_WARMUP" "${EXTRA_SET[@]}")
+case "$CMD" in
+  bench) preflight bench; bench train_paper bench train --preset "$PRESET" "${BENCH_COMMON[@]}" ;;
+  bench-b64) preflight bench; bench train_paper_b64 bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --batch-size "${B64:-64}" --no-ablation ;;
+  bench-compile)
+    preflight bench
+    bench train_paper_compile bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --no-baseline --no-ablation --set train.compile=true ;;
+  bench-ephys) preflight bench; bench ephys_paper bench ephys --preset "$PRESET" --device "$DEVICE" "${EXTRA_SET[@]}" ;;
+  train) do_train ;;
+  analyze) do_analyze ;;
+  status) do_status ;;
+  all)
+    DEADLINE=$(( T0 + 10 ** 7 ))
+    preflight analyze
+    bench train_paper bench train --preset "$PRESET" "${BENCH_COMMON[@]}"
+    bench train_paper_b64 bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --batch-size "${B64:-64}" --no-ablation
+    bench ephys_paper bench ephys --preset "$PRESET" --device "$DEVICE" "${EXTRA_SET[@]}"
+    do_train && do_analyze ;;
+  *) sed -n '2,33p' "$0"; exit 2 ;;
+esac
+do_status > "$RES/status.txt" 2>/dev/null || true
+log "results in $RES; run folder $RUN"

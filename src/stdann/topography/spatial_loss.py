@@ -25,6 +25,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from stdann.devices import upload
 from stdann.topography.positions import LayerPositions, PositionsError
 
 KINDS = ("rel", "abs")
@@ -281,9 +282,7 @@ class SpatialLoss(nn.Module):
         _, nbhd = self._tensors(block, device)
         gdev = generator.device if generator is not None else device
         rows = torch.randint(nbhd.shape[0], (self.neighborhoods_per_step,), generator=generator, device=gdev)
-        if rows.device != device and device.type == "cuda":
-            rows = rows.pin_memory().to(device, non_blocking=True)
-        return nbhd[rows.to(device)]
+        return nbhd[upload(rows, device)]  # never a blocking host-to-device copy (stdann.devices)
 
     def sample(self, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
         """The neighborhoods of one step: {block: (K, M) unit indices}, drawn block by block."""
