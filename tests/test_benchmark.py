@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from stdann.config import ConfigError, load_config
+from stdann.devices import resolve_device
+from stdann.models.r3d import block_output_shapes
 from stdann.topography import SpatialLoss
 from stdann.training import benchmark as B
-from stdann.models.r3d import block_output_shapes
 from stdann.training import step as S
 from stdann.training.trainer import step_settings, train
 
@@ -254,7 +255,7 @@ def test_clear_errors():
         B.bench_train(cfg_for("optim.batch_size=6"), "cpu", steps=1, warmup=0)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            B.resolve_bench_device("cuda")
+            resolve_device("cuda", "--device", ("cpu", "cuda"))
 
 
 def test_cli_json(capsys):

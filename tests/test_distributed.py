@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 def _worker(rank, world, port, q):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    from stdann.training import distributed as D
+    from stdann import distributed as D
 
     x = torch.arange(4, dtype=torch.float32).view(4, 1) + 10 * rank  # rank-specific rows
     g = torch.Generator().manual_seed(5)

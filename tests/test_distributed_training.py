@@ -19,12 +19,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from stdann import distributed as D
 from stdann.config import load_config
 from stdann.data.loader import build_pair_source
 from stdann.runs.checkpoint import safe_load
 from stdann.runs.folder import RunFolder
 from stdann.topography import SpatialLoss, init_positions
-from stdann.training import distributed as D
 from stdann.training.benchmark import make_positions
 from stdann.training.step import build_step
 from stdann.training.trainer import step_settings, train

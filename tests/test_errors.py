@@ -9,18 +9,25 @@ import signal
 import pytest
 
 import stdann.cli.common as common
-from stdann.cpu import choose_threads, configure
 import stdann.cli.main as cli_main
 from stdann.cli.main import build_parser, main
 from stdann.config import ConfigError
+from stdann.cpu import choose_threads, configure
 from stdann.data.folder import DataError
 from stdann.ephys.errors import EphysError
-from stdann.errors import MissingFileError, StdannError, StorageError, UsageError, as_user_error, storage_error
+from stdann.errors import (
+    MissingFileError,
+    StdannError,
+    StorageError,
+    UsageError,
+    as_user_error,
+    storage_error,
+)
+from stdann.orchestration.recipe import RecipeInterrupted
 from stdann.reports.view import ReportError
 from stdann.runs.checkpoint import CheckpointError
 from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
 from stdann.topography.positions import PositionsError
-from stdann.training.recipe import RecipeInterrupted
 from stdann.training.trainer import TrainingDiverged
 
 

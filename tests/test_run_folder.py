@@ -77,7 +77,7 @@ def test_demo_overwrite_refuses_a_folder_that_is_not_a_stdann_run(tmp_path, caps
 
 
 def test_demo_overwrite_deletes_only_what_stdann_wrote(tmp_path, monkeypatch):
-    import stdann.cli.demo as demo
+    import stdann.orchestration.demo as demo
 
     out = RunFolder(tmp_path / "d")
     with out.hold():
@@ -88,7 +88,7 @@ def test_demo_overwrite_deletes_only_what_stdann_wrote(tmp_path, monkeypatch):
         out.write_json("metrics.json", {"blocks": {}})
     mine = put_user_files(out.root) | put_user_files(pre.root, ["logs/mine.txt", "checkpoints/keep.pt"])
     ran = []
-    monkeypatch.setattr(demo, "_demo", lambda args, cfg, run: ran.append(run.root) or 0)  # the demo's work itself
+    monkeypatch.setattr(demo, "demo_stages", lambda cfg, run, **k: ran.append(run.root) or 0)  # the demo's work itself
     assert main(["demo", "--preset", "smoke", "--out", str(out.root), "--overwrite", "--no-progress"]) == 0
     assert ran == [out.root]
     assert_intact(mine)

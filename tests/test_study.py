@@ -10,16 +10,16 @@ import os
 
 import pytest
 import torch
-
-import stdann.training.study as S
 from lock_helpers import hold_in_other_process
+
+import stdann.orchestration.study as S
 from stdann.config import load_config
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
+from stdann.orchestration.analysis import evaluate_network
+from stdann.orchestration.study import emergence_conditions, run_study, sweep_conditions
 from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
-from stdann.orchestration.analysis import evaluate_network
-from stdann.training.study import run_study, emergence_conditions, sweep_conditions
 
 FAST = {"n_directions": 8, "spatial_frequencies": [0.08, 0.16], "temporal_frequencies": [0.25],
         "n_phases": 1, "bn_calibration_clips": 16}
@@ -96,8 +96,8 @@ def test_unknown_variant_is_refused_with_the_list():
 
 
 def test_interrupted_training_stops_the_study_without_results(tmp_path, monkeypatch):
-    import stdann.training.recipe as T  # the stages call the trainer through the recipe
-    from stdann.training.recipe import RecipeInterrupted
+    import stdann.orchestration.recipe as T  # the stages call the trainer through the recipe
+    from stdann.orchestration.recipe import RecipeInterrupted
 
     real = T.train
     monkeypatch.setattr(T, "train", lambda *a, **k: real(*a, **{**k, "stop_at_step": 2}))

@@ -28,13 +28,9 @@ import yaml
 from stdann import config_checks
 from stdann.data.config import DataConfig
 from stdann.ephys.config import EphysConfig
-from stdann.errors import StdannError
+from stdann.errors import ConfigError
 from stdann.fileio import atomic_write_text
 from stdann.topography.config import TopographyConfig
-
-
-class ConfigError(StdannError, ValueError):
-    """A configuration problem; the message names the key, the value, the valid range and the fix."""
 
 
 # -- YAML: one safe loader with YAML 1.2 numbers ------------------------------------------------------------
@@ -217,6 +213,21 @@ class Config:
             cur[parts[-1]] = value
             cfg = cfg.updated(nested)
         return cfg
+
+
+def section_overrides(section: str, items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` overrides of one section (``key`` with or without the ``section.`` prefix, e.g.
+    ``stdann analyze --set n_directions=8``), parsed and checked exactly as ``--set`` is by
+    :meth:`Config.with_overrides`; returns ``{key: value}`` to apply to that section."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like key=value, e.g. {section}.{flat_keys(getattr(Config(), section))[0]}=VALUE")
+        key, raw = item.split("=", 1)
+        key = key.strip().removeprefix(section + ".")
+        cfg = Config().with_overrides([f"{section}.{key}={raw}"])
+        out[key] = getattr(getattr(cfg, section), key)
+    return out
 
 
 PRESETS = ("paper", "demo", "study", "smoke")

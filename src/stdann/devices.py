@@ -1,4 +1,5 @@
-"""Host-to-device copies that never stall the GPU, and choosing the CUDA device of a process.
+"""The one resolution of a device name (``auto``, ``cpu``, ``cuda:N``, ``mps``), host-to-device
+copies that never stall the GPU, and choosing the CUDA device of a process.
 
 Every step draws its random parameters (clip trajectories, crops, colour matrices, key
 permutations, neighborhood rows) on the CPU, so that a run is the same on every device. Copying
@@ -12,6 +13,33 @@ on. PyTorch's caching host allocator keeps the pinned block alive until the copy
 from __future__ import annotations
 
 import torch
+
+from stdann.errors import ConfigError
+
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def resolve_device(spec: str | torch.device | None, key: str = "train.device",
+                   kinds: tuple[str, ...] = DEVICE_KINDS) -> torch.device:
+    """The device ``spec`` names: ``auto`` (or None) is CUDA when available, else the CPU. A name
+    torch does not know, a kind outside ``kinds``, or a GPU this machine lacks is refused with a
+    :class:`~stdann.errors.ConfigError` naming ``key`` (the config key or option it came from)."""
+    if spec is None or str(spec) in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"{key} = {str(spec)!r} is not valid: it must be auto, cpu, cuda, cuda:N or mps; "
+                          f"set it with --device or --set train.device=VALUE") from None
+    if dev.type not in kinds:
+        raise ConfigError(f"{key} = {str(spec)!r}: only {', '.join(kinds)} (or auto) are supported here")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key} = {str(spec)!r} but CUDA is not available here (torch {torch.__version__}); "
+                          "use --device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{key} = {str(spec)!r} but this machine has {torch.cuda.device_count()} GPU(s); "
+                          "use cuda:0 … or auto")
+    return dev
 
 
 def upload(t: torch.Tensor, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor:

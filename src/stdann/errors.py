@@ -23,6 +23,11 @@ class StdannError(Exception):
     exit_code = 2
 
 
+class ConfigError(StdannError, ValueError):
+    """A configuration problem; the message names the key, the value, the valid range and the fix.
+    (Importable as ``stdann.config.ConfigError`` too, where the configuration raises it.)"""
+
+
 class MissingFileError(StdannError, FileNotFoundError):
     """A file or folder that stdann needs is not there (the message says which command makes it)."""
 

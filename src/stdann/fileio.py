@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
+
+import numpy as np
 
 from stdann.errors import storage_error
 
@@ -172,3 +175,26 @@ def write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
     """``json.dumps(obj)`` written atomically (indent 2 unless given)."""
     dumps_kwargs.setdefault("indent", 2)
     return atomic_write_text(path, json.dumps(obj, **dumps_kwargs))
+
+
+def jsonable(x: Any, inf_as_text: bool = True) -> Any:
+    """``x`` with numpy types made plain (arrays as lists), NaN as None, and ±inf as the strings
+    "inf" / "-inf" (``inf_as_text``, metrics.json) or as None (study files)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v, inf_as_text) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v, inf_as_text) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist(), inf_as_text)
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return None
+        if math.isinf(x):
+            return ("inf" if x > 0 else "-inf") if inf_as_text else None
+        return x
+    return x

@@ -15,8 +15,13 @@ from stdann.topography import (
     spatial_loss,
     swap_optimize,
 )
-from stdann.topography.spatial_loss import correlation_matrices, normalize_responses, proximity
-from stdann.topography.swap import _window_stats, mean_window_sl, proposal_delta_sl
+from stdann.topography.spatial_loss import (
+    correlation_matrices,
+    normalize_responses,
+    proximity,
+)
+from stdann.topography.spatial_loss import sl_rel_from_matrices
+from stdann.topography.swap import mean_window_sl, proposal_delta_sl
 
 SIDE, WIDTH = 10.0, 3.0
 
@@ -87,8 +92,7 @@ def test_delta_of_one_swap_is_exact():
     xy = torch.rand(m, 2, generator=g) * 3
     r = (xn.T @ xn)[None]
     d = proximity(xy)[None]
-    iu = torch.triu_indices(m, m, 1)
-    sl0, den = _window_stats(r, d, iu)
+    sl0, den = sl_rel_from_matrices(r, d)
     r0, d0 = r.clone(), d.clone()
     r0.diagonal(dim1=1, dim2=2).zero_()
     d0.diagonal(dim1=1, dim2=2).zero_()
@@ -124,7 +128,10 @@ def test_record_probe_responses_and_plots(tmp_path, planted):
     _, blocks = model.eval().forward_blocks(clips[0], ["layer2.1"], stop_early=True)
     assert torch.allclose(out["layer2.1"][:3], blocks["layer2.1"].mean(2).flatten(1), atol=1e-5)
 
-    from stdann.topography.plots import plot_swap_comparison, save_positions_plot
+    from stdann.reports.figures.positions import (
+        plot_swap_comparison,
+        save_positions_plot,
+    )
 
     resp, true, scrambled = planted
     new, hist = swap_optimize(resp, scrambled, steps=20, progress=False)

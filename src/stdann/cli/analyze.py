@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 
-import yaml
-
-from stdann.config import ConfigError, EphysConfig, _coerce, parse_yaml
-from stdann.models.r3d import BLOCK_NAMES
+from stdann.config import section_overrides
 from stdann.ephys.registry import NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
+from stdann.models.r3d import BLOCK_NAMES
 from stdann.orchestration.analysis import analyze_run
 
 
@@ -46,26 +42,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(items: list[str]) -> dict:
-    hints = typing.get_type_hints(EphysConfig)
-    names = [f.name for f in dataclasses.fields(EphysConfig)]
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} must look like key=value, e.g. n_directions=8")
-        key, raw = item.split("=", 1)
-        key = key.strip().removeprefix("ephys.")
-        if key not in names:
-            raise ConfigError(f"unknown ephys setting {key!r}; valid: {', '.join(names)}")
-        try:
-            value = parse_yaml(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote it or fix it, "
-                              "e.g. --set spatial_frequencies=[0.05,0.1]") from None
-        out[key] = _coerce(value, hints[key], f"ephys.{key}")
-    return out
-
-
 def run(args) -> int:
     metrics = analyze_run(
         args.run_dir,
@@ -77,7 +53,7 @@ def run(args) -> int:
         device=args.device,
         control=not args.no_control,
         figures=not args.no_figures,
-        ephys_overrides=_overrides(args.overrides),
+        ephys_overrides=section_overrides("ephys", args.overrides),
     )
     for b, entry in metrics["blocks"].items():
         print(f"{b}  " + " | ".join(_network_line(label, entry[label]) for label in NETWORKS if label in entry))

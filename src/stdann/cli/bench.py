@@ -7,6 +7,8 @@ import json
 import sys
 
 from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.orchestration.ephys_benchmark import bench_ephys, format_ephys
+from stdann.training.benchmark import bench_train, format_train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,8 +86,6 @@ def _cfg(args, extra):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from stdann.training.benchmark import bench_train, format_train
-
     extra = []
     if args.batch_size is not None:
         extra.append(f"optim.batch_size={args.batch_size}")
@@ -98,8 +98,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_ephys(args: argparse.Namespace) -> int:
-    from stdann.orchestration.ephys_benchmark import bench_ephys, format_ephys
-
     cfg = _cfg(args, [])
     blocks = [b.strip() for b in args.blocks.split(",") if b.strip()] if args.blocks else None
     stimuli = [s.strip() for s in args.stimuli.split(",") if s.strip()]

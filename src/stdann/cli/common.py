@@ -1,4 +1,5 @@
-"""Options shared by several sub-commands (configuration, output folder)."""
+"""Options shared by several sub-commands: integer counts and the configuration (``--preset``,
+``--config``, ``--set``: the one override mechanism, :func:`stdann.config.load_config`)."""
 
 from __future__ import annotations
 
@@ -47,4 +48,5 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "de
 
 
 def config_from_args(args: argparse.Namespace):
+    """The validated configuration that ``--preset``, ``--config`` and ``--set`` describe."""
     return load_config(args.preset, args.config, args.overrides)

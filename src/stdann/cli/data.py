@@ -1,39 +1,29 @@
-"""``stdann data``: preview the built-in video or a data source, index a video folder, build a clip cache.
-
-The integrator's ``stdann.cli.main`` calls :func:`register` with its sub-parsers.
-"""
+"""``stdann data``: preview the built-in video or a data source, index a video folder, build a clip cache."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 
-from stdann.cli.common import count
+from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.data.cache import build_cache
+from stdann.data.folder import DataError, index_folder
+from stdann.data.preview import preview
 
 
 def _data_config(args):
-    """DataConfig from --preset/--config/--set (the project's config system) plus the command's own flags."""
-    from stdann.config import load_config
-
-    cfg = load_config(args.preset, getattr(args, "config", None), list(getattr(args, "set", None) or [])).data
-    return cfg
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="demo", help="configuration preset (paper, demo, smoke) that gives clip frames and size (default: demo)")
-    p.add_argument("--config", default=None, help="YAML configuration file applied on top of the preset")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set data.frames=16 (repeatable)")
+    """The data section of the configuration from --preset/--config/--set (``cli.common``); the
+    command's own flags are applied by the caller."""
+    return config_from_args(args).data
 
 
 def cmd_preview(args) -> int:
-    from dataclasses import replace
-
-    from stdann.data.preview import preview
-
     cfg = _data_config(args)
     if args.root:
-        cfg = replace(cfg, root=args.root, source=args.source or ("cache" if (__import__("pathlib").Path(args.root) / "index.json").exists() else "folder"))
+        cfg = replace(cfg, root=args.root, source=args.source or ("cache" if (Path(args.root) / "index.json").exists() else "folder"))
     elif args.source:
         cfg = replace(cfg, source=args.source)
     res = preview(cfg, args.out, clips=args.clips, stats_clips=args.stats_clips, device=args.device, seed=args.seed,
@@ -51,10 +41,6 @@ def cmd_preview(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from dataclasses import replace
-
-    from stdann.data.folder import DataError, index_folder
-
     cfg = _data_config(args)
     if args.split is not None:
         cfg = replace(cfg, split=args.split)
@@ -83,11 +69,6 @@ def cmd_index(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from dataclasses import replace
-
-    from stdann.data.cache import build_cache
-    from stdann.data.folder import DataError
-
     cfg = _data_config(args)
     if args.split is not None:
         cfg = replace(cfg, split=args.split)
@@ -125,7 +106,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     sub.required = True
 
     pv = sub.add_parser("preview", help="write a short MP4/GIF, a contact sheet and the motion statistics of a data source")
-    _common(pv)
     pv.add_argument("--out", default="data_preview", help="output folder (default: data_preview)")
     pv.add_argument("--root", default=None, help="preview a video folder or cache instead of the built-in video")
     pv.add_argument("--source", choices=["generated", "folder", "cache"], default=None, help="data source (default: from the config, or guessed from --root)")
@@ -136,20 +116,20 @@ def register(subparsers) -> argparse.ArgumentParser:
     pv.add_argument("--raw", action="store_true", help="show generated clips without augmentation (the second view is another clip)")
     pv.add_argument("--device", default="cpu", help="device for generation: cpu, cuda, auto (default cpu)")
     pv.add_argument("--seed", type=count(0), default=0, help="random seed (default 0)")
+    add_config_args(pv)
     pv.set_defaults(func=cmd_preview)
 
     ix = sub.add_parser("index", help="list the usable videos of a folder and why the others are skipped")
-    _common(ix)
     ix.add_argument("root", help="folder tree of video files (mp4, avi, mkv, webm …)")
     ix.add_argument("--split", default=None, help="UCF101 split list to restrict to, e.g. trainlist01")
     ix.add_argument("--json", action="store_true", help="print one JSON object with 'videos' (count) and 'skipped' ([{path, reason}])")
     ix.add_argument("--files", action="store_true", help="with --json, also list every usable file")
     ix.add_argument("--verbose", "-v", action="store_true", help="print every skipped file with its reason")
     ix.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_config_args(ix)
     ix.set_defaults(func=cmd_index)
 
     ca = sub.add_parser("cache", help="decode a folder once into memory-mapped uint8 clip shards (resumable)")
-    _common(ca)
     ca.add_argument("root", help="folder tree of video files")
     ca.add_argument("--out", required=True, help="cache directory (created; an unfinished cache there is resumed)")
     ca.add_argument("--workers", type=count(1), default=None, help="decoding processes (default: data.workers)")
@@ -157,17 +137,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     ca.add_argument("--split", default=None, help="UCF101 split list to restrict to, e.g. trainlist01")
     ca.add_argument("--overwrite", action="store_true", help="discard an existing cache in --out")
     ca.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_config_args(ca)
     ca.set_defaults(func=cmd_cache)
     return p
 
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m stdann.cli.data …``) until the main CLI wires it in."""
-    parser = argparse.ArgumentParser(prog="stdann")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["data", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

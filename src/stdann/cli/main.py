@@ -60,14 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stdann {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"stdann.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"stdann.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+    for name in COMMANDS:  # imported here, after cpu.configure: the commands import torch
+        importlib.import_module(f"stdann.cli.{name}").register(sub)
     _ensure_debug(parser)
     return parser
 

@@ -6,9 +6,17 @@ import argparse
 from pathlib import Path
 
 from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.config import load_config
+from stdann.devices import resolve_device
 from stdann.models.r3d import BLOCK_NAMES
+from stdann.orchestration.recipe import swap_stage
+from stdann.reports.figures.positions import save_positions_plot
+from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import POSITIONS, SWAP, RunFolder
+from stdann.topography.init import init_model_positions
+from stdann.topography.positions import load_run_positions
+from stdann.topography.sheets import sheets_from_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "positions",
         help="unit positions on the cortical sheets: init, optimize (swaps), plot",
         description=(
-            "Unit positions of each block on its cortical sheet (DESIGN §3). The paper's recipe: "
+            "Unit positions of each block on its cortical sheet (docs/architecture.md). The paper's recipe: "
             "train with α = 0 (`stdann train --alpha 0 --out PRE`), `stdann positions optimize RUN --from PRE`, "
             "then `stdann train --out RUN --set train.init_from=PRE` (positions in RUN/positions are used "
             "and stay frozen). `stdann demo` runs the whole sequence."
@@ -51,8 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from stdann.topography import init_model_positions, sheets_from_config
-
     cfg = config_from_args(args)
     run = RunFolder(args.run_dir)
     with run.hold():
@@ -69,14 +75,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_optimize(args: argparse.Namespace) -> int:
-    from stdann.config import load_config
-    from stdann.runs.checkpoint import load_backbone
-    from stdann.topography.positions import load_run_positions
-    from stdann.training.recipe import optimize_positions, swap_summary
-    from stdann.training.trainer import resolve_device
-
     src, run = Path(args.source), RunFolder(args.run_dir)
-    model_cfg_dev = resolve_device(args.device or "auto")
+    model_cfg_dev = resolve_device(args.device or "auto", "--device")
     model, cfg = load_backbone(src, "last", device=model_cfg_dev)
     if args.preset or args.config or args.overrides:
         cfg = (load_config(args.preset, args.config, args.overrides) if (args.preset or args.config)
@@ -92,10 +92,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         else:
             initial = run.load_positions(blocks) or load_run_positions(src, blocks)
         steps = args.steps if args.steps is not None else (cfg.topography.swap_steps or 200)
-        final, history = optimize_positions(model, cfg, initial, steps, model_cfg_dev, not args.no_progress,
-                                            lambda b: run.claim(run.positions_figure(b)))
-        summary = swap_summary(history)
-        run.save_positions(final, (SWAP, {"steps": steps, "from": str(src), "blocks": summary, "history": history}))
+        summary = swap_stage(model, cfg, run, initial, steps, src, model_cfg_dev, not args.no_progress)
     for b, s in summary.items():
         print(f"{b}: mean SL_rel {s['sl_first']:.4f} → {s['sl_last']:.4f} ({s['accepted']} swaps accepted)")
     print(f"positions written to {run.path(POSITIONS)}; plots in {run.root / 'figures'}")
@@ -103,9 +100,6 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from stdann.topography.plots import save_positions_plot
-    from stdann.topography.positions import load_run_positions
-
     pos = load_run_positions(args.run_dir, [args.block])[args.block]
     if args.out:
         out = save_positions_plot(pos, args.out)

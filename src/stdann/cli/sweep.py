@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stdann import distributed as D
 from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.models.r3d import BLOCK_NAMES
+from stdann.orchestration.study import (
+    EMERGENCE_VARIANTS,
+    emergence_conditions,
+    run_study,
+    sweep_conditions,
+    untrained_row,
+    write_study_json,
+)
 from stdann.reports.figures.study import study_figures
 from stdann.reports.html import write_report
-from stdann.training import distributed as D
 
 
 def _floats(text: str) -> list[float]:
@@ -54,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train each design variant (positives, batch composition, motion statistics, objective, queue, lr) with "
             "backbone snapshots, measure direction selectivity of every snapshot and of the untrained network the "
             "same way, and plot metric versus step. Variants: "
-            + "; ".join(f"{k}: {v[0]}" for k, v in __import__("stdann.training.study", fromlist=["x"]).EMERGENCE_VARIANTS.items())
+            + "; ".join(f"{k}: {v[0]}" for k, v in EMERGENCE_VARIANTS.items())
         ),
     )
     e.add_argument("--variants", default="paper,reverse", help="comma-separated variant names [default: paper,reverse]")
@@ -80,8 +88,6 @@ def _finish(study: dict, out: Path) -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from stdann.training.study import _write_json, run_study, sweep_conditions, untrained_row
-
     cfg = _base(args)
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
@@ -89,14 +95,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.untrained and D.is_main():
         study["conditions"] = [c for c in study["conditions"] if c["name"] != "untrained"] + untrained_row(study)
         study["figures"] = study_figures(study, out / "figures")
-        _write_json(out / "study.json", study)
+        write_study_json(out / "study.json", study)
     _finish(study, out)
     return 0
 
 
 def run_emergence(args: argparse.Namespace) -> int:
-    from stdann.training.study import emergence_conditions, run_study
-
     cfg = _base(args)
     every = max(1, cfg.optim.total_steps() // max(1, args.snapshots))
     cfg = cfg.with_overrides([f"train.snapshot_every={every}"])

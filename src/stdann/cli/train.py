@@ -7,6 +7,10 @@ import contextlib
 from pathlib import Path
 
 from stdann.cli.common import add_config_args
+from stdann.config import load_config
+from stdann.distributed import launch_rank
+from stdann.runs.folder import RunFolder
+from stdann.training.trainer import train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,10 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stdann.config import load_config
-    from stdann.runs.folder import RunFolder
-    from stdann.training.distributed import launch_rank
-
     out = Path(args.out)
     run_folder = RunFolder(out)
     # On resume, read the run's configuration under its lock (a folder in use says so first); under
@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, cfg, out: Path) -> int:
-    from stdann.training.trainer import train
-
     extra = []
     if args.alpha is not None:
         extra.append(f"topography.alpha={args.alpha}")

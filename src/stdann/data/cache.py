@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -26,9 +27,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from stdann.data.config import DataConfig
-from stdann.data.folder import DataError, DecodeError, VideoInfo, clip_span, decode_frames, index_folder
+from stdann.data.folder import (
+    DataError,
+    DecodeError,
+    VideoInfo,
+    clip_span,
+    decode_frames,
+    index_folder,
+)
 
 CACHE_VERSION = 1
 CRASH_ENV = "STDANN_DATA_TEST_CRASH"  # testing hook: a worker decoding a path containing this exits
@@ -117,12 +126,8 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
     workers = max(1, int(workers if workers is not None else cfg.workers))
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(index.videos), initial=resumed, desc="cache", unit="video")
     queue = list(todo)
-    import multiprocessing as mp
-
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     job = (str(shard_dir), win, hw, cfg.cache_windows, span)
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from stdann.data.config import DataConfig
 from stdann.errors import StdannError
@@ -221,8 +222,6 @@ def index_folder(root: str | Path, cfg: DataConfig, progress: bool = False) -> F
         raise DataError(f"no video files ({', '.join(cfg.extensions[:6])} …) under {root_p}")
     it = files
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(files, desc="index", unit="file")
     need = clip_span(cfg)
     for f in it:

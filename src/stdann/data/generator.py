@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,8 +41,6 @@ from stdann.devices import upload
 
 def make_generator(*keys: int) -> torch.Generator:
     """A CPU torch.Generator seeded from a tuple of integers (order matters)."""
-    import numpy as np
-
     state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys] + [0x5D]).generate_state(2, dtype=np.uint64)
     g = torch.Generator()
     g.manual_seed(int(state[0] >> 1))

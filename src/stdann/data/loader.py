@@ -28,15 +28,9 @@ from stdann.data.cache import CacheStore
 from stdann.data.config import DataConfig
 from stdann.data.folder import DataError, clip_span, decode_frames, index_folder
 from stdann.data.generator import VideoGenerator, make_generator
-from stdann.devices import upload
+from stdann.devices import resolve_device, upload
 
 _SOURCES = ("generated", "folder", "cache")
-
-
-def resolve_device(device) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class GeneratedPairSource:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from stdann.data.config import DataConfig
+from stdann.data.loader import build_pair_source
 
 
 def motion_statistics(direction: np.ndarray, speed: np.ndarray, n_bins: int = 8) -> dict:
@@ -58,8 +60,6 @@ def write_animation(path: Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     """Frames (T, H, W, 3) uint8 → MP4 (libx264) or GIF by the suffix."""
     path = Path(path)
     if path.suffix.lower() == ".gif":
-        from PIL import Image
-
         ims = [Image.fromarray(f) for f in frames]
         ims[0].save(path, save_all=True, append_images=ims[1:], duration=int(1000 / fps), loop=0)
         return path
@@ -85,10 +85,6 @@ def preview(cfg: DataConfig, out_dir: str | Path, clips: int = 16, stats_clips: 
             fmt: str = "mp4", scale: int = 2, augmented: bool = True) -> dict:
     """Write ``preview.<fmt>`` (pairs side by side, all clips on a grid), ``contact_sheet.png``
     (rows = clips, columns = frames) and ``motion_stats.json``; return the stats dict."""
-    from PIL import Image
-
-    from stdann.data.loader import build_pair_source
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     src = build_pair_source(cfg, clips, device, seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from stdann.data.config import DEFAULT_IMAGES
 
@@ -46,8 +47,6 @@ def available_images() -> tuple[str, ...]:
 @lru_cache(maxsize=64)
 def load_image(name: str) -> np.ndarray | None:
     """One sample image as float32 (H, W, 3) in [0, 1], or None when it is not installed."""
-    from PIL import Image
-
     d = skimage_data_dir()
     if d is None:
         return None

@@ -1,4 +1,4 @@
-"""Maps of a cortical sheet: direction/axial maps, column spacing, pinwheels, smoothness (DESIGN §7).
+"""Maps of a cortical sheet: direction/axial maps, column spacing, pinwheels, smoothness.
 
 A map is a complex field z on a regular grid: element [i, j] sits at x = x0 + (j + ½)·pixel,
 y = y0 + (i + ½)·pixel (rows along y, columns along x, mm), where (x0, y0) is the lower corner of

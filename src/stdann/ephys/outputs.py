@@ -19,31 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from stdann.ephys.registry import NETWORKS
-from stdann.fileio import write_json
+from stdann.fileio import jsonable, write_json
 
 UNIT_COLUMNS = ("preferred_direction", "preferred_axis", "dsi", "di", "cv_direction", "cv_axial", "axial_ratio")
-
-
-def jsonable(x):
-    """``x`` with numpy types made plain, NaN as None and ±inf as "inf" / "-inf"."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        if math.isnan(x):
-            return None
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return x
-    return x
 
 
 def write_metrics(path: Path, metrics: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Direction-tuning metrics of many units at once (DESIGN.md §6). Pure numpy, vectorised over units.
+"""Direction-tuning metrics of many units at once. Pure numpy, vectorised over units.
 
 Direction convention: 0° = motion to the right (increasing column index), 90° = motion upward on
 the screen (decreasing row index), counter-clockwise.

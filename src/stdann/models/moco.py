@@ -4,7 +4,7 @@ Query encoder = 3D ResNet-18 + 2-layer MLP head; key encoder = its exponential m
 a queue of K negatives; InfoNCE over [positive, queue] at temperature τ.
 
 The loss is symmetrised: each view is a query once and a key once, so the spatial loss sees the
-block outputs of every clip of both views (DESIGN §1, §4). Each view goes through the query
+block outputs of every clip of both views. Each view goes through the query
 encoder in its own pass (BatchNorm statistics never mix a clip with its positive), and the key
 batch is shuffled before the key encoder — across ranks under DDP (shuffle-BN), or split into
 ``bn_groups`` groups on one device — so that BatchNorm cannot leak which key is the positive.
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stdann import distributed as D
 from stdann.devices import upload
 from stdann.models.r3d import VideoResNet, r3d_18
-from stdann.training import distributed as D
 
 
 class Encoder(nn.Module):

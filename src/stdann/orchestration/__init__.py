@@ -2,6 +2,8 @@
 
 ``analysis`` (``analyze_run``: load a run's networks, record and compute with ``stdann.ephys``,
 write metrics.json and tables, draw figures with ``stdann.reports.figures``; ``evaluate_network``
-for studies), ``ephys_benchmark`` (``stdann bench ephys``). Nothing below this package imports it,
-except ``stdann.training.study``, which runs trainings and their analyses and belongs here.
+for studies), ``recipe`` (pretraining → positions → swaps → joint training; the one swap stage),
+``demo`` (``stdann demo``), ``study`` (``stdann sweep`` / ``emergence``), ``protocol``
+(``stdann study``), ``ephys_benchmark`` (``stdann bench ephys``). Only ``stdann.cli`` imports this
+package (docs/architecture.md, "Layers").
 """

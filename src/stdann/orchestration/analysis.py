@@ -18,7 +18,14 @@ from tqdm.auto import tqdm
 
 from stdann.config import check_section
 from stdann.data.generator import VideoGenerator
-from stdann.ephys.analyze import AnalysisError, analyze_network, block_entry, build_metrics, check_stimuli
+from stdann.devices import resolve_device
+from stdann.ephys.analyze import (
+    AnalysisError,
+    analyze_network,
+    block_entry,
+    build_metrics,
+    check_stimuli,
+)
 from stdann.ephys.macaque import load_reference
 from stdann.ephys.outputs import write_metrics, write_tables
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm
@@ -26,9 +33,8 @@ from stdann.ephys.registry import slim
 from stdann.ephys.stimuli import STIMULUS_SETS, directions
 from stdann.fileio import require_writable
 from stdann.reports.figures.run import write_run_figures
-from stdann.topography.positions import load_run_positions
 from stdann.runs.checkpoint import load_backbone
-from stdann.training.trainer import resolve_device
+from stdann.topography.positions import load_run_positions
 
 CALIBRATION_SEED = 777_000
 

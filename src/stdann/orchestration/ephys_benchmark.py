@@ -13,8 +13,8 @@ is :func:`stdann.orchestration.analysis.analyze_run`'s I/O, not the computation)
 
 from __future__ import annotations
 
-import datetime as _dt
 import dataclasses
+import datetime as _dt
 import os
 import platform
 import resource
@@ -24,13 +24,13 @@ from typing import Any
 import torch
 
 from stdann.config import ConfigError
+from stdann.devices import resolve_device
 from stdann.devices import select as select_device
 from stdann.ephys.analyze import analyze_block
 from stdann.ephys.recording import record_set
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES, r3d_18
 from stdann.topography import init_model_positions, sheets_from_config
-from stdann.training.benchmark import resolve_bench_device
 
 DEFAULT_STIMULI = ("gratings", "rdk", "plaids")
 
@@ -43,7 +43,7 @@ def _sync(device: torch.device) -> None:
 def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=DEFAULT_STIMULI,
                 progress=None) -> dict[str, Any]:
     """Record + analyse ``blocks`` (default all eight) on ``stimuli``; returns one JSON-able dict."""
-    dev = select_device(device if isinstance(device, torch.device) else resolve_bench_device(str(device)))
+    dev = select_device(device if isinstance(device, torch.device) else resolve_device(str(device), "--device", ("cpu", "cuda")))
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     stimuli = tuple(stimuli)

@@ -38,18 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from stdann.config import Config
+from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.ephys.outputs import jsonable
-from stdann.fileio import write_json
+from stdann.fileio import jsonable, write_json
 from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
 from stdann.reports.figures.study import study_figures
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, SWAP, RunFolder
 from stdann.runs.lock import folder_lock
 from stdann.training.logger import read_log
 from stdann.training.readout import linear_probe_motion
-from stdann.training.recipe import optimize_positions, swap_summary, train_stage
-from stdann.training.trainer import resolve_device
 
 STUDY_FILE = "study.json"
 DEFAULT_ALPHAS = (0.0, 0.1, 0.25, 1.0, 2.5)

@@ -1,8 +1,8 @@
 """Run folders: the one owner of their layout, marker, manifest, lock, writes and checkpoints.
 
-Layer rule: ``stdann.runs`` may import ``stdann.config``, ``models``, ``topography``, ``data`` and
-``fileio`` — never ``training``, ``ephys``, ``reports`` or ``cli``, so that analysis can read runs
-without importing training.
+Layer rule (docs/architecture.md, "Layers"): ``stdann.runs`` imports only the layers below it
+(``config``, ``topography``, ``data``, ``models`` and the core modules) — never ``training``,
+``reports``, ``orchestration`` or ``cli``, so that analysis can read runs without importing training.
 """
 
 from stdann.runs.checkpoint import FORMAT, CheckpointError, load_backbone

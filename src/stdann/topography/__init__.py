@@ -1,6 +1,6 @@
 """Cortical sheets, unit positions, the spatial loss and swap pre-optimisation (TDANN for video).
 
-Plots live in :mod:`stdann.topography.plots` (imported on demand, it loads matplotlib).
+Figures of positions are drawn by :mod:`stdann.reports.figures.positions`.
 """
 
 from stdann.topography.config import TopographyConfig
@@ -19,7 +19,12 @@ from stdann.topography.positions import (
     positions_path,
     save_run_positions,
 )
-from stdann.topography.sheets import SheetSpec, default_sheets, resolve_sheets, sheets_from_config
+from stdann.topography.sheets import (
+    SheetSpec,
+    default_sheets,
+    resolve_sheets,
+    sheets_from_config,
+)
 from stdann.topography.spatial_loss import (
     SpatialLoss,
     batched_spatial_loss,

@@ -35,6 +35,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from stdann.models.r3d import BLOCK_NAMES, block_output_shapes
 from stdann.topography.positions import LayerPositions, PositionsError
 from stdann.topography.sheets import SheetSpec, default_sheets
 
@@ -268,8 +269,6 @@ def init_model_positions(
     Each block gets its own random stream derived from ``seed`` and the block's index, so a block's
     positions do not depend on which other blocks are requested.
     """
-    from stdann.models.r3d import BLOCK_NAMES, block_output_shapes
-
     shapes = block_output_shapes(width, frames, size)
     blocks = list(BLOCK_NAMES if blocks is None else blocks)
     unknown = [b for b in blocks if b not in shapes]

@@ -1,6 +1,6 @@
 """Cortical-sheet presets: the side of each block's square sheet and its neighborhood width.
 
-Default values follow DESIGN §3 (as summarised from Margalit et al. 2024, "A unifying framework
+Default values follow the papers (as summarised from Margalit et al. 2024, "A unifying framework
 for functional organization in early and higher ventral visual cortex", Neuron — the TDANN paper —
 and its video extension):
 

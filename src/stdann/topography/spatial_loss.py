@@ -79,17 +79,18 @@ def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, num / den, torch.zeros_like(num))
 
 
-def _loss_from_matrices(r: torch.Tensor, dmat: torch.Tensor, kind: str) -> torch.Tensor:
-    """Loss over the pairs i<j of (..., M, M) symmetric matrices.
+def sl_rel_from_matrices(r: torch.Tensor, dmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one SL_rel arithmetic: SL_rel = (1 − corr(r, D)) / 2 over the pairs i<j of (..., M, M)
+    symmetric matrices, and the scale ‖r − r̄‖·‖D − D̄‖ over those pairs (the swap
+    pre-optimisation's ΔSL_rel divides by it). corr = 0 where r or D is constant.
 
     Uses the off-diagonal entries of the full matrices (every pair twice, which leaves means,
-    variances and hence the Pearson correlation unchanged) — no gather of the upper triangle.
+    variances and hence the Pearson correlation unchanged, and doubles the sums of squares, hence
+    the ½ on the scale) — no gather of the upper triangle.
     """
     m = r.shape[-1]
     off = 1.0 - torch.eye(m, device=r.device, dtype=r.dtype)
     n = float(m * (m - 1))
-    if kind == "abs":
-        return ((r - dmat).abs() * off).sum((-1, -2)) / n
     mr = (r * off).sum((-1, -2), keepdim=True) / n
     md = (dmat * off).sum((-1, -2), keepdim=True) / n
     rc = (r - mr) * off
@@ -100,7 +101,16 @@ def _loss_from_matrices(r: torch.Tensor, dmat: torch.Tensor, kind: str) -> torch
     ok = ~((sa <= _TINY) | (sb <= _TINY))  # NaN stays NaN (reported by SpatialLoss)
     den = torch.sqrt(sa.clamp_min(_TINY)) * torch.sqrt(sb.clamp_min(_TINY))
     corr = torch.where(ok, num / den, torch.zeros_like(num))
-    return (1.0 - corr) / 2.0
+    return (1.0 - corr) / 2.0, torch.where(ok, den, torch.zeros_like(den)) / 2.0
+
+
+def _loss_from_matrices(r: torch.Tensor, dmat: torch.Tensor, kind: str) -> torch.Tensor:
+    """SL_abs or SL_rel (:func:`sl_rel_from_matrices`) over the pairs i<j of (..., M, M) matrices."""
+    if kind == "abs":
+        m = r.shape[-1]
+        off = 1.0 - torch.eye(m, device=r.device, dtype=r.dtype)
+        return ((r - dmat).abs() * off).sum((-1, -2)) / float(m * (m - 1))
+    return sl_rel_from_matrices(r, dmat)[0]
 
 
 def spatial_loss(responses: torch.Tensor, positions: torch.Tensor, kind: str = "rel") -> torch.Tensor:
@@ -235,7 +245,7 @@ class SpatialLoss(nn.Module):
     The training step takes the units inside the forward pass instead (no dense gradient of a
     whole block output): ``nb = loss_fn.sample(generator, device)``, ``tap.arm(loss_fn.units(nb))``,
     the forward pass with ``tap``, then ``loss_fn.from_samples(tap.take(), nb)``.
-    ``gather`` (e.g. :func:`stdann.training.distributed.gather_samples`) is applied to the sampled
+    ``gather`` (e.g. :func:`stdann.distributed.gather_samples`) is applied to the sampled
     responses (samples along dim 0) before the correlations: with it, every rank computes the
     loss over the global batch.
     """

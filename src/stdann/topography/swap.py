@@ -35,25 +35,9 @@ import torch
 from tqdm.auto import tqdm
 
 from stdann.topography.positions import LayerPositions, PositionsError
-from stdann.topography.spatial_loss import block_responses, normalize_responses, proximity
+from stdann.topography.spatial_loss import block_responses, normalize_responses, proximity, sl_rel_from_matrices
 
 _TINY = 1e-30
-
-
-def _window_stats(r: torch.Tensor, dmat: torch.Tensor, iu: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """SL_rel per window and the scale ‖r − r̄‖·‖D − D̄‖ (over the pairs i<j) of each window.
-
-    Computed from the off-diagonal entries of the full matrices (each pair twice: the sums of
-    squares are doubled, hence the factor ½ on the scale). ``iu`` is unused (kept for callers).
-    """
-    m = r.shape[-1]
-    off = 1.0 - torch.eye(m, device=r.device, dtype=r.dtype)
-    n = float(m * (m - 1))
-    rc = (r - (r * off).sum((-1, -2), keepdim=True) / n) * off
-    dc = (dmat - (dmat * off).sum((-1, -2), keepdim=True) / n) * off
-    den = torch.sqrt((rc * rc).sum((-1, -2))) * torch.sqrt((dc * dc).sum((-1, -2)))
-    corr = torch.where(den > _TINY, (rc * dc).sum((-1, -2)) / den.clamp_min(_TINY), torch.zeros_like(den))
-    return (1.0 - corr) / 2.0, den / 2.0
 
 
 def _windows(xn: torch.Tensor, slot_xy: torch.Tensor, unit_at_slot: torch.Tensor, slots: torch.Tensor):
@@ -67,12 +51,10 @@ def _windows(xn: torch.Tensor, slot_xy: torch.Tensor, unit_at_slot: torch.Tensor
 def mean_window_sl(
     xn: torch.Tensor, slot_xy: torch.Tensor, unit_at_slot: torch.Tensor, slots: torch.Tensor, chunk: int = 64
 ) -> float:
-    m = slots.shape[1]
-    iu = torch.triu_indices(m, m, 1, device=slots.device)
     vals = []
     for s in range(0, slots.shape[0], chunk):  # memory chunks of windows
         r, dmat = _windows(xn, slot_xy, unit_at_slot, slots[s : s + chunk])
-        vals.append(_window_stats(r, dmat, iu)[0])
+        vals.append(sl_rel_from_matrices(r, dmat)[0])
     return float(torch.cat(vals).mean().item())
 
 
@@ -170,7 +152,6 @@ def swap_optimize(
         nbhd = torch.as_tensor(positions.neighborhood_indices, dtype=torch.long, device=device)
         p, m = nbhd.shape
         unit_at_slot = torch.arange(n, device=device)
-        iu = torch.triu_indices(m, m, 1, device=device)
         ev_rows = torch.randperm(p, generator=gen)[: min(eval_windows, p)].to(device)
         ev_slots = nbhd[ev_rows]
         history: dict[str, list] = {"step": [], "sl": [], "accepted": [], "eval_step": [], "eval_sl": []}
@@ -188,7 +169,7 @@ def swap_optimize(
             rows = torch.randint(p, (windows_per_step,), generator=gen).to(device)
             slots = nbhd[rows]  # (W, M)
             r, dmat = _windows(xn, slot_xy, unit_at_slot, slots)
-            sl, den = _window_stats(r, dmat, iu)
+            sl, den = sl_rel_from_matrices(r, dmat)
             r.diagonal(dim1=1, dim2=2).zero_()
             dmat.diagonal(dim1=1, dim2=2).zero_()
             a = torch.randint(m, (windows_per_step, pairs_per_window), generator=gen).to(device)

@@ -53,6 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stdann.config import Config, ConfigError
 from stdann.data.loader import build_pair_source
+from stdann.devices import resolve_device
 from stdann.devices import select as select_device
 from stdann.models.moco import Encoder
 from stdann.models.r3d import r3d_18
@@ -196,21 +197,6 @@ def variant_step(cfg: Config, device: torch.device, variant: str, positions=None
                       positions=positions)
 
 
-def resolve_bench_device(spec: str) -> torch.device:
-    if spec in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError as e:
-        raise ConfigError(f"--device {spec!r} is not a device name (auto, cpu, cuda, cuda:1): {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec} asked for, but CUDA is not available here (torch {torch.__version__}); "
-                          "use --device cpu or auto")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {spec!r}: only cpu and cuda are supported")
-    return dev
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -310,7 +296,7 @@ def bench_train(
     """Benchmark the training step (optimised, plain baseline, α = 0) and return one JSON-able dict
     (a non-finite loss is written as null). Each variant's cuDNN setting is its step's own: the
     trainer's (autotuning on CUDA) for ``optimized``, PyTorch's default for ``baseline``."""
-    dev = select_device(device if isinstance(device, torch.device) else resolve_bench_device(str(device)))
+    dev = select_device(device if isinstance(device, torch.device) else resolve_device(str(device), "--device", ("cpu", "cuda")))
     if steps < 1 or warmup < 0:
         raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
     check_batch(cfg)

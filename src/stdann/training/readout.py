@@ -13,7 +13,9 @@ import math
 import numpy as np
 import torch
 
+from stdann.data.generator import VideoGenerator
 from stdann.models.inputs import normalize
+from stdann.training.logger import read_log
 
 
 @torch.no_grad()
@@ -48,8 +50,6 @@ def _choose_lambda(x: np.ndarray, y: np.ndarray, grid=(1e-3, 1e-2, 1e-1, 1.0, 10
 def linear_probe_motion(model, data_cfg, n_train: int = 512, n_test: int = 256, device="cpu", lam: float | None = None,
                         seed: int = 0) -> dict[str, float]:
     """Held-out R² of direction (cos, sin) and log-speed, and the median absolute direction error."""
-    from stdann.data.generator import VideoGenerator
-
     gen = VideoGenerator(data_cfg, device=device)
 
     def draw(n, s):
@@ -91,8 +91,6 @@ def linear_probe_motion(model, data_cfg, n_train: int = 512, n_test: int = 256, 
 
 def final_task_loss(run_dir) -> float | None:
     """The last logged InfoNCE of a run (``logs/train.csv``)."""
-    from stdann.training.logger import read_log
-
     rows = read_log(run_dir)
     vals = [r["loss_task"] for r in rows if "loss_task" in r and math.isfinite(r["loss_task"])]
     return vals[-1] if vals else None

@@ -30,11 +30,16 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from stdann import distributed as D
 from stdann.config import Config
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
-from stdann.topography.spatial_loss import SpatialLoss, UnitTap, block_responses, spatial_loss
-from stdann.training import distributed as D
+from stdann.topography.spatial_loss import (
+    SpatialLoss,
+    UnitTap,
+    block_responses,
+    spatial_loss,
+)
 from stdann.training.schedule import lr_at
 
 ExtraLoss = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
@@ -163,7 +168,7 @@ def uses_spatial_loss(cfg: Config) -> bool:
 
 def build_spatial_loss(cfg: Config, positions: dict | None, settings: StepSettings) -> SpatialLoss | None:
     """The spatial loss of the configured blocks (None at α = 0). Under DDP its sampled responses
-    are gathered over the ranks (:func:`~stdann.training.distributed.gather_samples`), so that the
+    are gathered over the ranks (:func:`~stdann.distributed.gather_samples`), so that the
     correlations run over the global batch: the same α is the same objective on any number of GPUs."""
     if not uses_spatial_loss(cfg):
         return None

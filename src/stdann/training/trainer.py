@@ -33,11 +33,13 @@ import torch
 from tqdm.auto import tqdm
 
 from stdann import __version__
-from stdann.config import Config, ConfigError
+from stdann import distributed as D
+from stdann.config import Config
 from stdann.data.loader import build_pair_source
+from stdann.devices import resolve_device
 from stdann.devices import select as select_device
-from stdann.models.inputs import normalize
 from stdann.errors import StdannError
+from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo
 from stdann.resources import check_memory
 from stdann.runs.checkpoint import (
@@ -53,7 +55,6 @@ from stdann.runs.checkpoint import (
 from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
 from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
 from stdann.topography import init_model_positions, sheets_from_config
-from stdann.training import distributed as D
 from stdann.training.evaluation import heldout_seed, instance_discrimination
 from stdann.training.logger import RunLogger
 from stdann.training.step import (
@@ -94,22 +95,6 @@ class TrainResult:
     last: dict[str, float]
     run_dir: Path
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM), if any
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"train.device = {spec!r} is not valid: it must be auto, cpu, cuda, cuda:N or mps; "
-                          "set it with --device or --set train.device=VALUE") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {spec!r} but CUDA is not available here; use --device cpu (or auto)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device = {spec!r} but this machine has {torch.cuda.device_count()} GPU(s); "
-                          "use cuda:0 … or auto")
-    return dev
 
 
 def amp_enabled(cfg: Config, device: torch.device) -> bool:

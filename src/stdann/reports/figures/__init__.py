@@ -2,5 +2,5 @@
 
 ``run`` (all figures of an analysed run), ``maps`` (unit-level and smoothed maps, smoothness),
 ``tuning`` (polar tuning curves, histograms), ``study`` (sweep and emergence studies),
-``training`` (training curve), ``common`` (canvas, footer, hues).
+``training`` (training curve), ``positions`` (unit positions on a sheet, swap before/after), ``common`` (canvas, footer, hues).
 """

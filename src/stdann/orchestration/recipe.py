@@ -17,6 +17,7 @@ OUT/checkpoints/init.pt by ``train.init_from``). OUT and OUT/pretrain are run fo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import time
@@ -26,15 +27,20 @@ from typing import Callable, Iterator
 
 import torch
 
+from stdann import distributed as D
 from stdann.config import Config, ConfigError
+from stdann.data.generator import VideoGenerator
+from stdann.devices import resolve_device
+from stdann.ephys.stimuli import grating_set
 from stdann.errors import StdannError
 from stdann.models.inputs import normalize
+from stdann.reports.figures.positions import plot_swap_comparison
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
 from stdann.topography.positions import load_run_positions
-from stdann.training import distributed as D
-from stdann.training.trainer import resolve_device, train
+from stdann.topography.swap import record_probe_responses, swap_optimize
+from stdann.training.trainer import train
 
 
 @dataclass
@@ -47,11 +53,6 @@ class RecipeResult:
 
 def probe_batches(cfg: Config, device, n_natural: int = 64, batch_size: int = 32, seed: int = 0) -> Iterator[torch.Tensor]:
     """Model-ready probe clips: the grating set of ``cfg.ephys`` (one phase) + generated clips."""
-    import dataclasses
-
-    from stdann.data.generator import VideoGenerator
-    from stdann.ephys.stimuli import grating_set
-
     frames, size = cfg.data.frames, cfg.data.size
     gset = grating_set(dataclasses.replace(cfg.ephys, n_phases=1), frames, size)
     for x in gset.batches(batch_size, device=device):
@@ -64,10 +65,8 @@ def probe_batches(cfg: Config, device, n_natural: int = 64, batch_size: int = 32
 
 def optimize_positions(model, cfg: Config, positions: dict, steps: int, device="cpu", progress: bool = True,
                        figure_path: Callable[[str], Path] | None = None, n_natural: int = 64) -> tuple[dict, dict]:
-    """Swap-optimise every block's positions on the model's probe responses (DESIGN §3);
+    """Swap-optimise every block's positions on the model's probe responses (docs/architecture.md);
     ``figure_path(block)`` gives where to draw each block's before/after figure (none if None)."""
-    from stdann.topography import record_probe_responses, swap_optimize
-
     blocks = list(positions)
     responses = record_probe_responses(model, probe_batches(cfg, device, n_natural=n_natural), blocks, device=device)
     out, history = {}, {}
@@ -80,8 +79,6 @@ def optimize_positions(model, cfg: Config, positions: dict, steps: int, device="
         out[b] = new
         history[b] = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in hist.items()}
         if figure_path is not None:
-            from stdann.topography.plots import plot_swap_comparison
-
             plot_swap_comparison(positions[b], new, figure_path(b), history=hist)
     return out, history
 
@@ -156,19 +153,31 @@ def _prepare(run: RunFolder, blocks: list[str]) -> tuple[bool, bool, bool]:
     return pre.is_finished(), run.has(SWAP), run.is_finished()
 
 
-def _swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list[str], swap_steps: int, progress: bool) -> None:
-    """(main process) Swap-optimise the pretraining run's positions, write them and swap.json."""
+def swap_stage(model, cfg: Config, run: RunFolder, initial: dict, steps: int, source: str | Path, device,
+               progress: bool) -> dict:
+    """(main process, ``run`` held) The one swap stage (the recipe's and ``stdann positions optimize``'s):
+    swap-optimise ``initial`` positions on ``model``'s probe responses for ``steps`` steps (0 = keep
+    them), draw each block's before/after figure, and write the positions and ``swap.json`` — one
+    schema: ``steps``, ``from`` (the network's run folder), ``blocks`` (:func:`swap_summary`),
+    ``history``. Returns the per-block summary."""
+    if steps > 0:
+        final, history = optimize_positions(model, cfg, initial, steps, device, progress,
+                                            lambda b: run.claim(run.positions_figure(b)))
+    else:
+        final, history = initial, {}
+    summary = swap_summary(history)
+    run.save_positions(final, (SWAP, {"steps": steps, "from": str(source), "blocks": summary, "history": history}))
+    return summary
+
+
+def _recipe_swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list[str], swap_steps: int,
+                       progress: bool) -> None:
+    """(main process) Swap-optimise the pretraining run's positions on its last network."""
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and D.is_dist():
         device = torch.device("cuda", torch.cuda.current_device())
     model, _ = load_backbone(pre.root, "last", device=device)
-    initial = load_run_positions(pre.root, blocks)
-    if swap_steps > 0:
-        final, history = optimize_positions(model, cfg, initial, swap_steps, device, progress,
-                                            lambda b: run.claim(run.positions_figure(b)))
-    else:
-        final, history = initial, {}
-    run.save_positions(final, (SWAP, {"steps": swap_steps, "blocks": swap_summary(history), "history": history}))
+    swap_stage(model, cfg, run, load_run_positions(pre.root, blocks), swap_steps, pre.root, device, progress)
 
 
 def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps: int | None,
@@ -195,7 +204,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
 
     t = time.time()
     if not swap_done:
-        D.on_main("the swap pre-optimisation of positions", lambda: _swap_stage(cfg, run, pre, blocks, swap_steps, progress))
+        D.on_main("the swap pre-optimisation of positions", lambda: _recipe_swap_stage(cfg, run, pre, blocks, swap_steps, progress))
     swap = _read_swap(run)
     seconds["swap"] = time.time() - t
 

