@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from stdann.config import load_config
 from stdann.runs.checkpoint import safe_load
-from stdann.training import distributed as D
+from stdann import distributed as D
 from stdann.training.trainer import train
 from test_distributed_training import SMOKE, _join, _spawn
 

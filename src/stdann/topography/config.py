@@ -11,7 +11,7 @@ from stdann.models.r3d import BLOCK_NAMES
 class TopographyConfig:
     # weight of the spatial loss. Its correlations run over the clips of the *global* batch (both views):
     # under torchrun every rank gathers the sampled units' responses of all ranks before correlating
-    # them (training.distributed.gather_samples), so one alpha is one objective on any number of GPUs.
+    # them (stdann.distributed.gather_samples), so one alpha is one objective on any number of GPUs.
     alpha: float = 0.25
     blocks: list[str] = field(default_factory=lambda: list(BLOCK_NAMES))
     neighborhoods_per_step: int = 4  # per block per step, evaluated in one batched call
