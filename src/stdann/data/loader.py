@@ -33,12 +33,18 @@ from stdann.devices import resolve_device, upload
 _SOURCES = ("generated", "folder", "cache")
 
 
+def as_device(device) -> torch.device:
+    """A ``torch.device`` passed by code is used as given (tests record copies on ``meta``); a name
+    from the configuration or the command line is resolved and checked."""
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
 class GeneratedPairSource:
     """Positive pairs of the built-in video, rendered on the device."""
 
     def __init__(self, cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1):
         self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
-        self.device = resolve_device(device)
+        self.device = as_device(device)
         self.generator = VideoGenerator(cfg, self.device)
 
     def batch(self, step: int, return_motion: bool = False):
@@ -85,7 +91,7 @@ class VideoPairSource:
 
     def __init__(self, cfg: DataConfig, batch_size: int, device, seed: int, rank: int = 0, world_size: int = 1, store=None):
         self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
-        self.device = resolve_device(device)
+        self.device = as_device(device)
         if store is None:
             store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg)
         self.store = store
