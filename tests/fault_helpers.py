@@ -4,6 +4,7 @@ one-line-error check, and the rows of the summary table (docs/reliability.md).""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,9 +33,16 @@ def stdann(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def _default_sigint() -> None:
+    # A shell's background job (``cmd &``, nohup, some CI runners) starts with SIGINT ignored, and a child
+    # inherits that: a SIGINT would then be lost until stdann's trainer sets its own handler. The suite sends
+    # SIGINT as a terminal's Ctrl-C would, to a process that has not chosen to ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "stdann", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli_env())
+                            text=True, env=cli_env(), preexec_fn=_default_sigint)
 
 
 def kill_after(proc: subprocess.Popen, delay: float) -> bool:

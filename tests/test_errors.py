@@ -151,3 +151,25 @@ def test_threads_when_other_processes_share_the_cores():
     assert configure(env, busy=10.0) is None and env == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
     env = {}
     assert configure(env, busy=0.0) is None and "OMP_NUM_THREADS" not in env
+
+
+def test_ctrl_c_while_the_command_loads_exits_130(monkeypatch, capsys):
+    """`python -m stdann`: a Ctrl-C before stdann.cli.main has loaded is exit 130 and one line, not a traceback
+    (the fault suite's SIGINT trials hit this window on a busy machine)."""
+    import importlib.abc
+    import runpy
+    import sys
+
+    class Interrupt(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "stdann.cli.main":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "stdann.cli.main", raising=False)
+    monkeypatch.delitem(sys.modules, "stdann.__main__", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupt(), *sys.meta_path])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("stdann", run_name="__main__")
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip() == "[stdann] interrupted (Ctrl-C)"

@@ -4,7 +4,8 @@ PyTorch's CPU kernels run on OpenMP threads, one per core, that meet at a barrie
 operation. When another busy process takes one of the cores, the thread that lost its core holds
 up the others at every barrier, and by default the waiting threads spin, taking CPU from the very
 thread they wait for: on 2 cores beside one busy process the demo's training step went from 2.5 s
-to 37-44 s (docs/reliability.md has the measurements). So, before torch is imported, the
+to 37-44 s (as reported when this module was written, not re-measured since: benchmarks/shared_cores.py
+measures it, docs/reliability.md says how). So, before torch is imported, the
 ``stdann`` command (:func:`configure`):
 
 * sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep instead of spinning) unless it is set;

@@ -21,6 +21,19 @@ from fault_helpers import ROWS, Row
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))  # the video helpers of the data tests
 
 
+# A test here runs tens to hundreds of commands (an hour and more on a busy 2-core machine): the project's
+# per-test limit (pyproject: timeout = 900) would stop it half-way. Every command it runs has its own
+# time limit (fault_helpers.stdann, communicate(timeout=...)); the test as a whole gets hours.
+TEST_TIMEOUT_S = 6 * 3600
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
+
+
 @pytest.fixture
 def ledger(request):
     """``ledger(name)`` → a :class:`Row` recorded for the summary table (command = this test's node id)."""

@@ -43,10 +43,17 @@ def _kill_trials(row, argv, duration: float, after, *, seed: int, prepare=None) 
     attempts = 0
     while row.trials < TRIALS and attempts < 3 * TRIALS:
         attempts += 1
-        state = prepare(row.trials) if prepare else None
+        state = prepare(attempts) if prepare else None  # a fresh folder per attempt
         delay = rng.uniform(0.02, 0.95) * duration
-        if not kill_after(start(*argv(state)), delay):
-            continue  # it finished before the moment drawn: not a trial of a kill
+        t0 = time.time()
+        proc = start(*argv(state))
+        if not kill_after(proc, delay):
+            # It finished before the moment drawn: not a trial of a kill. When it succeeded, the machine got
+            # faster than when ``duration`` was measured (a shared machine's load changes): draw the next
+            # moments within this run's duration.
+            if proc.returncode == 0:
+                duration = min(duration, time.time() - t0)
+            continue
         ok, what = after(state, delay)
         row.trial(ok, f"killed after {delay:.2f} s: {what}")
 
@@ -207,12 +214,20 @@ def test_sigint_and_sigterm_exit_non_zero(tmp_path, ledger):
     row = ledger("SIGINT / SIGTERM at random moments of `stdann train`: exit 130 / 143, no traceback")
     argv_common = ["--preset", "smoke", "--steps", "400", "--no-progress", *sets(TRAIN)]
     rng = random.Random(5)
-    for i in range(TRIALS):
-        sig = signal.SIGINT if i % 2 == 0 else signal.SIGTERM
-        p = start("train", "--out", str(tmp_path / f"r{i}"), *argv_common)
+    before_stdann = attempts = 0
+    while row.trials < TRIALS and attempts < 2 * TRIALS:
+        attempts += 1
+        sig = signal.SIGINT if row.trials % 2 == 0 else signal.SIGTERM
+        p = start("train", "--out", str(tmp_path / f"r{attempts}"), *argv_common)
         time.sleep(rng.uniform(0.0, 6.0))
         p.send_signal(sig)
         out, err = p.communicate(timeout=300)
+        if sig == signal.SIGINT and p.returncode == 1 and "KeyboardInterrupt" in err and "stdann" not in err:
+            # Ctrl-C while the Python interpreter itself was starting (its own imports, no stdann frame in the
+            # traceback): CPython's behaviour, out of stdann's reach; not a trial of stdann, counted in the note.
+            before_stdann += 1
+            continue
         ok = p.returncode in (128 + sig, -sig) and "Traceback" not in err
         row.trial(ok, f"{sig.name}: exit {p.returncode}, {err.strip()[-200:]}")
+    row.note = f"{before_stdann} more SIGINTs landed in the interpreter's own start-up, before any stdann code"
     row.check(TRIALS)

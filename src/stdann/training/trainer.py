@@ -38,7 +38,7 @@ from stdann.config import Config
 from stdann.data.loader import build_pair_source
 from stdann.devices import resolve_device
 from stdann.devices import select as select_device
-from stdann.errors import StdannError
+from stdann.errors import MissingFileError, StdannError
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo
 from stdann.resources import check_memory
@@ -200,6 +200,9 @@ def _start(run: RunFolder, cfg: Config, model: MoCo, device: torch.device, is_ma
         # Start from another run's weights (e.g. the contrastive-only pretraining of the
         # topographic recipe). The untrained control stays that run's step-0 network.
         src_run = RunFolder(cfg.train.init_from)
+        if not src_run.checkpoint("last").is_file():
+            raise MissingFileError(f"train.init_from = {cfg.train.init_from}: {src_run.checkpoint('last')} does not "
+                                   "exist; give a run folder that holds a training checkpoint")
         src_ckpt = load_training_state(src_run.checkpoint("last"), map_location=device)
         load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
         if src_run.checkpoint("init").is_file():
