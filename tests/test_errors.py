@@ -150,7 +150,7 @@ def test_threads_when_other_processes_share_the_cores():
     env = {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
     assert configure(env, busy=10.0) is None and env == {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}
     env = {}
-    assert configure(env, busy=0.0) is None and "OMP_NUM_THREADS" not in env
+    assert configure(env, busy=0.0) is None and env == {}  # quiet: OpenMP's defaults (spinning is faster)
 
 
 def test_ctrl_c_while_the_command_loads_exits_130(monkeypatch, capsys):
