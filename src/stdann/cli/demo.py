@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train the small topographic network on the built-in generated naturalistic video with the paper's "
             "recipe (contrastive pretraining → positions → swap pre-optimisation → joint training), then run "
             "in-silico electrophysiology on it and on its untrained control, and write DIR/report.html and "
-            "DIR/metrics.json. `--preset demo` takes about 10 minutes on 2 CPU cores, `--preset smoke` about one."
+            "DIR/metrics.json. `--preset demo` took about 3 minutes on 2 AVX-512 CPU cores (about 8-9 on AVX2), `--preset smoke` under one."
         ),
     )
     p.add_argument("--out", default=None, metavar="DIR", help="output folder [default: runs/<preset>]")

@@ -52,7 +52,8 @@ def run_markdown(metrics: dict) -> str:
 def _task_cells(task: dict) -> str:
     """InfoNCE (nats below chance ln(K+1)) and held-out top-1 of a condition's training."""
     fin, below, top1 = task.get("final_infonce"), task.get("nats_below_chance"), task.get("heldout_top1")
-    loss = "—" if fin is None else f"{fin:.2f}" + ("" if below is None else f" ({below:.2f} below)")
+    side = "" if below is None else (f" ({below:.2f} below)" if below >= 0 else f" ({-below:.2f} above)")
+    loss = "—" if fin is None else f"{fin:.2f}{side}"
     return f"{loss} | {'—' if top1 is None else format(top1, '.2f')}"
 
 
