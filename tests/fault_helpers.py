@@ -3,13 +3,18 @@ one-line-error check, and the rows of the summary table (docs/reliability.md).""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stdann.cli.main import main
 
 # Smoke scale, two topographic blocks, one analysed block: seconds per command.
 FAST = ["topography.blocks=[layer3.1, layer4.1]", "ephys.blocks=[layer3.1]", "topography.n_windows=300",
@@ -95,3 +100,48 @@ class Row:
 ROWS: list[Row] = []  # every row of this session, in order
 
 
+
+
+CORRUPTIONS = ("zero", "truncated", "random", "flipped")
+
+
+def corrupt(path: Path, kind: str, seed: int = 0) -> None:
+    """Damage a file as a full disk, a killed copy or a failing disk would: emptied, cut in half,
+    replaced by random bytes, or a few bytes flipped in the middle (the size stays right)."""
+    rng = random.Random(seed)
+    data = path.read_bytes()
+    if kind == "zero":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "random":
+        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(max(64, len(data) // 4))))
+    else:
+        b = bytearray(data)
+        for i in rng.sample(range(len(b) // 4, 3 * len(b) // 4), min(8, len(b) // 2)):
+            b[i] ^= 0x5A
+        path.write_bytes(bytes(b))
+
+
+def run_main(argv: list[str]) -> tuple[int | None, str, str]:
+    """(exit status, stderr, traceback text or "") of one in-process ``stdann`` command."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(argv)
+        return rc, err.getvalue(), ""
+    except SystemExit as e:
+        return int(e.code or 0), err.getvalue(), ""
+    except BaseException as e:  # noqa: BLE001 - a traceback: the trial fails
+        return None, err.getvalue(), f"{type(e).__name__}: {e}"
+
+
+def put_user_files(root: Path, names) -> dict[Path, bytes]:
+    """Write a user's own files (not stdann's) under ``root``; returns {path: content} to check later."""
+    files = {}
+    for name in names:
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f"the user's own {name}\n".encode())
+        files[p] = p.read_bytes()
+    return files

@@ -5,7 +5,6 @@ positions leaves the previous ones whole."""
 import errno
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from stdann.cli.main import main
 from stdann.config import load_config
 from stdann.errors import StorageError
 from disk_helpers import small_tmpfs
+from fault_helpers import CORRUPTIONS, corrupt
 from stdann.fileio import atomic_write, remove_stale_temps
 from stdann.runs.checkpoint import FORMAT, CheckpointError, atomic_save, safe_load
 from stdann.runs.folder import RunFolder
@@ -26,24 +26,7 @@ from stdann.training.trainer import train
 
 SMOKE = ["train.log_every=1", "train.ckpt_every=2", "optim.max_steps=2", "topography.n_windows=300",
          "topography.blocks=layer3.1,layer4.1"]
-CORRUPTIONS = ("zero", "truncated", "random", "flipped")
 
-
-def corrupt(path: Path, kind: str, seed: int = 0) -> None:
-    """Damage a file as a full disk, a killed copy or a failing disk would."""
-    rng = random.Random(seed)
-    data = path.read_bytes()
-    if kind == "zero":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "random":
-        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(max(64, len(data) // 4))))
-    else:  # a few bytes flipped in the middle: the size stays right
-        b = bytearray(data)
-        for i in rng.sample(range(len(b) // 4, 3 * len(b) // 4), 8):
-            b[i] ^= 0x5A
-        path.write_bytes(bytes(b))
 
 
 def one_line(err: str, *words: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import fault_helpers
 import stdann.runs
 from lock_helpers import hold_in_other_process
 from stdann.cli.main import main
@@ -35,13 +36,7 @@ def cfg_for(*extra):
 
 
 def put_user_files(root: Path, names=USER_FILES) -> dict[Path, bytes]:
-    files = {}
-    for name in names:
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(f"the user's own {name}\n".encode())
-        files[p] = p.read_bytes()
-    return files
+    return fault_helpers.put_user_files(root, names)
 
 
 def assert_intact(files: dict[Path, bytes]) -> None:

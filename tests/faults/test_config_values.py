@@ -5,12 +5,9 @@ after all — trains without a traceback."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import pytest
 
-from stdann.cli.main import main
+from fault_helpers import run_main
 from stdann.config import Config, flat_keys
 
 pytestmark = pytest.mark.slow
@@ -44,17 +41,6 @@ def _values() -> list[str]:
     return out
 
 
-def _train(argv: list[str]) -> tuple[int | None, str, str]:
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-        return rc, err.getvalue(), ""
-    except SystemExit as e:
-        return int(e.code or 0), err.getvalue(), ""
-    except BaseException as e:  # noqa: BLE001 - a traceback: the trial fails
-        return None, err.getvalue(), f"{type(e).__name__}: {e}"
-
 
 def _judge(row, override: str, rc, err: str, tb: str) -> None:
     key = override.split("=", 1)[0]
@@ -68,7 +54,7 @@ def test_bad_values_through_set(tmp_path, ledger):
     values = _values()
     for i, override in enumerate(values):
         out = tmp_path / f"r{i}"
-        rc, err, tb = _train(["train", "--preset", "smoke", "--out", str(out), "--steps", "1", "--no-progress",
+        rc, err, tb = run_main(["train", "--preset", "smoke", "--out", str(out), "--steps", "1", "--no-progress",
                               "--set", "train.eval_pairs=0", "--set", "topography.n_windows=300", "--set", override])
         _judge(row, override, rc, err, tb)
     row.note = f"{sum(1 for f in row.failures)} failed of {len(values)}"
@@ -83,7 +69,7 @@ def test_bad_values_through_a_yaml_file(tmp_path, ledger):
         cfg = tmp_path / f"c{i}.yaml"
         cfg.write_text(f"{section}:\n  {name}: {value}\ntrain: {{eval_pairs: 0}}\ntopography: {{n_windows: 300}}\n"
                        if section not in ("train", "topography") else f"{section}:\n  {name}: {value}\n")
-        rc, err, tb = _train(["train", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / f"r{i}"),
+        rc, err, tb = run_main(["train", "--preset", "smoke", "--config", str(cfg), "--out", str(tmp_path / f"r{i}"),
                               "--steps", "1", "--no-progress"])
         _judge(row, override, rc, err, tb)
     row.check(200)

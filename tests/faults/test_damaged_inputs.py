@@ -6,11 +6,8 @@ refuses with one line that names the damaged file — never a traceback — and 
 from __future__ import annotations
 
 import builtins
-import contextlib
-import io
 import os
 import pickle
-import random
 import shutil
 import subprocess
 import zipfile
@@ -20,30 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from fault_helpers import FAST, sets
-from stdann.cli.main import main
+from fault_helpers import CORRUPTIONS, FAST, corrupt, run_main, sets
 
 pytestmark = pytest.mark.slow
 
 FILES = ("checkpoints/last.pt", "checkpoints/init.pt", "positions/layer3.1.npz", "config.yaml", "logs/train.csv",
          "run.json", "metrics.json", "swap.json", "pretrain/checkpoints/last.pt")
-DAMAGE = ("zero", "truncated", "random", "flipped")
+DAMAGE = CORRUPTIONS
 
-
-def damage(path: Path, kind: str, seed: int) -> None:
-    rng = random.Random(seed)
-    data = path.read_bytes()
-    if kind == "zero":
-        path.write_bytes(b"")
-    elif kind == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "random":
-        path.write_bytes(bytes(rng.getrandbits(8) for _ in range(max(64, len(data) // 4))))
-    else:
-        b = bytearray(data)
-        for i in rng.sample(range(len(b) // 4, 3 * len(b) // 4), min(8, len(b) // 2)):
-            b[i] ^= 0x5A
-        path.write_bytes(bytes(b))
 
 
 def commands(run: Path, work: Path) -> dict[str, list[str]]:
@@ -58,18 +39,6 @@ def commands(run: Path, work: Path) -> dict[str, list[str]]:
                             "--set", "optim.max_steps=10"],
     }
 
-
-def run_main(argv: list[str]) -> tuple[int | None, str, str]:
-    """(exit status, stderr, traceback text or "") of one in-process command."""
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-        return rc, err.getvalue(), ""
-    except SystemExit as e:
-        return int(e.code or 0), err.getvalue(), ""
-    except BaseException as e:  # noqa: BLE001 - a traceback: the cell fails
-        return None, err.getvalue(), f"{type(e).__name__}: {e}"
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +60,7 @@ def test_damaged_run_files_fed_to_every_command(demo_run, tmp_path, ledger):
                 run = work / "run"
                 work.mkdir()
                 subprocess.run(["cp", "-a", str(demo_run), str(run)], check=True)
-                damage(run / rel, kind, seed)
+                corrupt(run / rel, kind, seed)
                 rc, err, tb = run_main(commands(run, work)[name])
                 lines = [line for line in err.strip().splitlines() if line.startswith("stdann ")]
                 named = len(lines) == 1 and (Path(rel).name in lines[0] or str(Path(rel).parent) in lines[0])

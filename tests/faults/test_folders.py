@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fault_helpers import FAST, one_line_error, sets, start, stdann
+from fault_helpers import FAST, one_line_error, put_user_files, sets, start, stdann
 from stdann.runs.checkpoint import safe_load
 
 pytestmark = pytest.mark.slow
@@ -61,15 +61,6 @@ USER_FILES = ("thesis.tex", "mydocs/chapter1.tex", "config.yaml", "logs/train.cs
               "report.html", "positions/README.txt", "run.json", "swap.json", "pretrain/notes.md")
 
 
-def _plant(root, names):
-    files = {}
-    for name in names:
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(f"the user's own {name}\n".encode())
-        files[p] = p.read_bytes()
-    return files
-
 
 def _intact(files) -> bool:
     return all(p.is_file() and p.read_bytes() == b for p, b in files.items())
@@ -96,7 +87,7 @@ def test_overwrite_and_resume_on_folders_with_user_files(tmp_path, ledger):
                     assert r.returncode == 0, r.stderr
                 taken = {p.relative_to(d).as_posix() for p in d.rglob("*")} if d.exists() else set()
                 names = [n for n in rng.sample(USER_FILES, 8) if n not in taken]
-                mine = _plant(d, names)
+                mine = put_user_files(d, names)
                 r = stdann(*argv(d))
                 ok = _intact(mine) and (r.returncode == 0 or one_line_error(r))
                 row.trial(ok, f"{kind}, {name}: exit {r.returncode} {r.stderr.strip()[-200:]}, "
