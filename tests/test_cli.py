@@ -37,6 +37,7 @@ def test_every_option_is_explained():
             assert action.help, (name, action.dest)
 
 
+@pytest.mark.heavy
 def test_positions_init_and_plot(tmp_path):
     run = tmp_path / "r"
     assert main(["positions", "init", str(run), "--preset", "smoke", "--set", "topography.blocks=layer3.1,layer4.1"]) == 0
@@ -66,6 +67,7 @@ def test_positions_optimize_lowers_spatial_loss(tmp_path):
     assert (run / "positions" / "layer3.1.npz").is_file() and (run / "figures" / "positions_layer3.1.png").is_file()
 
 
+@pytest.mark.heavy
 def test_missing_run_folder_is_a_clear_error():
     r = subprocess.run([sys.executable, "-m", "stdann", "analyze", "/nonexistent/run"], capture_output=True, text=True,
                        timeout=120)

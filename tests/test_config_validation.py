@@ -156,6 +156,7 @@ def test_cli_refuses_bad_values_with_one_line(tmp_path, capsys):
     assert not any((tmp_path / n).exists() for n in "abcde")
 
 
+@pytest.mark.heavy
 def test_bad_values_in_a_subprocess_give_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stdann", "train", "--preset", "smoke", "--out", str(tmp_path / "r"),
                         "--set", "moco.queue_size=0"], capture_output=True, text=True, timeout=300)

@@ -1,5 +1,6 @@
 """`stdann demo --preset smoke`: the README's main command at seconds scale, end to end."""
 
+import pytest
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ REQUIRED = ("dsi_median", "cv_direction_median", "fraction_direction_selective",
             "column_spacing_mm", "smoothness")
 
 
+@pytest.mark.heavy
 def test_smoke_demo_writes_report_and_metrics(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "stdann", "demo", "--preset", "smoke", "--out", str(out), "--no-progress",

@@ -5,6 +5,7 @@ leave at the same step, with the last checkpoint written at that step; and the p
 cases: tests/test_distributed_training.py.)
 """
 
+import pytest
 import os
 import signal
 from pathlib import Path
@@ -45,6 +46,7 @@ def _worker(rank, port, q, root):
     q.put((rank, out))
 
 
+@pytest.mark.heavy
 def test_sigterm_or_time_budget_on_one_rank_stops_both_with_a_checkpoint(tmp_path):
     r = _spawn(_worker, str(tmp_path))
     assert r[0]["sigterm"][:2] == r[1]["sigterm"][:2] == ("interrupted", 3)

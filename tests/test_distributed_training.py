@@ -99,6 +99,7 @@ def _stop_worker(rank, port, q, root):
     q.put((rank, out))
 
 
+@pytest.mark.heavy
 def test_stop_decisions_are_taken_by_both_ranks_at_the_same_step(tmp_path):
     r = _spawn(_stop_worker, str(tmp_path))
     assert r[0]["stop"] == r[1]["stop"] == ("stopped", 3)

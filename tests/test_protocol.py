@@ -12,6 +12,8 @@ from stdann.cli.study import background_command
 from stdann.config import load_config
 from stdann.orchestration.protocol import ProtocolPlan, run_protocol, step_split
 
+pytestmark = pytest.mark.heavy  # a shared study fixture of several seconds
+
 SMOKE = ["optim.max_steps=6", "topography.pretrain_fraction=0.5", "train.eval_pairs=8", "ephys.bn_calibration_clips=8"]
 
 

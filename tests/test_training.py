@@ -105,6 +105,7 @@ def _cli(*args, **kw):
                             text=True, env=env, **kw)
 
 
+@pytest.mark.heavy
 def test_sigterm_checkpoints_then_resume_finishes(tmp_path):
     run = tmp_path / "r"
     p = _cli("train", "--preset", "smoke", "--steps", "400", "--out", str(run), "--no-progress",
@@ -125,6 +126,7 @@ def test_sigterm_checkpoints_then_resume_finishes(tmp_path):
     assert f"finished at step {step + 2}" in out
 
 
+@pytest.mark.heavy
 def test_cli_refuses_existing_out_with_clear_error(tmp_path):
     run = tmp_path / "r"
     assert _cli("train", "--preset", "smoke", "--steps", "1", "--out", str(run), "--no-progress").wait(timeout=120) == 0
@@ -136,6 +138,7 @@ def test_cli_refuses_existing_out_with_clear_error(tmp_path):
     assert p.returncode == 2 and "optim.batch_size" in out
 
 
+@pytest.mark.heavy
 def test_ddp_two_cpu_processes(tmp_path):
     run = tmp_path / "ddp"
     import socket

@@ -2,6 +2,7 @@
 and analysing on the built-in generated video work; ``av`` is imported only where video files are
 read. PyAV is hidden from a fresh interpreter by a meta-path finder that refuses it."""
 
+import pytest
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.heavy
 def test_train_bench_and_analyze_without_pyav(tmp_path):
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run")], capture_output=True, text=True,
                        timeout=900)

@@ -67,6 +67,7 @@ def test_record_responses_shapes_and_phase_groups():
     assert not model.training  # recorded in eval mode
 
 
+@pytest.mark.heavy
 def test_analyze_run_end_to_end(run_dir):
     m = analyze_run(run_dir, stimuli=("gratings", "rdk", "plaids"), progress=False)
     saved = json.loads((run_dir / "metrics.json").read_text())
