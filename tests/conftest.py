@@ -1,10 +1,17 @@
 import os
 
-import pytest
-import torch
+from stdann.cpu import configure
 
-# Keep tests reproducible and polite on a 2-core machine.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Before torch is imported (as the `stdann` command does): when other processes keep the cores busy,
+# one thread per free core and sleeping OpenMP waits, so that a suite run beside other work does not
+# spin its threads against them (issue 14: the suite must pass, in time, under load).
+configure()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Keep tests polite on a 2-core machine: at most 2 threads, fewer when the cores are shared.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture
