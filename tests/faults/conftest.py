@@ -44,7 +44,14 @@ def ledger(request):
         ROWS.append(row)
         return row
 
+    request.addfinalizer(_write_table)  # row by row: a suite stopped half-way keeps what it measured
     return make
+
+
+def _write_table() -> None:
+    path = os.environ.get("STDANN_FAULTS_TABLE")
+    if path:
+        Path(path).write_text(json.dumps([r.__dict__ for r in ROWS], indent=1))
 
 
 def pytest_terminal_summary(terminalreporter):
