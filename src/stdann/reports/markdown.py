@@ -6,11 +6,11 @@ labels and formats come from the metric registry: ``stdann report PATH --markdow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from stdann.ephys.registry import format_value, format_with_ci, get
 from stdann.errors import MissingFileError
+from stdann.reports.view import read_json
 
 SHORT = {"above": "above", "below": "below", "not_distinguishable": "overlapping", "no_ci": "no CI",
          "missing": "missing"}
@@ -100,7 +100,7 @@ def study_markdown(study: dict, block: str | None = None) -> str:
 def markdown_for(path: str | Path) -> str:
     path = Path(path)
     if (path / "study.json").is_file():
-        return study_markdown(json.loads((path / "study.json").read_text()))
+        return study_markdown(read_json(path / "study.json"))
     if (path / "metrics.json").is_file():
-        return run_markdown(json.loads((path / "metrics.json").read_text()))
+        return run_markdown(read_json(path / "metrics.json"))
     raise MissingFileError(f"{path} has neither study.json nor metrics.json (run `stdann analyze` or `stdann sweep`)")

@@ -58,7 +58,9 @@ def folder_kind(path: str | Path) -> str:
         f"`stdann analyze {p}`) nor a sweep / study folder (no study.json: made by `stdann sweep`)")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A JSON object a report reads ({} when the file is absent); a damaged file is a one-line
+    :class:`ReportError` saying how the file is made again."""
     if not path.is_file():
         return {}
     try:
@@ -369,8 +371,8 @@ def run_view(run: Path) -> dict:
     except yaml.YAMLError:
         cfg = {}
     cfg = cfg if isinstance(cfg, dict) else {}
-    info = _read_json(run / "run.json")
-    metrics = _read_json(run / "metrics.json")
+    info = read_json(run / "run.json")
+    metrics = read_json(run / "metrics.json")
     topo, data, model, optim = (cfg.get(k) or {} for k in ("topography", "data", "model", "optim"))
     alpha = topo.get("alpha")
     what = (f"3D ResNet-18 (width {model.get('width', '?')}) trained with "
@@ -475,7 +477,7 @@ def _overrides_text(ov) -> str:
 def study_view(study: Path) -> dict:
     """Everything the study template shows, read from study.json (and the conditions' run.json)."""
     study = Path(study)
-    s = _read_json(study / "study.json")
+    s = read_json(study / "study.json")
     conds = [c for c in (s.get("conditions") or []) if isinstance(c, dict)]
     kind = s.get("kind", "study")
     task_keys = list(dict.fromkeys(k for c in conds for k in _task_cells(c.get("task"))))
@@ -526,7 +528,7 @@ def study_view(study: Path) -> dict:
     versions = s.get("versions")
     for c in conds if not versions else []:
         if c.get("run_dir"):
-            versions = _read_json(_cond_dir(study, c["run_dir"]) / "run.json").get("versions")
+            versions = read_json(_cond_dir(study, c["run_dir"]) / "run.json").get("versions")
             if versions:
                 break
     cfg = s.get("config")
