@@ -62,6 +62,8 @@ def configure(env: MutableMapping[str, str] | None = None, busy: float | None = 
     """Set the OpenMP environment before torch is imported (see the module docstring); returns the
     line to show the user when the thread count was lowered, else None."""
     env = os.environ if env is None else env
+    if env.get("OMP_WAIT_POLICY") and env.get("OMP_NUM_THREADS"):
+        return None  # both chosen by the user: nothing to measure
     busy = busy_elsewhere() if busy is None else busy
     if busy >= 0.5:
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
