@@ -11,8 +11,9 @@ import pytest
 import stdann.cli.common as common
 import stdann.cli.main as cli_main
 from stdann.cli.main import build_parser, main
+from stdann.cli.study import _detach
 from stdann.config import ConfigError
-from stdann.cpu import choose_threads, configure
+from stdann.cpu import choose_threads, configure, inherited_env
 from stdann.data.folder import DataError
 from stdann.ephys.errors import EphysError
 from stdann.errors import (
@@ -153,6 +154,33 @@ def test_threads_when_other_processes_share_the_cores():
     assert configure(env, busy=0.0) is None and env == {}  # quiet: OpenMP's defaults (spinning is faster)
 
 
+def test_a_child_that_stdann_starts_keeps_its_parents_thread_choice(monkeypatch, tmp_path):
+    """`stdann study --background`: the launcher is still running while its child starts, so a child
+    that measured the machine again would count its own parent as busy and train on half the cores
+    for the whole study (seen: 1 thread, 1.6 s per step instead of 0.87 s)."""
+
+    child = inherited_env({"PATH": "/bin"})
+    assert child == {"PATH": "/bin", "STDANN_CPU_CONFIGURED": "1"}
+    assert configure(child, busy=5.0) is None and child == {"PATH": "/bin", "STDANN_CPU_CONFIGURED": "1"}
+    env = {"STDANN_CPU_CONFIGURED": "0"}  # only the exact mark counts
+    configure(env, busy=5.0)
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+
+    seen = {}
+
+    class Proc:
+        pid = 4242
+
+    def fake_popen(cmd, **kw):
+        seen.update(kw)
+        return Proc()
+
+    monkeypatch.setattr("stdann.cli.study.subprocess.Popen", fake_popen)
+    args = build_parser().parse_args(["study", "--out", str(tmp_path / "s"), "--background"])
+    assert _detach(tmp_path / "s", args) == 0
+    assert seen["env"]["STDANN_CPU_CONFIGURED"] == "1" and seen["env"].get("PATH") == os.environ.get("PATH")
+
+
 def test_ctrl_c_while_the_command_loads_exits_130(monkeypatch, capsys):
     """`python -m stdann`: a Ctrl-C before stdann.cli.main has loaded is exit 130 and one line, not a traceback
     (the fault suite's SIGINT trials hit this window on a busy machine)."""
@@ -173,3 +201,29 @@ def test_ctrl_c_while_the_command_loads_exits_130(monkeypatch, capsys):
         runpy.run_module("stdann", run_name="__main__")
     assert e.value.code == 130
     assert capsys.readouterr().err.strip() == "[stdann] interrupted (Ctrl-C)"
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it():
+    """`nohup stdann train ...` or `stdann train ... &` in a script starts with SIGINT ignored: the
+    trainer's clean-stop handler must not take SIGINT over (a Ctrl-C meant for the shell would stop
+    the run), while SIGTERM still asks for a clean stop; both handlers are restored afterwards."""
+    from stdann.training.trainer import _StopRequest
+
+    old_int, old_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop = _StopRequest()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+        stop.close()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # an interactive run: Ctrl-C stops cleanly
+        stop = _StopRequest()
+        assert signal.getsignal(signal.SIGINT) == stop._handle
+        stop.close()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)

@@ -226,8 +226,10 @@ def test_a_folder_held_by_another_process_is_refused_with_one_line(tmp_path, cap
 
 def _cli(*args):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    # SIGINT as a terminal's Ctrl-C sends it: a process started with SIGINT ignored (pytest run as a
+    # background job) keeps ignoring it, by design
     return subprocess.Popen([sys.executable, "-m", "stdann", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(predicate, what: str, timeout: float = 180) -> None:

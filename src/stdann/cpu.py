@@ -15,8 +15,11 @@ measures it, docs/reliability.md says how). So, before torch is imported, the
   (demo preset, 60 pretraining steps on 2 AVX-512 cores: 20.1 s PASSIVE vs 14.3 s ACTIVE, two
   runs each, 2026-11-23).
 
-An explicit ``OMP_NUM_THREADS`` or ``train.threads`` always wins. This module imports nothing
-heavy: it must run before torch is imported.
+An explicit ``OMP_NUM_THREADS`` or ``train.threads`` always wins. A process that stdann starts for
+itself (``stdann study --background``) takes its parent's decision (:func:`inherited_env`) instead
+of measuring again: the parent, still running while the child starts, would count as a busy process
+and halve the child's threads for hours. This module imports nothing heavy: it must run before torch
+is imported.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 
 def cores() -> int:
@@ -58,10 +61,24 @@ def choose_threads(n_cores: int, busy: float) -> int:
     return max(1, min(n_cores, int(round(n_cores - busy))))
 
 
+CONFIGURED = "STDANN_CPU_CONFIGURED"  # set in the environment of a child that keeps its parent's choice
+
+
+def inherited_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process that stdann starts to do its parent's work: a copy of
+    ``env`` (default ``os.environ``, where :func:`configure` has already put its choice) marked so that
+    the child's :func:`configure` keeps that choice."""
+    child = dict(os.environ if env is None else env)
+    child[CONFIGURED] = "1"
+    return child
+
+
 def configure(env: MutableMapping[str, str] | None = None, busy: float | None = None) -> str | None:
     """Set the OpenMP environment before torch is imported (see the module docstring); returns the
     line to show the user when the thread count was lowered, else None."""
     env = os.environ if env is None else env
+    if env.get(CONFIGURED) == "1":
+        return None  # started by a stdann process that has chosen already (inherited_env)
     if env.get("OMP_WAIT_POLICY") and env.get("OMP_NUM_THREADS"):
         return None  # both chosen by the user: nothing to measure
     busy = busy_elsewhere() if busy is None else busy

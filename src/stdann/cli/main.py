@@ -24,7 +24,7 @@ from stdann.errors import as_user_error
 # In pipeline order; each module adds one sub-command.
 COMMANDS = ("train", "positions", "data", "analyze", "demo", "study", "sweep", "report", "bench")
 # Modules that add more than one command (``sweep`` also adds ``emergence``).
-COMPUTE = ("train", "positions", "analyze", "demo", "sweep", "emergence", "bench")  # say when threads were lowered
+COMPUTE = ("train", "positions", "analyze", "demo", "sweep", "emergence", "bench", "study")  # say when threads were lowered
 
 
 class Terminated(BaseException):

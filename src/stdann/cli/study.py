@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stdann import cpu
 from stdann.cli.common import add_config_args, config_from_args
 from stdann.orchestration.protocol import DEFAULT_ALPHAS, STUDY_FILE, ProtocolPlan, run_protocol, step_split
 from stdann.reports.html import write_report
@@ -84,7 +85,7 @@ def _detach(out: Path, args: argparse.Namespace) -> int:
     log = out / LOG_NAME
     with open(log, "ab") as f:
         proc = subprocess.Popen(background_command(argv), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=os.getcwd())
+                                start_new_session=True, cwd=os.getcwd(), env=cpu.inherited_env())
     print(f"[stdann study] running in the background as process {proc.pid}; output: {log}\n"
           f"  follow it:  tail -f {log}\n  stop it:    kill {proc.pid}   (run the same command again to continue)\n"
           f"  results:    {out / STUDY_FILE}, {out / 'report.html'} when it ends")

@@ -228,14 +228,16 @@ def _open_logger(run: RunFolder, cfg: Config, is_main: bool, resuming: bool, sta
 
 class _StopRequest:
     """First Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit); a second one raises
-    KeyboardInterrupt. Handlers are installed in the main thread only, restored by :meth:`close`."""
+    KeyboardInterrupt. Handlers are installed in the main thread only, restored by :meth:`close`.
+    A signal the process was started ignoring (``nohup``, ``cmd &`` in a script) stays ignored."""
 
     def __init__(self) -> None:
         self.requested, self.signal = False, None
         self._old: dict[int, Any] = {}
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread
             self._old = {}
 
