@@ -17,7 +17,7 @@ from stdann.config import load_config
 from stdann.errors import StorageError
 from disk_helpers import small_tmpfs
 from fault_helpers import CORRUPTIONS, corrupt
-from stdann.fileio import atomic_write, remove_stale_temps
+from stdann.fileio import atomic_write, read_json_cache, read_json_object, remove_stale_temps
 from stdann.runs.checkpoint import FORMAT, CheckpointError, atomic_save, safe_load
 from stdann.runs.folder import RunFolder
 from stdann.topography import init_model_positions, sheets_from_config
@@ -132,6 +132,27 @@ def test_a_binary_config_file_is_one_line(tmp_path, capsys):
 
 
 # -- the disk ------------------------------------------------------------------------------------------------------
+def test_json_readers_name_the_damaged_file_or_make_it_again(tmp_path):
+    """One reader for JSON a user must fix (one line: the file, why, the fix) and one for JSON that can
+    be made again (a cached measurement: {} so the caller measures again)."""
+    good = tmp_path / "good.json"
+    good.write_text('{"a": 1}')
+    assert read_json_object(good, StorageError, "fix") == {"a": 1} == read_json_cache(good)
+    for name, content in [("cut.json", b'{"a": '), ("binary.json", b"\x00\xff\xfe"), ("list.json", b"[1, 2]"),
+                          ("empty.json", b"")]:
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(StorageError) as e:
+            read_json_object(p, StorageError, "restore it from a copy")
+        line = str(e.value)
+        assert "\n" not in line and line.startswith(f"cannot read {p} (") and line.endswith(
+            "the file is damaged; restore it from a copy"), line
+        assert read_json_cache(p) == {}
+    assert read_json_cache(tmp_path / "absent.json") == {}
+    with pytest.raises(StorageError, match="absent.json"):
+        read_json_object(tmp_path / "absent.json", StorageError, "fix")
+
+
 def test_atomic_writes_report_a_full_disk_and_leave_no_temporary_file(tmp_path):
     target = tmp_path / "f.bin"
     target.write_bytes(b"old")

@@ -72,6 +72,19 @@ def test_running_again_continues_without_training_anew(study):
     assert sorted(map(key, again["conditions"])) == sorted(map(key, s["conditions"]))
 
 
+def test_a_damaged_condition_record_is_measured_again(study):
+    """condition.json caches a condition's measurements: cut short (a full disk, a killed copy), the next
+    run measures that condition again instead of stopping on it, and trains nothing anew."""
+    out, cfg, plan, s = study
+    record = out / "seed0" / "alpha_0" / "condition.json"
+    before = {p: p.stat().st_mtime for p in out.glob("seed0/*/checkpoints/last.pt")}
+    record.write_text(record.read_text()[:40])
+    again = run_protocol(cfg, out, plan, progress=False, readout=False, log=lambda *_: None)
+    assert json.loads(record.read_text())["complete"] is True
+    assert {p: p.stat().st_mtime for p in out.glob("seed0/*/checkpoints/last.pt")} == before
+    assert sorted(c["name"] for c in again["conditions"]) == sorted(c["name"] for c in s["conditions"])
+
+
 def test_plan_is_validated():
     with pytest.raises(ValueError, match="α values"):
         ProtocolPlan(alphas=(-1.0,))

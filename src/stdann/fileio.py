@@ -177,6 +177,31 @@ def write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, **dumps_kwargs))
 
 
+def read_json_object(path: str | Path, error: type[Exception], fix: str) -> dict:
+    """The JSON object in ``path``. A file that cannot be read, is not JSON or holds something other
+    than an object raises ``error`` with one line naming the file, why, and ``fix`` (what the user
+    does about it): "cannot read PATH (why): the file is damaged; FIX"."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        why = " ".join(str(e).split())[:120] or type(e).__name__
+        raise error(f"cannot read {path} ({why}): the file is damaged; {fix}") from None
+    if not isinstance(data, dict):
+        raise error(f"cannot read {path} (a JSON {type(data).__name__}, not an object): the file is damaged; {fix}")
+    return data
+
+
+def read_json_cache(path: str | Path) -> dict:
+    """A JSON object that can be made again (a cached measurement, a status line): ``{}`` when the
+    file is absent, unreadable or damaged, so that the caller makes it again."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def jsonable(x: Any, inf_as_text: bool = True) -> Any:
     """``x`` with numpy types made plain (arrays as lists), NaN as None, and ±inf as the strings
     "inf" / "-inf" (``inf_as_text``, metrics.json) or as None (study files)."""

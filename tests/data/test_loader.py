@@ -131,6 +131,18 @@ def test_cache_resumes_and_survives_dead_worker(video_root, tmp_path, monkeypatc
     assert s["videos"] == 4 and s["resumed"] == 3
     with pytest.raises(DataError, match="other settings"):
         build_cache(video_root, out, DataConfig(frames=8, size=24), progress=False)
+    # a record cut short (a kill during an older, non-atomic write): that video is encoded again
+    record = sorted((out / "shards").glob("*.json"))[0]
+    record.write_text(record.read_text()[:10])
+    s = build_cache(video_root, out, cfg, workers=1, progress=False)
+    assert s["videos"] == 4 and s["resumed"] == 3
+    assert CacheStore(out).videos == 4
+    (out / "index.json").write_text("{")  # a damaged index is one line naming it and the fix
+    with pytest.raises(DataError, match=r"cannot read .*index\.json .*damaged; build the cache again"):
+        CacheStore(out)
+    (out / "cache.json").write_bytes(b"\x00\xff")
+    with pytest.raises(DataError, match=r"cache\.json .*damaged; use another --out, or --overwrite"):
+        build_cache(video_root, out, cfg, progress=False)
 
 
 class _FlakyStore:

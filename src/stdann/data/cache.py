@@ -16,7 +16,6 @@ and its video retried once, then skipped with a reason.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import multiprocessing as mp
 import os
@@ -38,6 +37,7 @@ from stdann.data.folder import (
     decode_frames,
     index_folder,
 )
+from stdann.fileio import read_json_cache, read_json_object, write_json
 
 CACHE_VERSION = 1
 CRASH_ENV = "STDANN_DATA_TEST_CRASH"  # testing hook: a worker decoding a path containing this exits
@@ -89,7 +89,7 @@ def _cache_one(info_d: dict, shard_dir: str, win: int, hw: tuple[int, int], n_wi
         tmp.unlink(missing_ok=True)
         raise
     meta = {"key": key, "rel": info.rel, "path": info.path, "label": info.label, "fps": info.fps, "frames": info.frames, "starts": starts, "valid": valid}
-    (Path(shard_dir) / f"{key}.json").write_text(json.dumps(meta))
+    write_json(Path(shard_dir) / f"{key}.json", meta, indent=None)  # after its shard: its presence marks the video done
     return meta
 
 
@@ -103,23 +103,24 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
                 "frames": cfg.frames, "frame_stride": cfg.frame_stride, "pair_max_gap": cfg.pair_max_gap, "fps": cfg.fps, "split": cfg.split}
     meta_p = out / "cache.json"
     if meta_p.exists() and not overwrite:
-        old = json.loads(meta_p.read_text())
+        old = read_json_object(meta_p, DataError, "use another --out, or --overwrite to build the cache again")
         if {k: old.get(k) for k in geometry} != geometry:
             raise DataError(f"{out} holds a cache built with other settings ({old}); use another --out or --overwrite")
     if overwrite and shard_dir.exists():
         for f in shard_dir.iterdir():
             f.unlink()
     shard_dir.mkdir(parents=True, exist_ok=True)
-    meta_p.write_text(json.dumps({**geometry, "root": str(Path(root).resolve())}, indent=1))
+    write_json(meta_p, {**geometry, "root": str(Path(root).resolve())}, indent=1)
     t0 = time.perf_counter()
     index = index_folder(root, cfg, progress=progress)
     skipped = list(index.skipped)
     todo, metas = [], []
     for v in index.videos:
         key = shard_key(v.rel)
-        if (shard_dir / f"{key}.npy").exists() and (shard_dir / f"{key}.json").exists():
-            metas.append(json.loads((shard_dir / f"{key}.json").read_text()))
-        else:
+        meta = read_json_cache(shard_dir / f"{key}.json") if (shard_dir / f"{key}.npy").exists() else {}
+        if meta:
+            metas.append(meta)
+        else:  # not encoded yet, or its record is damaged: encode it (again)
             todo.append(v)
     resumed = len(metas)
     span = clip_span(cfg)
@@ -200,9 +201,7 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
             windows.append({"shard": f"{m['key']}.npy", "row": r, "rel": m["rel"], "label": m.get("label", ""), "fps": m["fps"], "start": s, "valid": n})
     summary = {"videos": len(metas), "windows": len(windows), "resumed": resumed, "skipped": skipped,
                "seconds": round(time.perf_counter() - t0, 2), **{k: geometry[k] for k in ("window_frames", "height", "width")}}
-    tmp = out / ".index.json.tmp"
-    tmp.write_text(json.dumps({**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}))
-    os.replace(tmp, out / "index.json")
+    write_json(out / "index.json", {**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}, indent=None)
     return summary
 
 
@@ -214,7 +213,7 @@ class CacheStore:
         p = root / "index.json"
         if not p.is_file():
             raise DataError(f"{root} is not a stdann clip cache (no index.json); build one with `stdann data cache ROOT --out {root}`")
-        d = json.loads(p.read_text())
+        d = read_json_object(p, DataError, f"build the cache again with `stdann data cache ROOT --out {root} --overwrite`")
         self.root = root
         self.windows = d["windows"]
         self.skipped = d.get("skipped", [])

@@ -30,7 +30,6 @@ chance ln(K + 1), and the held-out instance-discrimination check (``training.eva
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from typing import Any
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.fileio import jsonable, write_json
+from stdann.fileio import jsonable, read_json_cache, write_json
 from stdann.orchestration.analysis import compare_block, evaluate_network
 from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
 from stdann.reports.figures.study import study_figures
@@ -188,10 +187,9 @@ def measure(run: RunFolder, cfg: Config, blocks: list[str], untrained: dict | No
 def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed: int, alpha: float | None, mode: str,
                     blocks: list[str], untrained: dict | None, readout: bool, seconds: float) -> tuple[dict, dict]:
     """A condition's study entry (cached in its ``condition.json``) and the untrained summaries."""
-    if run.has(CONDITION):
-        cached = json.loads(run.path(CONDITION).read_text())
-        if cached.get("complete") and cached.get("untrained_summary") is not None:
-            return cached, cached["untrained_summary"]
+    cached = read_json_cache(run.path(CONDITION))  # a damaged one is measured again
+    if cached.get("complete") and cached.get("untrained_summary") is not None:
+        return cached, cached["untrained_summary"]
     measured, untrained = measure(run, cfg, blocks, untrained, readout)
     entry = jsonable({"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "run_dir": str(run.root),
                       "train_seconds": seconds, **measured, "untrained_summary": untrained, "complete": True})

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import signal
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from stdann.data.generator import VideoGenerator
 from stdann.devices import resolve_device
 from stdann.ephys.stimuli import grating_set
 from stdann.errors import StdannError
+from stdann.fileio import read_json_object
 from stdann.models.inputs import normalize
 from stdann.reports.figures.positions import plot_swap_comparison
 from stdann.runs.checkpoint import load_backbone
@@ -116,17 +116,9 @@ def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
 def _read_swap(run: RunFolder) -> dict:
     """The recipe's swap summary; a damaged one is refused (redoing the swaps would change the positions
     the joint training uses)."""
-    path = run.path(SWAP)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"{path} is damaged ({type(e).__name__}); restore it, or run the recipe again from the "
-                             "start (`stdann demo --overwrite`): new swaps would change the positions the joint "
-                             "training used") from None
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{path} is damaged (not a swap summary); restore it, or run the recipe again from the "
-                             "start (`stdann demo --overwrite`)")
-    return data
+    return read_json_object(run.path(SWAP), RunFolderError,
+                            "restore it, or run the recipe again from the start (`stdann demo --overwrite`): new swaps "
+                            "would change the positions the joint training used")
 
 
 def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | None = None, swap_steps: int | None = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib.util
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.errors import MissingFileError
-from stdann.fileio import jsonable, write_json
+from stdann.fileio import jsonable, read_json_cache, write_json
 from stdann.orchestration.analysis import compare_block, evaluate_network
 from stdann.orchestration.recipe import topographic_recipe, train_stage
 from stdann.reports.figures.study import study_figures
@@ -48,10 +47,6 @@ def write_study_json(path: Path, obj: dict) -> None:
     write_json(path, jsonable(obj, inf_as_text=False), indent=1)
 
 
-def _load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 # -- one condition ----------------------------------------------------------------------------------
 def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progress: bool, blocks: list[str],
                   readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict | None:
@@ -73,7 +68,7 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
 
     def look() -> tuple[dict, bool]:
         run.ensure_run()
-        return (_load_json(run.path(CONDITION)) if run.has(CONDITION) else {}), run.is_finished()
+        return read_json_cache(run.path(CONDITION)), run.is_finished()  # a damaged one is measured again
 
     cached, finished = D.broadcast_from_main(D.on_main(f"preparing {run_dir}", look))
     t0 = time.time()

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from stdann import DIRECTION_CONVENTION, __version__
+from stdann.fileio import read_json_object
 from stdann.config import parse_yaml
 from stdann.errors import MissingFileError
 from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
@@ -63,12 +64,7 @@ def read_json(path: Path) -> dict:
     :class:`ReportError` saying how the file is made again."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise ReportError(f"cannot read {path} ({why}): the file is damaged; {_REMAKE.get(path.name, 'restore it')}") from e
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path, ReportError, _REMAKE.get(path.name, "restore it"))
 
 
 _REMAKE = {  # how each file a report reads is made again

@@ -47,7 +47,14 @@ import yaml
 
 from stdann import __version__
 from stdann.config import Config, ConfigError, parse_yaml
-from stdann.fileio import atomic_write_many, atomic_write_text, is_temp_of, remove_stale_temps, write_json
+from stdann.fileio import (
+    atomic_write_many,
+    atomic_write_text,
+    is_temp_of,
+    read_json_cache,
+    remove_stale_temps,
+    write_json,
+)
 from stdann.runs.checkpoint import FORMAT, atomic_save, checkpoint_path
 from stdann.runs.errors import RunExistsError, RunFolderError
 from stdann.runs.lock import LOCK_NAME, folder_lock, holds
@@ -260,11 +267,7 @@ class RunFolder:
 
     def status(self) -> dict:
         """``run.json`` (empty when absent or unreadable)."""
-        try:
-            data = json.loads((self.root / STATUS).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_cache(self.root / STATUS)
 
     def mark_ended(self, error: BaseException) -> None:
         """After an error stopped this process's training: ``run.json`` must not go on saying
