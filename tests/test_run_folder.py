@@ -19,6 +19,7 @@ import stdann.runs
 from lock_helpers import hold_in_other_process
 from stdann.cli.main import main
 from stdann.config import load_config
+from stdann.orchestration.analysis import analyze_run
 from stdann.runs.checkpoint import CheckpointError, load_backbone, safe_load
 from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
 from stdann.runs.folder import MANIFEST, MARKER, RunFolder
@@ -101,6 +102,28 @@ def test_train_overwrite_keeps_the_users_files(tmp_path):
     assert res.status == "finished" and res.step == 1
     assert_intact(mine)
     assert log_steps(run) == [1]  # the old run's rows went with its log, the user's notes beside it stayed
+
+
+@pytest.mark.heavy  # an analysis (~10 s)
+def test_an_analysis_goes_with_the_run_it_described(tmp_path):
+    """`stdann analyze RUN` enters metrics.json, tables/ and figures/ in the run's manifest: after
+    `train --overwrite` no stale analysis of the old network is left to be reported as the new one's;
+    the user's own files in those folders stay."""
+    run = tmp_path / "r"
+    train(cfg_for(), run, progress=False)
+    mine = put_user_files(run)
+    analyze_run(run, blocks=["layer4.1"], progress=False)
+    written = RunFolder(run).written()
+    assert "metrics.json" in written and "tables/ephys_summary.csv" in written
+    assert "figures/direction_map_layer4.1.png" in written
+    assert not {"figures/plot.png", "tables/mine.csv"} & written
+    with hold_in_other_process(run) as holder:  # not while another process has the folder
+        with pytest.raises(FolderInUse, match=f"process {holder.pid}"):
+            analyze_run(run, blocks=["layer4.1"], progress=False, figures=False)
+    train(cfg_for("optim.max_steps=1"), run, overwrite=True, progress=False)
+    assert not (run / "metrics.json").exists() and not (run / "tables" / "ephys_summary.csv").exists()
+    assert not (run / "figures" / "direction_map_layer4.1.png").exists()
+    assert_intact(mine)
 
 
 # -- --resume -----------------------------------------------------------------------------------------------------

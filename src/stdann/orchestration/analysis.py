@@ -34,6 +34,7 @@ from stdann.ephys.stimuli import STIMULUS_SETS, directions
 from stdann.fileio import require_writable
 from stdann.reports.figures.run import write_run_figures
 from stdann.runs.checkpoint import load_backbone
+from stdann.runs.folder import RunFolder
 from stdann.topography.positions import load_run_positions
 
 CALIBRATION_SEED = 777_000
@@ -71,6 +72,9 @@ def compare_block(trained: dict, untrained: dict) -> dict:
     return block_entry({"trained": trained, "untrained": untrained})
 
 
+ANALYSIS_OUTPUTS = ("metrics.json", "tables", "figures")  # what analyze_run writes into its output folder
+
+
 def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last", out_dir=None, progress: bool = True,
                 device="auto", control: bool = True, figures: bool = True, ephys_overrides: dict | None = None) -> dict:
     """Analyse ``RUN/checkpoints/<which>.pt`` and (with ``control``) ``RUN/checkpoints/init.pt``;
@@ -80,7 +84,24 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     if not run_dir.is_dir():
         raise AnalysisError(f"run folder {run_dir} does not exist")
     stimuli = check_stimuli(stimuli)
-    require_writable(Path(out_dir) if out_dir is not None else run_dir)  # before minutes of recording, not after
+    out = Path(out_dir) if out_dir is not None else run_dir
+    require_writable(out)  # before minutes of recording, not after
+    # Into a run folder: hold it (not while another process trains there) and enter what is written in its
+    # manifest, so that `train --overwrite` / `demo --overwrite` remove it with the run it described.
+    target = RunFolder(out)
+    if not target.is_marked():
+        return _analyze(run_dir, out, blocks, stimuli, which, progress, device, control, figures, ephys_overrides)
+    with target.hold():
+        before = {rel: target.files_in(rel) for rel in ANALYSIS_OUTPUTS}
+        try:
+            return _analyze(run_dir, out, blocks, stimuli, which, progress, device, control, figures, ephys_overrides)
+        finally:
+            for rel in ANALYSIS_OUTPUTS:
+                target.record_changed(rel, before[rel])
+
+
+def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device, control, figures,
+             ephys_overrides) -> dict:
     dev = resolve_device(device or "auto")
     model, cfg = load_backbone(run_dir, which=which, device=dev)
     ecfg = check_section("ephys", dataclasses.replace(cfg.ephys, **(ephys_overrides or {})))
@@ -112,7 +133,6 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     checkpoints = {"trained": which, **({"untrained": "init"} if "untrained" in nets else {})}
     metrics = build_metrics(results, ecfg, run_dir=run_dir, checkpoints=checkpoints, stimuli=stimuli, frames=frames,
                             size=size, notes=notes)
-    out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     write_tables(out / "tables", metrics, results)
     if figures:

@@ -454,10 +454,14 @@ class RunFolder:
                 and all(self.has(f"{POSITIONS}/{b}.npz") for b in present))
 
     def files_in(self, rel_dir: str) -> dict[str, tuple[int, int, int]]:
-        """Files under ``rel_dir`` (recursively) with (inode, size, mtime_ns), for :meth:`record_changed`."""
+        """Files under ``rel_dir`` (recursively; or ``rel_dir`` itself when it is a file) with (inode,
+        size, mtime_ns), for :meth:`record_changed`."""
         base = self.path(rel_dir)
         out = {}
-        if base.is_dir():
+        if base.is_file() and not base.is_symlink():
+            st = base.stat()
+            out[base.relative_to(self.root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        elif base.is_dir():
             for p in base.rglob("*"):
                 if p.is_file() and not p.is_symlink():
                     st = p.stat()
