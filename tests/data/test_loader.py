@@ -140,6 +140,14 @@ def test_cache_resumes_and_survives_dead_worker(video_root, tmp_path, monkeypatc
     (out / "index.json").write_text("{")  # a damaged index is one line naming it and the fix
     with pytest.raises(DataError, match=r"cannot read .*index\.json .*damaged; build the cache again"):
         CacheStore(out)
+    # --overwrite removes the cache's own shards, not a user's files put beside them
+    mine = {out / "shards" / "notes.txt": b"mine", out / "shards" / "keep" / "a.npy": b"x"}
+    for p, data in mine.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    s = build_cache(video_root, out, cfg, workers=1, progress=False, overwrite=True)
+    assert s["videos"] == 4 and s["resumed"] == 0
+    assert all(p.read_bytes() == data for p, data in mine.items())
     (out / "cache.json").write_bytes(b"\x00\xff")
     with pytest.raises(DataError, match=r"cache\.json .*damaged; use another --out, or --overwrite"):
         build_cache(video_root, out, cfg, progress=False)

@@ -19,6 +19,7 @@ import hashlib
 import math
 import multiprocessing as mp
 import os
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +50,9 @@ def window_frames(cfg: DataConfig) -> int:
 
 def shard_key(rel: str) -> str:
     return hashlib.sha1(rel.encode()).hexdigest()[:20]
+
+
+_SHARD_NAME = re.compile(r"[0-9a-f]{20}")  # the stem of a shard file (shard_key)
 
 
 def _window_starts(frames: int, win: int, n: int) -> list[int]:
@@ -106,9 +110,10 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
         old = read_json_object(meta_p, DataError, "use another --out, or --overwrite to build the cache again")
         if {k: old.get(k) for k in geometry} != geometry:
             raise DataError(f"{out} holds a cache built with other settings ({old}); use another --out or --overwrite")
-    if overwrite and shard_dir.exists():
-        for f in shard_dir.iterdir():
-            f.unlink()
+    if overwrite and shard_dir.is_dir():
+        for f in shard_dir.iterdir():  # the cache's own files only: a shard key and .npy / .json
+            if f.is_file() and f.suffix in (".npy", ".json") and _SHARD_NAME.fullmatch(f.stem):
+                f.unlink()
     shard_dir.mkdir(parents=True, exist_ok=True)
     write_json(meta_p, {**geometry, "root": str(Path(root).resolve())}, indent=1)
     t0 = time.perf_counter()
