@@ -10,6 +10,7 @@ is recorded with the stimulus sets asked for, and the results are written into t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -89,15 +90,14 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     # Into a run folder: hold it (not while another process trains there) and enter what is written in its
     # manifest, so that `train --overwrite` / `demo --overwrite` remove it with the run it described.
     target = RunFolder(out)
-    if not target.is_marked():
-        return _analyze(run_dir, out, blocks, stimuli, which, progress, device, control, figures, ephys_overrides)
-    with target.hold():
-        before = {rel: target.files_in(rel) for rel in ANALYSIS_OUTPUTS}
+    marked = target.is_marked()
+    with target.hold() if marked else contextlib.nullcontext():
+        before = {rel: target.files_in(rel) for rel in ANALYSIS_OUTPUTS} if marked else {}
         try:
             return _analyze(run_dir, out, blocks, stimuli, which, progress, device, control, figures, ephys_overrides)
         finally:
-            for rel in ANALYSIS_OUTPUTS:
-                target.record_changed(rel, before[rel])
+            for rel, files in before.items():
+                target.record_changed(rel, files)
 
 
 def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device, control, figures,

@@ -145,11 +145,7 @@ def _stamped_checkpoint(path: Path) -> bool:
 
 
 def _json_with(path: Path, keys: set[str]) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and keys <= set(data)
+    return keys <= set(read_json_cache(path))  # (every caller asks for at least one key)
 
 
 def _stdann_config(path: Path) -> bool:
