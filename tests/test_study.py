@@ -130,3 +130,18 @@ def test_one_process_per_study_folder(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(S, "_run_study", lambda *a, **k: seen.append(a) or {"kind": "sweep"})
     assert run_study("sweep", load_config("smoke"), [], tmp_path)["kind"] == "sweep" and seen
+
+
+def test_sweep_rewrites_its_study_only_while_holding_the_folder(tmp_path, monkeypatch, capsys):
+    """`stdann sweep --untrained` rewrites study.json (and writes report.html) after run_study has
+    released the study folder: it takes the folder's lock again, so another process working there
+    is refused instead of having its study.json replaced."""
+    from stdann.cli.main import main
+
+    out = tmp_path / "sweep"
+    monkeypatch.setattr("stdann.cli.sweep.run_study", lambda *a, **k: {"conditions": []})
+    with hold_in_other_process(out) as holder:
+        assert main(["sweep", "--preset", "smoke", "--out", str(out), "--untrained", "--alphas", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "in use by another stdann process" in err and str(holder.pid) in err
+    assert not (out / "study.json").exists()
