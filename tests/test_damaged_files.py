@@ -22,6 +22,8 @@ from stdann.runs.checkpoint import FORMAT, CheckpointError, atomic_save, safe_lo
 from stdann.runs.folder import RunFolder
 from stdann.topography import init_model_positions, sheets_from_config
 from stdann.topography.positions import LayerPositions, PositionsError
+from stdann.runs.errors import RunFolderError
+from stdann.training.logger import RunLogger, read_rows
 from stdann.training.trainer import train
 
 SMOKE = ["train.log_every=1", "train.ckpt_every=2", "optim.max_steps=2", "topography.n_windows=300",
@@ -121,6 +123,40 @@ def test_a_damaged_train_csv_is_refused_on_resume_naming_it(trained, tmp_path, c
     log.rename(tmp_path / "old.csv")  # the fix the message names
     assert main(["train", "--out", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0
     assert [r.split(",")[0] for r in log.read_text().splitlines()[1:]] == ["3"]
+
+
+LOG = "step,epoch,lr,loss\r\n10,0.5,0.05,3.25\r\n20,1.0,0.05,nan\r\n"
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda t: t.replace("3.25", "3.2\x7f"), "row 2: loss is '3.2\\x7f', not a number"),   # a byte flipped in a value
+    (lambda t: t.replace("nan", "4an"), "row 3: loss is '4an', not a number"),              # 'n' ^ 0x5A is '4'
+    (lambda t: t.replace("0.5,0.05", "0.5v0.05"), "row 2 does not have the header's 4 cells"),  # ',' ^ 0x5A
+    (lambda t: t.replace("\r\n20", "\rP20"), "not CSV"),                                  # a newline flipped
+])
+def test_a_training_log_with_any_cell_damaged_is_refused(tmp_path, damage, why):
+    # every cell is checked, not only the step: which cell the damage lands in must not matter
+    path = tmp_path / "train.csv"
+    path.write_bytes(LOG.encode())
+    assert read_rows(path)[0] == ["step", "epoch", "lr", "loss"]
+    path.write_bytes(damage(LOG).encode())
+    with pytest.raises(RunFolderError) as e:
+        read_rows(path)
+    assert why in str(e.value) and "move it away" in str(e.value)
+
+
+@pytest.mark.parametrize("cut", [LOG + "30,1.5,0.0", LOG + "30", "step,epoch,lr,loss"])
+def test_a_log_row_cut_short_by_a_crash_is_dropped_on_resume(tmp_path, cut):
+    path = tmp_path / "train.csv"
+    path.write_bytes(cut.encode())
+    full = cut.startswith(LOG)
+    assert [r["step"] for r in read_rows(path)[1]] == (["10", "20"] if full else [])
+    logger = RunLogger(path)
+    logger.truncate_after(20)
+    logger.log({"step": 30, "epoch": 1.5, "lr": 0.05, "loss": 2.0})
+    header, rows = read_rows(path)
+    assert header == ["step", "epoch", "lr", "loss"]
+    assert [r["step"] for r in rows] == (["10", "20", "30"] if full else ["30"])
 
 
 def test_a_binary_config_file_is_one_line(tmp_path, capsys):

@@ -22,7 +22,9 @@ def _damaged(path: Path, why: str) -> RunFolderError:
 
 def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
     """(header, rows) of a stdann training log; a file that is not one (binary data, another header,
-    a row whose step is not a number) raises :class:`RunFolderError` naming it and the fix."""
+    a row with more or fewer cells than the header, a cell that is neither empty nor a number) raises
+    :class:`RunFolderError` naming it and the fix. A last row without its newline, which a crash while
+    appending leaves, is dropped (it is after the last checkpoint, or logged again on resume)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
@@ -32,17 +34,27 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
         return None, []
     if "\x00" in text or not text.startswith(LOG_HEADER):
         raise _damaged(path, "it does not start with stdann's log header")
+    if not text.endswith("\n"):  # the writer ends every row with a newline: this one was cut short by a crash
+        text = text[: text.rfind("\n") + 1]
+        if not text:
+            return None, []
     try:
         reader = csv.DictReader(io.StringIO(text))
         rows = list(reader)
     except csv.Error as e:
         raise _damaged(path, f"not CSV: {e}") from None
+    fields = list(reader.fieldnames or [])
     for i, r in enumerate(rows):
         try:
             float(r["step"])
         except (TypeError, ValueError):
             raise _damaged(path, f"row {i + 2} has no step number") from None
-    return list(reader.fieldnames or []), rows
+        if None in r or any(v is None for v in r.values()):  # DictReader's marks for extra / missing cells
+            raise _damaged(path, f"row {i + 2} does not have the header's {len(fields)} cells")
+        bad = next((k for k, v in r.items() if v != "" and _number(v) is None), None)
+        if bad is not None:
+            raise _damaged(path, f"row {i + 2}: {bad} is {r[bad]!r}, not a number")
+    return fields, rows
 
 
 class RunLogger:
@@ -65,16 +77,18 @@ class RunLogger:
                 self._tb = None
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop rows logged after the checkpoint's step (they will be logged again);
-        the file is replaced atomically, so a crash here loses no row."""
+        """On resume, drop rows logged after the checkpoint's step (they will be logged again) and a
+        last row cut short by a crash; the file is replaced atomically, so a crash here loses no row."""
         if not self.enabled or not self.path.is_file():
             return
-        _, rows = read_rows(self.path)
-        if not rows:
+        fields, rows = read_rows(self.path)
+        if fields is None:  # empty, or a header cut short: the next row writes the header again
+            self._fields = None
+            atomic_write_text(self.path, "")
             return
         keep = [r for r in rows if int(float(r["step"])) <= step]
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self._fields)
+        w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         w.writerows(keep)
         atomic_write_text(self.path, buf.getvalue())
