@@ -359,6 +359,25 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
     assert cells[8].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))
 
 
+def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp_path):
+    # a map dominated by one axis has its "pinwheels" on 180° fractures: they vanish when the mean
+    # vector is kept and do not appear on the axial map; the table must show both beside the density
+    trained = {"pinwheel_density": 6.37, "pinwheel_density_ci": [4.87, 8.19], "pinwheels": {"n_pinwheels": 61},
+               "map_with_mean": {"pinwheel_density": 1.88}, "axial_map": {"pinwheel_density": 5.1},
+               "direction_bias": {"resultant_length": 0.403}}
+    study = {"blocks": ["layer3.1"], "conditions": [
+        {"label": "α = 0.25", "seed": 0, "metrics": {"layer3.1": {"trained": trained, "untrained": {}}}}]}
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    lines = markdown_for(tmp_path).splitlines()
+    header = next(line for line in lines if line.startswith("| condition | seed | smoothness"))
+    row = next(line for line in lines[lines.index(header):] if line.startswith("| α = 0.25 |"))
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    assert cells["pinwheels"] == "61" and cells["density [95% CI]"].startswith("6.37")
+    assert cells["map with its mean"] == format_value("map_with_mean.pinwheel_density", 1.88)
+    assert cells["axial map"] == format_value("axial_map.pinwheel_density", 5.1)
+    assert cells["bias R"] == format_value("direction_bias.resultant_length", 0.403)
+
+
 def test_task_line_states_the_loss_against_chance_and_the_heldout_check():
     rows = [{"step": 10.0, "loss_task": 7.0, "loss_task_chance": 7.625},
             {"step": 20.0, "loss_task": 5.125, "loss_task_chance": 7.625, "heldout_top1": 0.25, "heldout_top5": 0.5,

@@ -83,8 +83,8 @@ def study_markdown(study: dict, block: str | None = None) -> str:
         out.append("")
         out.append(f"**{b}: map** (pinwheel density per Λ², π ≈ 3.14 in cat and primate V1 maps)\n")
         out.append("| condition | seed | smoothness (p) | Λ (mm) | span (Λ) | pinwheels | density [95% CI] "
-                   "| shuffled positions | random map, same spectrum |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+                   "| shuffled positions | random map, same spectrum | map with its mean | axial map | bias R |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
             t = (((c.get("metrics") or {}).get(b) or {}).get("trained")) or {}
             out.append(
@@ -92,7 +92,9 @@ def study_markdown(study: dict, block: str | None = None) -> str:
                 f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | {_v(t, 'column_spacing_mm')} | "
                 f"{_v(t, 'map_span_spacings')} | {_v(t, 'pinwheels.n_pinwheels')} | {_ci(t, 'pinwheel_density')} | "
                 f"{_v(t, 'controls.shuffled_positions.pinwheel_density')} | "
-                f"{_v(t, 'controls.random_map_same_spectrum.pinwheel_density')} |")
+                f"{_v(t, 'controls.random_map_same_spectrum.pinwheel_density')} | "
+                f"{_v(t, 'map_with_mean.pinwheel_density')} | {_v(t, 'axial_map.pinwheel_density')} | "
+                f"{_v(t, 'direction_bias.resultant_length')} |")
         out.append("")
     return "\n".join(out)
 
