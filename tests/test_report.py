@@ -364,7 +364,8 @@ def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp
     # vector is kept and do not appear on the axial map; the table must show both beside the density
     trained = {"pinwheel_density": 6.37, "pinwheel_density_ci": [4.87, 8.19], "pinwheels": {"n_pinwheels": 61},
                "map_with_mean": {"pinwheel_density": 1.88}, "axial_map": {"pinwheel_density": 5.1},
-               "direction_bias": {"resultant_length": 0.403}}
+               "direction_bias": {"resultant_length": 0.403}, "pinwheel_fracture": {"median": 0.71},
+               "controls": {"random_map_same_spectrum": {"pinwheel_fracture": {"median": 0.24}}}}
     study = {"blocks": ["layer3.1"], "conditions": [
         {"label": "α = 0.25", "seed": 0, "metrics": {"layer3.1": {"trained": trained, "untrained": {}}}}]}
     (tmp_path / "study.json").write_text(json.dumps(study))
@@ -376,6 +377,8 @@ def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp
     assert cells["map with its mean"] == format_value("map_with_mean.pinwheel_density", 1.88)
     assert cells["axial map"] == format_value("axial_map.pinwheel_density", 5.1)
     assert cells["bias R"] == format_value("direction_bias.resultant_length", 0.403)
+    assert cells["fracture index (random map)"] == (f"{format_value('pinwheel_fracture.median', 0.71)} "
+                                                    f"({format_value('pinwheel_fracture.median', 0.24)})")
 
 
 def test_task_line_states_the_loss_against_chance_and_the_heldout_check():

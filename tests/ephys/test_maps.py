@@ -13,7 +13,9 @@ from stdann.ephys.maps import (
     gaussian_random_map,
     map_span,
     pinwheel_density,
+    pinwheel_axial_concentration,
     pinwheel_density_ci,
+    pinwheel_fracture_summary,
     pinwheel_stats,
     pinwheels_on_sheet,
     random_map_same_spectrum,
@@ -205,3 +207,47 @@ def test_pinwheel_density_ci_is_the_exact_poisson_interval_scaled():
 
 def test_map_span_counts_column_spacings():
     assert map_span(49.0, 2.0) == pytest.approx(3.5)
+
+
+def _grid(n=81, px=0.05):
+    y, x = np.mgrid[0:n, 0:n] * px
+    return x - 40 * px - 0.013, y - 40 * px + 0.021, px  # the zero off the grid points
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 1.0), (3.0, 1.0), (1.0, 4.0), (2.0, 0.5)])
+def test_fracture_index_of_a_linear_pinwheel_is_the_closed_form(a, b):
+    # z = a·x + i·b·y: on a circle, |<e^{2i arg z}>| = |a - b| / (a + b); bilinear interpolation is exact here
+    x, y, px = _grid()
+    for charge in (1, -1):
+        z = a * x + 1j * charge * b * y
+        pw = find_pinwheels(z, px)
+        assert pw.shape == (1, 3) and pw[0, 2] == charge
+        got = pinwheel_axial_concentration(z, px, pw, radius_mm=0.6, n_samples=720)
+        assert got[0] == pytest.approx(abs(a - b) / (a + b), abs=1e-3)
+
+
+def test_fracture_index_tells_a_pinwheel_on_a_fracture_from_one_where_all_directions_meet():
+    x, y, px = _grid()
+    fracture = np.tanh(x / 0.05) + 1j * 0.3 * y  # 0° domain against a 180° one, a thin winding between
+    centre = x + 1j * y
+    idx = {name: pinwheel_axial_concentration(z, px, find_pinwheels(z, px), radius_mm=0.6)[0]
+           for name, z in (("fracture", fracture), ("centre", centre))}
+    assert idx["fracture"] > 0.8 and idx["centre"] < 1e-6
+    s = pinwheel_fracture_summary(fracture, px, spacing_mm=3.6)  # circle of Λ/6 = 0.6 mm
+    assert s["n_measured"] == 1 and s["radius_mm"] == pytest.approx(0.6)
+    assert s["median"] == pytest.approx(idx["fracture"]) and s["fraction_above_half"] == 1.0
+
+
+def test_fracture_index_is_nan_where_the_circle_leaves_the_map_or_its_mask():
+    x, y, px = _grid()
+    z = x + 1j * y
+    pw = find_pinwheels(z, px)
+    assert np.isnan(pinwheel_axial_concentration(z, px, pw, radius_mm=2.5)).all()  # 2.5 mm > half the 4 mm map
+    mask = np.ones(z.shape, bool)
+    mask[40, 52] = False  # one pixel 0.6 mm to the right of the pinwheel
+    assert np.isnan(pinwheel_axial_concentration(z, px, pw, radius_mm=0.6, mask=mask)).all()
+    assert np.isfinite(pinwheel_axial_concentration(z, px, pw, radius_mm=0.3, mask=mask)).all()
+    s = pinwheel_fracture_summary(z, px, spacing_mm=15.0)
+    assert s["n_measured"] == 0 and np.isnan(s["median"])
+    with pytest.raises(MapError, match="radius"):
+        pinwheel_axial_concentration(z, px, pw, radius_mm=0.0)

@@ -178,6 +178,7 @@ def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:
     s["pinwheels"] = {k: st[k] for k in ("n_pinwheels", "n_plus", "n_minus", "area_mm2", "n_plaquettes_excluded")}
     s["pinwheel_density_ci"] = list(M.pinwheel_density_ci(st["n_pinwheels"], st["area_mm2"], st["column_spacing_mm"]))
     s["map_span_spacings"] = M.map_span(st["area_mm2"], st["column_spacing_mm"])
+    s["pinwheel_fracture"] = M.pinwheel_fracture_summary(z, pixel, st["column_spacing_mm"], dmap.valid)
     with_mean = M.pinwheel_stats(dmap.z, pixel, dmap.valid)
     zv = dmap.z[dmap.valid]
     s["map_with_mean"] = {"pinwheel_density": with_mean["density"], "n_pinwheels": with_mean["n_pinwheels"],
@@ -194,10 +195,13 @@ def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:
     # controls: positions shuffled among the responsive units (same kernel); a random map with the same spectrum
     shuf = M.direction_map(coords[rng.permutation(len(coords))], pref, w_dir, pixel, window, extent)
     sst = M.pinwheel_stats(M.remove_mean(shuf), pixel, shuf.valid)
-    rst = M.pinwheel_stats(M.random_map_same_spectrum(z, seed=ecfg.seed), pixel, dmap.valid)
+    rz = M.random_map_same_spectrum(z, seed=ecfg.seed)
+    rst = M.pinwheel_stats(rz, pixel, dmap.valid)
     s["controls"] = {
         "shuffled_positions": {"pinwheel_density": sst["density"], "column_spacing_mm": sst["column_spacing_mm"]},
         "random_map_same_spectrum": {"pinwheel_density": rst["density"], "column_spacing_mm": rst["column_spacing_mm"],
+                                     "pinwheel_fracture": M.pinwheel_fracture_summary(rz, pixel, rst["column_spacing_mm"],
+                                                                                      dmap.valid),
                                      "note": "phases randomised, spectrum of the analysed (mean-removed) map"},
     }
     sm = M.smoothness_index(coords, pref, window, seed=ecfg.seed, max_units=ecfg.smoothness_units)

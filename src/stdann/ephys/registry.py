@@ -69,6 +69,10 @@ _M = [
     Metric("controls.random_map_same_spectrum.pinwheel_density", "control: random map same spectrum, density",
            unit="per Λ²"),
     Metric("axial_map.pinwheel_density", "axial map: pinwheel density", unit="per Λ²"),
+    Metric("pinwheel_fracture.median", "pinwheel fracture index (median; 0 = all directions round it, 1 = two opposite ones)"),
+    Metric("pinwheel_fracture.fraction_above_half", "fraction of pinwheels with fracture index > ½"),
+    Metric("controls.random_map_same_spectrum.pinwheel_fracture.median",
+           "control: random map same spectrum, pinwheel fracture index"),
     Metric("smoothness", "smoothness index (0 = as shuffled)", sense=1, reading="neighbours share preferences more"),
     Metric("smoothness_detail.p_value", "map order p (permutation)", sense=-1, kind="p"),
     Metric("smoothness_detail.mean_delta_short", "mean |Δ pref| of close pairs", unit="°"),
@@ -96,7 +100,8 @@ MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_lengt
        "direction_bias.mean_direction_deg", "direction_bias.n_channels", "maps.kernel_fwhm_mm", "column_spacing_mm",
        "pinwheels.n_pinwheels", "pinwheel_density", "map_span_spacings", "map_with_mean.pinwheel_density",
        "controls.shuffled_positions.pinwheel_density", "controls.random_map_same_spectrum.pinwheel_density",
-       "axial_map.pinwheel_density", "smoothness", "smoothness_detail.p_value", "smoothness_detail.mean_delta_short",
+       "axial_map.pinwheel_density", "pinwheel_fracture.median", "pinwheel_fracture.fraction_above_half",
+       "controls.random_map_same_spectrum.pinwheel_fracture.median", "smoothness", "smoothness_detail.p_value", "smoothness_detail.mean_delta_short",
        "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
 # what a one-screen summary shows (command line, demo metrics, study and Markdown tables)
 HEADLINE = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",

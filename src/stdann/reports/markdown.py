@@ -83,8 +83,9 @@ def study_markdown(study: dict, block: str | None = None) -> str:
         out.append("")
         out.append(f"**{b}: map** (pinwheel density per Λ², π ≈ 3.14 in cat and primate V1 maps)\n")
         out.append("| condition | seed | smoothness (p) | Λ (mm) | span (Λ) | pinwheels | density [95% CI] "
-                   "| shuffled positions | random map, same spectrum | map with its mean | axial map | bias R |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                   "| shuffled positions | random map, same spectrum | map with its mean | axial map | bias R "
+                   "| fracture index (random map) |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
             t = (((c.get("metrics") or {}).get(b) or {}).get("trained")) or {}
             out.append(
@@ -94,7 +95,8 @@ def study_markdown(study: dict, block: str | None = None) -> str:
                 f"{_v(t, 'controls.shuffled_positions.pinwheel_density')} | "
                 f"{_v(t, 'controls.random_map_same_spectrum.pinwheel_density')} | "
                 f"{_v(t, 'map_with_mean.pinwheel_density')} | {_v(t, 'axial_map.pinwheel_density')} | "
-                f"{_v(t, 'direction_bias.resultant_length')} |")
+                f"{_v(t, 'direction_bias.resultant_length')} | {_v(t, 'pinwheel_fracture.median')} "
+                f"({_v(t, 'controls.random_map_same_spectrum.pinwheel_fracture.median')}) |")
         out.append("")
     return "\n".join(out)
 
