@@ -101,8 +101,8 @@ MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_lengt
        "pinwheels.n_pinwheels", "pinwheel_density", "map_span_spacings", "map_with_mean.pinwheel_density",
        "controls.shuffled_positions.pinwheel_density", "controls.random_map_same_spectrum.pinwheel_density",
        "axial_map.pinwheel_density", "pinwheel_fracture.median", "pinwheel_fracture.fraction_above_half",
-       "controls.random_map_same_spectrum.pinwheel_fracture.median", "smoothness", "smoothness_detail.p_value", "smoothness_detail.mean_delta_short",
-       "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
+       "controls.random_map_same_spectrum.pinwheel_fracture.median", "smoothness", "smoothness_detail.p_value",
+       "smoothness_detail.mean_delta_short", "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
 # what a one-screen summary shows (command line, demo metrics, study and Markdown tables)
 HEADLINE = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
             "axial_ratio_median", "direction_bias.resultant_length", "direction_bias.chance_resultant_length",

@@ -45,10 +45,8 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
         raise _damaged(path, f"not CSV: {e}") from None
     fields = list(reader.fieldnames or [])
     for i, r in enumerate(rows):
-        try:
-            float(r["step"])
-        except (TypeError, ValueError):
-            raise _damaged(path, f"row {i + 2} has no step number") from None
+        if _number(r["step"]) is None:
+            raise _damaged(path, f"row {i + 2} has no step number")
         if None in r or any(v is None for v in r.values()):  # DictReader's marks for extra / missing cells
             raise _damaged(path, f"row {i + 2} does not have the header's {len(fields)} cells")
         bad = next((k for k, v in r.items() if v != "" and _number(v) is None), None)
