@@ -360,8 +360,8 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
 
 
 def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp_path):
-    # a map dominated by one axis has its "pinwheels" on 180° fractures: they vanish when the mean
-    # vector is kept and do not appear on the axial map; the table must show both beside the density
+    # a map split along one axis has its "pinwheels" on 180° fractures: the fracture index measures that,
+    # and with a strong bias R they vanish when the mean vector is kept; the table shows all beside the density
     trained = {"pinwheel_density": 6.37, "pinwheel_density_ci": [4.87, 8.19], "pinwheels": {"n_pinwheels": 61},
                "map_with_mean": {"pinwheel_density": 1.88}, "axial_map": {"pinwheel_density": 5.1},
                "direction_bias": {"resultant_length": 0.403}, "pinwheel_fracture": {"median": 0.71},
