@@ -37,3 +37,41 @@ def test_yaml_round_trip(tmp_path):
     again = load_config(None, tmp_path / "c.yaml")
     assert again == cfg
     assert "optim.batch_size" in flat_keys(Config())
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes of YAML whose aliases expand to 9**levels strings ("billion laughs")."""
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
+    lines.append("optim: {lr: [" + ",".join([f"*l{levels - 1}"] * 9) + "]}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_naming_the_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    assert path.stat().st_size < 1000
+    with pytest.raises(ConfigError, match=r"line 2.*alias") as e:
+        load_config("smoke", path=path)
+    assert len(str(e.value)) < 400
+
+
+def test_deep_or_huge_yaml_is_one_short_error(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("optim: {lr: " + "[" * 3000 + "]" * 3000 + "}\n")
+    with pytest.raises(ConfigError, match="nesting deeper"):
+        load_config("smoke", path=deep)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match="a few kilobytes"):
+        load_config("smoke", path=huge)
+
+
+def test_error_messages_never_print_an_unbounded_value():
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", overrides=["optim.lr=[" + "1," * 100_000 + "1]"])
+    assert "optim.lr" in str(e.value) and len(str(e.value)) < 400
+    with pytest.raises(ConfigError) as e:
+        load_config("smoke", overrides=["optim.batch_size=" + "9" * 400])
+    assert "optim.batch_size" in str(e.value) and len(str(e.value)) < 400

@@ -8,7 +8,10 @@ Unknown keys are refused with the closest valid names; every value is checked by
 ``Config.from_dict`` and the trainer run, so a bad value is one clear error before any work.
 
 YAML is read with one loader (:func:`parse_yaml`): safe (a ``!!python`` tag is refused, nothing is
-ever constructed or run) and with YAML 1.2 numbers, so ``1e-4`` and ``1e10`` are numbers.
+ever constructed or run), with YAML 1.2 numbers, so ``1e-4`` and ``1e10`` are numbers, and without
+aliases (``*name``): a few hundred bytes of nested aliases expand to gigabytes ("billion laughs"),
+and a configuration never needs them. Error messages show values through :func:`stdann.errors.shown`,
+which cuts them to a line.
 """
 
 from __future__ import annotations
@@ -28,14 +31,22 @@ import yaml
 from stdann import config_checks
 from stdann.data.config import DataConfig
 from stdann.ephys.config import EphysConfig
-from stdann.errors import ConfigError
+from stdann.errors import ConfigError, shown
 from stdann.fileio import atomic_write_text
 from stdann.topography.config import TopographyConfig
 
 
 # -- YAML: one safe loader with YAML 1.2 numbers ------------------------------------------------------------
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus the floats YAML 1.1 reads as strings (``1e-4``, ``1e10``, ``.5e3``)."""
+    """PyYAML's safe loader, plus the floats YAML 1.1 reads as strings (``1e-4``, ``1e10``, ``.5e3``),
+    minus aliases (refused where they appear, before anything is expanded)."""
+
+    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "an alias (*name): stdann configurations do not use anchors and aliases; write the value out",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.add_implicit_resolver(
@@ -45,15 +56,49 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_YAML_BYTES = 1 << 20  # a configuration is a few kB; more is not a configuration
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists (a configuration needs 3)
+
+def _depth(node: yaml.Node) -> int:
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_YAML_DEPTH:
+            return d
+        if isinstance(n, yaml.SequenceNode):
+            stack += [(c, d + 1) for c in n.value]
+        elif isinstance(n, yaml.MappingNode):
+            stack += [(v, d + 1) for _, v in n.value]
+    return deepest
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text → plain Python values (raises ``yaml.YAMLError``; see the module docstring)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    """YAML text → plain Python values (raises ``yaml.YAMLError``; see the module docstring).
+    Refused as a ``yaml.YAMLError``: more than :data:`MAX_YAML_BYTES`, aliases, nesting deeper
+    than :data:`MAX_YAML_DEPTH`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"{len(text):,} characters: a stdann configuration is a few kilobytes "
+                             f"(at most {MAX_YAML_BYTES:,} characters are read)")
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration") from None
+        if node is None:
+            return None
+        if _depth(node) > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
     if "!!python" in str(e) or "tag:yaml.org,2002:python" in str(e):
         problem = "a !!python tag (stdann configurations hold plain values only; nothing is ever constructed or run)"
     return f"{at}: {problem}"
@@ -198,12 +243,12 @@ class Config:
         cfg = self
         for item in overrides:
             if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like section.key=value, e.g. optim.batch_size=64")
+                raise ConfigError(f"override {shown(item)} must look like section.key=value, e.g. optim.batch_size=64")
             key, raw = item.split("=", 1)
             try:
                 value = parse_yaml(raw) if raw.strip() != "" else ""
             except yaml.YAMLError as e:
-                raise ConfigError(f"--set {item!r}: the value is not valid YAML{_yaml_problem(e)}; quote it or fix "
+                raise ConfigError(f"--set {shown(item)}: the value is not valid YAML{_yaml_problem(e)}; quote it or fix "
                                   "it, e.g. --set 'topography.blocks=[layer3.1, layer4.1]'") from None
             nested: dict[str, Any] = {}
             cur = nested
@@ -222,7 +267,7 @@ def section_overrides(section: str, items: list[str] | tuple[str, ...]) -> dict[
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r} must look like key=value, e.g. {section}.{flat_keys(getattr(Config(), section))[0]}=VALUE")
+            raise ConfigError(f"--set {shown(item)} must look like key=value, e.g. {section}.{flat_keys(getattr(Config(), section))[0]}=VALUE")
         key, raw = item.split("=", 1)
         key = key.strip().removeprefix(section + ".")
         cfg = Config().with_overrides([f"{section}.{key}={raw}"])
@@ -293,7 +338,7 @@ def _unknown_key(key: str, valid: list[str], prefix: str) -> ConfigError:
 
 def _merge(obj: Any, d: dict[str, Any], prefix: str) -> Any:
     if not isinstance(d, dict):
-        raise ConfigError(f"{prefix[:-1] or 'config'} must be a mapping, got {d!r}")
+        raise ConfigError(f"{prefix[:-1] or 'config'} must be a mapping, got {shown(d)}")
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
     changes = {}
@@ -324,7 +369,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, a, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+        raise ConfigError(f"{key}: {shown(value)} does not fit {tp}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -335,7 +380,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return tuple(out) if origin is tuple else out
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {shown(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -344,20 +389,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {shown(value)}")
     if tp is int:
         value = _number(value)
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {shown(value)}")
         return int(value)
     if tp is float:
         value = _number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {shown(value)}")
         return str(value)
     return value
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from stdann.data.augment import PAIR_FLIP_MODES
 from stdann.data.textures import available_images
+from stdann.errors import shown
 from stdann.models.r3d import BLOCK_NAMES, block_output_shapes, r3d_parameter_count
 from stdann.topography.positions import PositionsError
 from stdann.topography.sheets import sheets_from_config
@@ -43,13 +44,19 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+INT_LIMIT = 2 ** 31 - 1  # no count or size of a configuration is larger (a 400-digit integer is a typo)
+
+
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
+    """An integer in [lo, hi]; without ``hi``, at most :data:`INT_LIMIT`."""
+    top = INT_LIMIT if hi is None else hi
+
     def test(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
+        return isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and v <= top
 
     if lo is not None and hi is not None:
         return Check(test, f"an integer from {lo} to {hi}")
-    return Check(test, f"an integer >= {lo}" if lo is not None else "an integer")
+    return Check(test, (f"an integer >= {lo}" if lo is not None else "an integer") + " and below 2^31")
 
 
 def number(lo: float | None = None, hi: float | None = None, *, above: bool = False, below: bool = False) -> Check:
@@ -250,11 +257,10 @@ def _get(cfg: Any, key: str) -> Any:
 
 
 def _show(v: Any) -> str:
-    if isinstance(v, str):
-        return repr(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    return repr(v) if isinstance(v, float) else str(v)
+        items = [_show(x) for x in v[:8]] + (["..."] if len(v) > 8 else [])
+        return "[" + ", ".join(items) + "]"
+    return shown(v)
 
 
 def bad_value(key: str, value: Any, expected: str, fix: str = "") -> str:

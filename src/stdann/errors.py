@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
 from pathlib import Path
+from typing import Any
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxlevel = 60, 60, 6, 6, 6, 3
+_SHOWN.maxlong = 40
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to about one line: an error message never prints an unbounded value
+    (a huge list, a 400-digit integer, a megabyte string)."""
+    return _SHOWN.repr(value)
 
 
 class StdannError(Exception):
