@@ -218,19 +218,53 @@ def test_new_run_beside_user_files_and_a_foreign_config(tmp_path):
     assert_intact(mine)
 
 
-def test_manifest_never_reaches_outside_the_run_folder(tmp_path):
+@pytest.mark.parametrize("bad", ["../precious.txt", "/etc/hostname", "a\x00b", "x" * 5000, "a/" + "y" * 300])
+def test_a_damaged_manifest_deletes_nothing_and_names_the_line(tmp_path, bad):
     outside = put_user_files(tmp_path, ["precious.txt"])
     run = RunFolder(tmp_path / "r")
     with run.hold():
         run.ensure_run().write_text("swap.json", "{}")
         with open(run.root / MANIFEST, "a") as f:
-            f.write("../precious.txt\n/etc/hostname\nlogs\n")
-        (run.root / "logs").mkdir()
-        mine = put_user_files(run.root, ["logs/notes.txt"])
-        assert run.written() == {"swap.json", "logs"}
-        run.clear()
-    assert_intact(outside | mine)
-    assert not (run.root / "swap.json").exists()
+            f.write(bad + "\n")
+        with pytest.raises(RunFolderError, match=r"\.stdann-files is damaged \(line 2 .*delete or replace nothing"):
+            run.clear()
+        with pytest.raises(RunFolderError, match="damaged"):
+            run.write_text("swap.json", "{}")
+    assert_intact(outside)
+    assert (run.root / "swap.json").read_text() == "{}"
+
+
+def test_nothing_is_deleted_or_written_through_a_symbolic_link(tmp_path):
+    user = tmp_path / "user"
+    mine = put_user_files(user, ["precious.txt", "figures/plot.png", "unit_map_layer3.1.png"])
+    run = RunFolder(tmp_path / "r")
+    with run.hold():
+        run.ensure_run().write_text("swap.json", "{}")
+        (run.root / "notes").mkdir()
+        (run.root / "notes" / "link").symlink_to(user)
+        (run.root / "figures").symlink_to(user)
+        with open(run.root / MANIFEST, "a") as f:
+            f.write("notes/link/precious.txt\nfigures/unit_map_layer3.1.png\n")
+        with pytest.raises(RunFolderError, match="symbolic link.*will not delete"):
+            run.clear()
+        with pytest.raises(RunFolderError, match="symbolic link.*will not write"):
+            run.write_text("figures/unit_map_layer3.1.png", "x")
+        with pytest.raises(RunFolderError, match="symbolic link"):
+            run.adopt_child("notes/link")
+    assert_intact(mine)
+    assert (run.root / "swap.json").exists()  # refused before anything was deleted
+
+
+def test_a_symlinked_lock_or_manifest_is_never_written_through(tmp_path):
+    mine = put_user_files(tmp_path, ["precious.txt"])
+    for name in (".stdann.lock", ".stdann-files"):
+        run = tmp_path / name.strip(".")
+        run.mkdir()
+        (run / name).symlink_to(tmp_path / "precious.txt")
+        with pytest.raises(RunFolderError, match="symbolic link"):
+            with RunFolder(run).hold() as r:
+                r.ensure_run().write_text("swap.json", "{}")
+    assert_intact(mine)
 
 
 # -- one process per folder ------------------------------------------------------------------------------------
@@ -295,27 +329,38 @@ def test_two_demos_on_one_folder_then_sigterm(tmp_path):
     one_line_error(err, "run the same command again")
 
 
-# -- run folders of the previous version -------------------------------------------------------------------------
-def test_run_folder_of_the_previous_version_is_resumed_and_protected(tmp_path):
+# -- folders without the marker ------------------------------------------------------------------------------------
+def test_a_folder_without_the_marker_is_never_taken_for_a_run(tmp_path):
+    """A run folder of a version before the marker, or a user's copy of a stdann config.yaml and
+    checkpoint: either way stdann cannot prove it wrote them, so it neither resumes nor replaces them."""
     run = tmp_path / "old"
     train(cfg_for("optim.max_steps=3"), run, progress=False, stop_at_step=1)
-    (run / "report.html").write_text('<!DOCTYPE html>\n<meta name="generator" content="stdann 0.1.0">\n')
     make_legacy(run)
-    mine = put_user_files(run)
-    with pytest.raises(RunFolderError, match="older stdann"):
+    with open(run / "config.yaml", "a") as f:
+        f.write("# my notes on this run\n")
+    mine = put_user_files(run, ["thesis.tex", "mydocs/chapter1.tex"]) | {
+        p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".stdann.lock"}
+    with pytest.raises(RunFolderError, match="not a stdann run folder"):
         train(cfg_for(), run, overwrite=True, progress=False)
-    with pytest.raises(RunExistsError, match="--resume"):
+    with pytest.raises(RunFolderError, match="not a stdann run folder"):
+        train(cfg_for(), run, resume=True, progress=False)
+    with pytest.raises(RunFolderError, match="config.yaml exists and was not written by stdann"):
         train(cfg_for(), run, progress=False)
     assert not (run / MARKER).exists()
-    model, cfg = load_backbone(run, "last")  # analysable as it is
+    assert_intact(mine)
+    model, cfg = load_backbone(run, "last")  # still analysable as it is
     assert cfg.model.width == 8
-    res = train(RunFolder(run).resume_config(), run, resume=True, progress=False)
-    assert res.status == "finished" and res.step == 3 and log_steps(run) == [1, 2, 3]
-    written = RunFolder(run).written()
-    assert {"config.yaml", "run.json", "checkpoints/last.pt", "checkpoints/init.pt", "logs/train.csv",
-            "positions/layer3.1.npz", "report.html"} <= written
-    assert not any(str(p.relative_to(run)) in written for p in mine)
-    train(cfg_for(), run, overwrite=True, progress=False)  # adopted: --overwrite now removes stdann's files only
+
+
+def test_an_emptied_manifest_is_neither_resumed_nor_overwritten(tmp_path):
+    run = tmp_path / "r"
+    train(cfg_for("optim.max_steps=2"), run, progress=False)
+    (run / MANIFEST).write_text("")
+    mine = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name not in (MANIFEST, ".stdann.lock")}
+    with pytest.raises(RunFolderError, match="not in .*stdann-files"):
+        train(cfg_for(), run, resume=True, progress=False)
+    with pytest.raises(RunFolderError, match="exists and was not written by stdann"):
+        train(cfg_for(), run, overwrite=True, progress=False)
     assert_intact(mine)
 
 

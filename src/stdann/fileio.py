@@ -35,7 +35,8 @@ def is_temp_of(candidate: str, name: str) -> bool:
     return candidate.startswith(f".{name}{_TEMP_MARK}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,7 +59,7 @@ def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
         if not name.startswith(".") or _TEMP_MARK not in name or not p.is_file():
             continue
         target, _, pid = name[1:].rpartition(_TEMP_MARK)
-        if target in wanted and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if target in wanted and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -10,7 +10,6 @@ is recorded with the stimulus sets asked for, and the results are written into t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -39,6 +38,7 @@ from stdann.runs.folder import RunFolder
 from stdann.topography.positions import load_run_positions
 
 CALIBRATION_SEED = 777_000
+METRICS_FILE = "metrics.json"
 
 
 def calibration_batches(data_cfg, ecfg, device):
@@ -73,31 +73,29 @@ def compare_block(trained: dict, untrained: dict) -> dict:
     return block_entry({"trained": trained, "untrained": untrained})
 
 
-ANALYSIS_OUTPUTS = ("metrics.json", "tables", "figures")  # what analyze_run writes into its output folder
-
-
 def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last", out_dir=None, progress: bool = True,
                 device="auto", control: bool = True, figures: bool = True, ephys_overrides: dict | None = None) -> dict:
     """Analyse ``RUN/checkpoints/<which>.pt`` and (with ``control``) ``RUN/checkpoints/init.pt``;
     write metrics.json, tables/ and figures/ into ``out_dir`` (default the run folder) and
-    return the metrics dict (as written)."""
+    return the metrics dict (as written).
+
+    The output folder is held (not while another process writes there) and made a stdann folder;
+    everything is written into a private staging folder first, then moved into place through its
+    manifest (:meth:`RunFolder.publish`): a user's file of the same name is never replaced, and
+    ``--overwrite`` later removes exactly what was written here."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise AnalysisError(f"run folder {run_dir} does not exist")
     stimuli = check_stimuli(stimuli)
-    out = Path(out_dir) if out_dir is not None else run_dir
-    require_writable(out)  # before minutes of recording, not after
-    # Into a run folder: hold it (not while another process trains there) and enter what is written in its
-    # manifest, so that `train --overwrite` / `demo --overwrite` remove it with the run it described.
-    target = RunFolder(out)
-    marked = target.is_marked()
-    with target.hold() if marked else contextlib.nullcontext():
-        before = {rel: target.files_in(rel) for rel in ANALYSIS_OUTPUTS} if marked else {}
-        try:
-            return _analyze(run_dir, out, blocks, stimuli, which, progress, device, control, figures, ephys_overrides)
-        finally:
-            for rel, files in before.items():
-                target.record_changed(rel, files)
+    target = RunFolder(Path(out_dir) if out_dir is not None else run_dir)
+    require_writable(target.root)  # before minutes of recording, not after
+    with target.hold():
+        target.ensure_run().check_writable([METRICS_FILE])
+        with target.staging() as staging:
+            metrics = _analyze(run_dir, staging, blocks, stimuli, which, progress, device, control, figures,
+                               ephys_overrides)
+            target.publish(staging)
+    return metrics
 
 
 def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device, control, figures,
@@ -136,6 +134,7 @@ def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device,
     out.mkdir(parents=True, exist_ok=True)
     write_tables(out / "tables", metrics, results)
     if figures:
-        metrics["figures"] = write_run_figures(out / "figures", results, directions(ecfg.n_directions),
-                                               load_reference(), bn_mode(ecfg.bn_calibration_clips))
-    return write_metrics(out / "metrics.json", metrics)
+        drawn = write_run_figures(out / "figures", results, directions(ecfg.n_directions), load_reference(),
+                                  bn_mode(ecfg.bn_calibration_clips))
+        metrics["figures"] = [Path(p).relative_to(out).as_posix() for p in drawn]  # relative to the output folder
+    return write_metrics(out / METRICS_FILE, metrics)

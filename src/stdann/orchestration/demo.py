@@ -17,7 +17,7 @@ from stdann.ephys.registry import HEADLINE, format_value, format_with_ci, get
 from stdann.orchestration.analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
 from stdann.reports.html import write_report
-from stdann.runs.folder import FIGURES, METRICS, REPORT, TABLES, RunFolder
+from stdann.runs.folder import METRICS, REPORT, RunFolder
 
 
 def run_demo(cfg: Config, out: str | Path, *, preset: str | None, overwrite: bool = False,
@@ -58,13 +58,8 @@ def _analyse(cfg: Config, run_folder: RunFolder, result: RecipeResult, t0: float
     out = run_folder.root
     t_train = time.time() - t0
     stimuli = stimuli or (["gratings"] if preset == "smoke" else ["gratings", "rdk", "plaids"])
-    before = {d: run_folder.files_in(d) for d in (TABLES, FIGURES)}
-    run_folder.claim(METRICS)
     metrics = analyze_run(out, blocks=list(cfg.ephys.blocks), stimuli=stimuli, progress=progress)
-    for d, files in before.items():  # the analysis wrote these itself, while this process held the folder
-        run_folder.record_changed(d, files)
     metrics = finalize_metrics(out, metrics, cfg, extra={"recipe_seconds": result.seconds, "swap": result.swap.get("blocks")})
-    run_folder.claim(REPORT)
     report = write_report(out)
     print_summary(metrics)
     print(f"[stdann demo] done in {time.time() - t0:.0f} s (training recipe {t_train:.0f} s). "

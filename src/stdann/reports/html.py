@@ -25,8 +25,11 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from stdann.errors import UsageError
 from stdann.fileio import atomic_write_text
 from stdann.reports.view import MT_BLOCK, ReportError, folder_kind, run_view, study_view
+from stdann.runs.errors import RunFolderError
+from stdann.runs.folder import RunFolder
 
 __all__ = ["ReportError", "write_report", "render", "folder_kind", "MT_BLOCK"]
 
@@ -57,11 +60,40 @@ def render(page: dict) -> str:
     return template.render(page={**page, "nav": _nav(page)})
 
 
+REPORT_NAME = "report.html"
+_GENERATOR = '<meta name="generator" content="stdann '
+
+
+def _is_stdann_report(path: Path) -> bool:
+    """Whether ``path`` is a page this function wrote (its generator tag is in the first 4 kB)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return _GENERATOR in f.read(4096)
+    except OSError:
+        return False
+
+
 def write_report(path_in: str | Path, out_html: str | Path | None = None) -> Path:
     """Write one self-contained HTML report of a run folder or a sweep / study folder and return its
     path (default ``PATH/report.html``). Reads files only; raises :class:`ReportError` (a
-    ``FileNotFoundError``) naming what is missing when the folder is neither kind."""
+    ``FileNotFoundError``) naming what is missing when the folder is neither kind.
+
+    The page is written like every other stdann output: into a stdann folder (the default, or an
+    ``out_html`` inside one) while holding its lock and through its manifest, so a user's file of
+    that name is never replaced; elsewhere only over nothing or over an earlier stdann report.
+    ``out_html`` must end in ``.html`` (so that no run file can be replaced by a page)."""
     folder = Path(path_in)
+    out = Path(out_html) if out_html is not None else folder / REPORT_NAME
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out}: the report is an HTML page; give a file name ending in .html, "
+                         f"e.g. --out {out.with_suffix('.html')}")
     page = run_view(folder) if folder_kind(folder) == "run" else study_view(folder)
-    out = Path(out_html) if out_html is not None else folder / "report.html"
-    return atomic_write_text(out, render(page))
+    html = render(page)
+    dest = RunFolder(out.parent)
+    if out_html is None or dest.is_marked():
+        with dest.hold():
+            return atomic_write_text(dest.ensure_run().claim(out.name), html)
+    if out.is_symlink() or out.is_dir() or (out.exists() and not _is_stdann_report(out)):
+        raise RunFolderError(f"{out} exists and is not a stdann report, which stdann will not overwrite: "
+                             "choose another --out or move it away")
+    return atomic_write_text(out, html)

@@ -5,20 +5,18 @@ Rule: a command deletes or overwrites only files that stdann itself wrote, in a 
 prove is a stdann run; anything else is refused with a one-line error. How:
 
 * the **marker** ``RUN/.stdann-run`` is written when stdann makes a folder a run folder;
-* the **manifest** ``RUN/.stdann-files`` lists, one per line, every file stdann wrote there. A path
-  is added *before* the file is written (:meth:`RunFolder.claim`), so a crash never leaves a
-  stdann file that the manifest does not know;
+* the **manifest** ``RUN/.stdann-files`` (:mod:`stdann.runs.manifest`) lists every file stdann
+  wrote there. A path is added *before* the file is written (:meth:`RunFolder.claim`), so a crash
+  never leaves a stdann file that the manifest does not know; a damaged manifest stops every write
+  and delete;
 * a write to a path that exists but is not in the manifest is refused (a user's file is never
   replaced); ``--overwrite`` (:meth:`RunFolder.clear`) deletes only manifest files, never a
   folder tree, so a user's own files anywhere in the run folder survive;
+* no path is written or deleted through a symbolic link (:func:`stdann.runs.manifest.guarded_path`);
 * every write happens while this process holds the folder's lock (:mod:`stdann.runs.lock`).
 
-Run folders made by stdann before the marker existed ("legacy": ``config.yaml`` or
-``checkpoints/`` but no marker) are adopted when they are resumed or continued: the marker is
-written and the files whose *content* shows stdann wrote them (a checkpoint stamped with the
-checkpoint format, a complete stdann config, a positions record, a log with stdann's header, ...)
-are entered in the manifest. ``--overwrite`` refuses a legacy folder: which files stdann wrote
-there cannot be proven, so the user decides.
+A folder without the marker is never taken for a run, whatever it holds: a ``config.yaml`` or a
+checkpoint proves nothing (a user's copy of a stdann config looks the same).
 
 Layout (paths relative to the run folder)::
 
@@ -36,9 +34,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -51,17 +49,28 @@ from stdann.fileio import (
     atomic_write_many,
     atomic_write_text,
     is_temp_of,
+    pid_alive,
     read_json_cache,
     remove_stale_temps,
     write_json,
 )
-from stdann.runs.checkpoint import FORMAT, atomic_save, checkpoint_path
+from stdann.runs.checkpoint import atomic_save, checkpoint_path
 from stdann.runs.errors import RunExistsError, RunFolderError
 from stdann.runs.lock import LOCK_NAME, folder_lock, holds
-from stdann.topography.positions import LayerPositions, PositionsError, load_run_positions, positions_path
+from stdann.runs.manifest import (
+    MANIFEST,
+    append_manifest,
+    bookkeeping_ok,
+    clean_rel,
+    guarded_path,
+    link_in,
+    read_manifest,
+    write_manifest,
+)
+from stdann.topography.positions import LayerPositions, load_run_positions, positions_path
 
 MARKER = ".stdann-run"
-MANIFEST = ".stdann-files"
+STAGING_PREFIX = ".stdann-staging-"  # + pid: outputs being written, moved into place by RunFolder.publish
 BOOKKEEPING = (MARKER, MANIFEST, LOCK_NAME)
 
 CONFIG = "config.yaml"
@@ -86,10 +95,13 @@ LOG_HEADER = "step,epoch,lr,loss"  # how stdann's train.csv starts
 
 def _rel(rel: str) -> str:
     """A normalised relative path inside a run folder (``a/b``), refusing anything that leaves it."""
-    parts = [p for p in str(rel).replace(os.sep, "/").split("/") if p not in ("", ".")]
-    if not parts or str(rel).startswith("/") or ".." in parts:
-        raise ValueError(f"not a path inside a run folder: {rel!r}")
-    return "/".join(parts)
+    return clean_rel(rel)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove stdann's own staging folder (never a link: a link there is left alone)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _under(rel: str, tops: Iterable[str]) -> bool:
@@ -133,54 +145,6 @@ def checkpoint_config_text(path: Path) -> str:
     return ckpt["config"]
 
 
-# -- content proofs (legacy adoption) ---------------------------------------------------------------------
-def _stamped_checkpoint(path: Path) -> bool:
-    """A torch zip archive whose pickle carries stdann's checkpoint format string."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            pkl = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            return bool(pkl) and FORMAT.encode() in z.read(pkl[0])
-    except (OSError, zipfile.BadZipFile, KeyError):
-        return False
-
-
-def _json_with(path: Path, keys: set[str]) -> bool:
-    return keys <= set(read_json_cache(path))  # (every caller asks for at least one key)
-
-
-def _stdann_config(path: Path) -> bool:
-    try:
-        data = _yaml_mapping(path)
-        Config.from_dict(data, validate=False)
-    except (OSError, ValueError, TypeError, RunFolderError):
-        return False
-    return {"model", "optim", "train"} <= set(data)
-
-
-def _stdann_positions(path: Path) -> bool:
-    try:
-        LayerPositions.load(path)
-    except (OSError, ValueError, PositionsError, KeyError):
-        return False
-    return True
-
-
-def _stdann_report(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return '<meta name="generator" content="stdann ' in f.read(4096)
-    except OSError:
-        return False
-
-
-def _stdann_log(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().startswith(LOG_HEADER)
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
 class RunFolder:
     """One run folder (see the module docstring). Cheap to create; touches the disk only when asked."""
 
@@ -208,7 +172,8 @@ class RunFolder:
 
     # -- what is there ----------------------------------------------------------------------------------
     def is_marked(self) -> bool:
-        return (self.root / MARKER).is_file()
+        marker = self.root / MARKER
+        return marker.is_file() and not marker.is_symlink()
 
     def content(self, limit: int = 5) -> list[str]:
         """Up to ``limit`` entries of the folder other than stdann's bookkeeping files."""
@@ -223,43 +188,32 @@ class RunFolder:
         return out
 
     def kind(self) -> str:
-        """``absent`` | ``empty`` | ``marked`` (a stdann run) | ``legacy`` (a run made before the marker
-        existed) | ``foreign`` (other files, no marker)."""
+        """``absent`` | ``empty`` | ``marked`` (a stdann run) | ``foreign`` (other files, no marker)."""
         if not self.root.exists():
             return "absent"
         if not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder; choose another path")
+        for name in BOOKKEEPING:
+            bookkeeping_ok(self.root / name)
         if self.is_marked():
             return "marked"
-        if self._legacy_run():
-            return "legacy"
         return "foreign" if self.content(1) else "empty"
-
-    def _legacy_run(self) -> bool:
-        """A run folder of an stdann made before the marker: its config or a checkpoint proves it."""
-        config = self.root / CONFIG
-        if config.is_file() and _stdann_config(config):
-            return True
-        return any(_stamped_checkpoint(self.checkpoint(w)) for w in ("last", "init") if self.checkpoint(w).is_file())
 
     def written(self) -> set[str]:
         """The files stdann wrote here (relative paths), from the manifest (read afresh each time:
-        several RunFolder objects of one folder may write it in one process)."""
-        found: set[str] = set()
-        with contextlib.suppress(FileNotFoundError):
-            for line in (self.root / MANIFEST).read_text(encoding="utf-8", errors="replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    found.add(_rel(line.strip()))
-        return found
+        several RunFolder objects of one folder may write it in one process). A damaged manifest
+        raises :class:`~stdann.runs.manifest.ManifestError`."""
+        return set(read_manifest(self.root))
 
     def has(self, rel: str) -> bool:
-        """Whether stdann wrote ``rel`` here and it is still there."""
+        """Whether stdann wrote ``rel`` here and it is still there (a plain file, not a link)."""
         rel = _rel(rel)
-        return rel in self.written() and self.path(rel).exists()
+        p = self.path(rel)
+        return rel in self.written() and p.exists() and not p.is_symlink() and link_in(self.root, rel, include_last=False) is None
 
     def started(self) -> bool:
         """Whether a training run has written its state here (config, status, checkpoints or logs)."""
-        return self.checkpoint("last").is_file() or any(_under(r, TRAINING_STATE) for r in self.written())
+        return any(_under(r, TRAINING_STATE) for r in self.written())
 
     def status(self) -> dict:
         """``run.json`` (empty when absent or unreadable)."""
@@ -303,71 +257,46 @@ class RunFolder:
             raise RuntimeError(f"internal error: write into {self.root} without holding its lock (use RunFolder.hold())")
 
     def create(self) -> "RunFolder":
-        """Make the folder a run folder (write the marker). Refuses a legacy folder (adopt it instead)."""
+        """Make the folder a run folder (write the marker)."""
         self._require_lock()
-        kind = self.kind()
-        if kind == "marked":
+        if self.kind() == "marked":
             return self
-        if kind == "legacy":
-            raise RuntimeError(f"internal error: {self.root} is a legacy run folder; adopt it instead of creating it")
         info = {"stdann_run": 1, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stdann": __version__,
                 "host": socket.gethostname(), "pid": os.getpid()}
         atomic_write_text(self.root / MARKER, json.dumps(info, indent=1))
         return self
 
-    def adopt_legacy(self) -> list[str]:
-        """Mark a run folder made before the marker existed and enter in the manifest the files whose
-        content shows stdann wrote them; returns them. A nested legacy ``pretrain/`` run is adopted too."""
-        self._require_lock()
-        if self.kind() != "legacy":
-            raise RuntimeError(f"internal error: {self.root} is not a legacy run folder")
-        proofs = {CONFIG: _stdann_config, TRAIN_LOG: _stdann_log,
-                  STATUS: lambda p: _json_with(p, {"status", "step", "total_steps"}),
-                  SWAP: lambda p: _json_with(p, {"steps", "blocks"}),
-                  METRICS: lambda p: _json_with(p, {"run_dir", "blocks", "direction_convention"}),
-                  CONDITION: lambda p: _json_with(p, {"name", "seed", "metrics"}), REPORT: _stdann_report}
-        found = [rel for rel, proof in proofs.items() if (self.root / rel).is_file() and proof(self.root / rel)]
-        for folder, pattern, proof in ((CHECKPOINTS, "*.pt", _stamped_checkpoint), (POSITIONS, "*.npz", _stdann_positions),
-                                       (TENSORBOARD, "events.out.tfevents.*", lambda p: True)):
-            if (self.root / folder).is_dir():
-                found += [f"{folder}/{p.name}" for p in sorted((self.root / folder).glob(pattern)) if p.is_file() and proof(p)]
-        pre = self.child(PRETRAIN)
-        if pre.root.is_dir() and pre.kind() == "legacy":
-            with pre.hold():
-                pre.adopt_legacy()
-            found.append(f"{PRETRAIN}/{MARKER}")
-        for rel in found:  # the manifest first: a marker never stands beside an incomplete manifest
-            self._record(rel)
-        atomic_write_text(self.root / MARKER, json.dumps({"stdann_run": 1, "adopted": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                          "stdann": __version__, "legacy": True}, indent=1))
-        return found
-
     def ensure_run(self) -> "RunFolder":
-        """Make sure this is a run folder before writing into it: create it (absent, empty, or a
-        folder of other files), or adopt a legacy run folder. Temporary files that a killed
-        process left beside the files stdann wrote are removed."""
+        """Make sure this is a run folder before writing into it (create it when it is absent, empty,
+        or a folder of other files). Temporary files that a killed process left beside the files
+        stdann wrote are removed."""
         self._require_lock()
-        kind = self.kind()
-        if kind == "legacy":
-            self.adopt_legacy()
-        elif kind != "marked":
-            self.create()
+        self.create()
         self.remove_stale_temps()
         return self
 
     def remove_stale_temps(self) -> list[Path]:
-        """Remove the temporary files of atomic writes of this run's files (and of its bookkeeping)
-        left by processes that ended while writing them (kill -9, a full disk)."""
+        """Remove the temporary files of atomic writes of this run's files (and of its bookkeeping),
+        and the staging folders, left by processes that ended while writing them (kill -9, a full disk)."""
         by_folder: dict[Path, set[str]] = {self.root: {MARKER, MANIFEST}}
         for rel in self.written():
             p = self.root / rel
-            by_folder.setdefault(p.parent, set()).add(p.name)
-        return [t for folder, names in by_folder.items() for t in remove_stale_temps(folder, names)]
+            if link_in(self.root, rel, include_last=False) is None:
+                by_folder.setdefault(p.parent, set()).add(p.name)
+        removed = [t for folder, names in by_folder.items() for t in remove_stale_temps(folder, names)]
+        for p in self.root.glob(f"{STAGING_PREFIX}*"):
+            pid = p.name[len(STAGING_PREFIX):]
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                _remove_tree(p)
+                removed.append(p)
+        return removed
 
     def adopt_child(self, name: str) -> "RunFolder":
         """A run folder nested in this one (e.g. the recipe's ``pretrain/``), entered in this folder's
-        manifest so that clearing this run clears it too. Refuses a nested folder stdann did not make."""
+        manifest so that clearing this run clears it too. Refuses a nested folder stdann did not make,
+        and a link (another run's folder: clearing this run must never clear that one)."""
         self._require_lock()
+        guarded_path(self.root, f"{_rel(name)}/{MARKER}", what="write")
         child = self.child(name)
         kind = child.kind()
         if kind == "foreign":
@@ -383,17 +312,17 @@ class RunFolder:
         if rel in self.written():
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / MANIFEST, "a", encoding="utf-8") as f:
-            f.write(rel + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_manifest(self.root, rel)
 
     def check_writable(self, rels: Iterable[str]) -> None:
-        """Refuse (before any work) if one of ``rels`` exists and stdann did not write it."""
+        """Refuse (before any work) if one of ``rels`` exists and stdann did not write it, is a folder
+        or a link, or lies behind a link (see :func:`stdann.runs.manifest.guarded_path`)."""
         written = self.written()
         for rel in map(_rel, rels):
-            p = self.root / rel
-            if rel not in written and (p.exists() or p.is_symlink()):
+            p = guarded_path(self.root, rel, what="write")
+            if p.exists() and not p.is_file():
+                raise RunFolderError(f"{p} is a folder where stdann writes a file: move it away or choose another folder")
+            if rel not in written and p.exists():
                 raise RunFolderError(
                     f"{p} exists and was not written by stdann, which will not overwrite it: "
                     "move it away or choose another folder"
@@ -410,6 +339,14 @@ class RunFolder:
         p = self.path(rel)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def record_own(self, rel: str) -> None:
+        """Enter in the manifest a file that a library has just created under a name no one else could
+        know in advance (TensorBoard's event file, named with a random suffix): the one exception to
+        "claim before writing"."""
+        self._require_lock()
+        guarded_path(self.root, _rel(rel), what="write")
+        self._record(rel)
 
     def write_text(self, rel: str, text: str) -> Path:
         return atomic_write_text(self.claim(rel), text)
@@ -449,48 +386,62 @@ class RunFolder:
         return (0 < len(present) < len(list(blocks)) and not self.has(record)
                 and all(self.has(f"{POSITIONS}/{b}.npz") for b in present))
 
-    def files_in(self, rel_dir: str) -> dict[str, tuple[int, int, int]]:
-        """Files under ``rel_dir`` (recursively; or ``rel_dir`` itself when it is a file) with (inode,
-        size, mtime_ns), for :meth:`record_changed`."""
-        base = self.path(rel_dir)
-        out = {}
-        if base.is_file() and not base.is_symlink():
-            st = base.stat()
-            out[base.relative_to(self.root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns)
-        elif base.is_dir():
-            for p in base.rglob("*"):
-                if p.is_file() and not p.is_symlink():
-                    st = p.stat()
-                    out[p.relative_to(self.root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns)
-        return out
-
-    def record_changed(self, rel_dir: str, before: dict[str, tuple[int, int, int]]) -> list[str]:
-        """Enter in the manifest the files under ``rel_dir`` that appeared or changed since ``before``
-        (:meth:`files_in`) — for files a library writes itself (TensorBoard events, analysis tables
-        and figures) while this process holds the lock."""
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A private, empty folder inside the run folder for outputs that a library writes itself
+        (tables, figures); :meth:`publish` then moves them into place through the manifest. The
+        folder is removed when the block ends (a killed process's is removed by the next
+        :meth:`ensure_run`)."""
         self._require_lock()
-        changed = [rel for rel, sig in self.files_in(rel_dir).items() if before.get(rel) != sig]
-        for rel in changed:
-            self._record(rel)
-        return changed
+        tmp = self.root / f"{STAGING_PREFIX}{os.getpid()}"
+        _remove_tree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+        finally:
+            _remove_tree(tmp)
+
+    def publish(self, staging: Path) -> list[str]:
+        """Move every file of ``staging`` (:meth:`staging`) to the same relative path in the run
+        folder: all are checked first (a user's file, a folder or a link in the way refuses them
+        all, nothing moved), then each is entered in the manifest and renamed into place."""
+        self._require_lock()
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
+        self.check_writable(files)
+        for rel in files:
+            os.replace(staging / rel, self.claim(rel))
+        return files
 
     # -- deletion ---------------------------------------------------------------------------------------------------
-    def clear(self, keep: Iterable[str] = (), only: Iterable[str] | None = None) -> list[str]:
-        """Delete the files stdann wrote here (and clear the run folders nested in it that it
-        recorded), except those under ``keep`` (or only those under ``only``). Never deletes a folder
-        that still holds anything, nor any file the manifest does not list. Returns up to five of
-        the files left that stdann did not write (for the user's information)."""
-        self._require_lock()
-        if not self.is_marked():
-            raise RuntimeError(f"internal error: clear {self.root}, which is not a run folder")
+    def _to_clear(self, keep: Iterable[str] = (), only: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
+        """(paths to delete, paths to keep) of :meth:`clear`, every one checked first — the manifest
+        read whole, no path through a link, nested runs' manifests too — so that a problem anywhere
+        is refused before anything is deleted."""
         keep = tuple(_rel(k) for k in keep)
         only = None if only is None else tuple(_rel(o) for o in only)
-        remaining: list[str] = []
-        emptied: set[Path] = set()
+        drop, remaining = [], []
         for rel in sorted(self.written()):
             if _under(rel, keep) or (only is not None and not _under(rel, only)):
                 remaining.append(rel)
                 continue
+            p = guarded_path(self.root, rel, what="delete")
+            if p.name == MARKER and "/" in rel and RunFolder(p.parent).is_marked():
+                RunFolder(p.parent)._to_clear()
+            drop.append(rel)
+        return drop, remaining
+
+    def clear(self, keep: Iterable[str] = (), only: Iterable[str] | None = None) -> list[str]:
+        """Delete the files stdann wrote here (and clear the run folders nested in it that it
+        recorded), except those under ``keep`` (or only those under ``only``). Never deletes a folder
+        that still holds anything, nor any file the manifest does not list, nor anything through a
+        link; a damaged manifest or a link in the way is refused before anything is deleted. Returns
+        up to five of the files left that stdann did not write (for the user's information)."""
+        self._require_lock()
+        if not self.is_marked():
+            raise RuntimeError(f"internal error: clear {self.root}, which is not a run folder")
+        drop, remaining = self._to_clear(keep, only)
+        emptied: set[Path] = set()
+        for rel in drop:
             p = self.root / rel
             if p.name == MARKER and "/" in rel:  # a nested run recorded by this one: clear it, keep it marked
                 child = RunFolder(p.parent)
@@ -500,7 +451,7 @@ class RunFolder:
                 remaining.append(rel)
                 emptied.add(p.parent)
                 continue
-            if p.is_dir() and not p.is_symlink():
+            if p.is_dir():
                 remaining.append(rel)  # replaced by a folder since stdann wrote it: not stdann's any more
                 continue
             p.unlink(missing_ok=True)
@@ -509,7 +460,7 @@ class RunFolder:
                     if is_temp_of(sib.name, p.name):
                         sib.unlink(missing_ok=True)
             emptied.add(p.parent)
-        atomic_write_text(self.root / MANIFEST, "".join(r + "\n" for r in remaining))
+        write_manifest(self.root, sorted(remaining))
         for folder in sorted(emptied, key=lambda q: len(q.parts), reverse=True):
             while folder != self.root and self.root in folder.parents and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()  # a folder left empty; one that holds anything stays
@@ -543,8 +494,9 @@ class RunFolder:
         if missing:
             raise RunFolderError(
                 f"{self.root / POSITIONS} lacks {', '.join(p.name for p in missing)} while it holds the other blocks' "
-                f"positions; restore the missing file(s), or make all positions anew with "
-                f"`stdann positions init {self.root} --force`"
+                f"positions; restore the missing file(s). (`stdann positions init {self.root} --force` would make all "
+                "positions anew: it replaces the other blocks' positions, swap-optimised ones included, so that a "
+                "run trained on them cannot be resumed)"
             )
         return load_run_positions(self.root, blocks)
 
@@ -582,7 +534,15 @@ class RunFolder:
         if kind in ("empty", "foreign"):
             raise RunFolderError(f"{self.root} is not a stdann run folder: there is no run to resume "
                                  "(check the path; without --resume a new run is started there)")
-        if not self.checkpoint("last").is_file():
+        last = f"{CHECKPOINTS}/last.pt"
+        if self.checkpoint("last").exists() and not self.has(last):
+            raise RunFolderError(
+                f"{self.checkpoint('last')} is not in {self.root / MANIFEST}, stdann's record of the files it wrote "
+                "there (the record was emptied or edited), so stdann will neither resume from it nor replace it: "
+                "restore the record, or copy the run elsewhere and start a new one (--set train.init_from=RUN "
+                "starts from its weights)"
+            )
+        if not self.has(last):
             raise RunFolderError(
                 f"{self.root} has no checkpoint to resume ({self.checkpoint('last')}): the run stopped before its "
                 "first checkpoint (every train.ckpt_every steps) or the file was removed. "
@@ -595,12 +555,6 @@ class RunFolder:
         refused if it holds anything."""
         self._require_lock()
         kind = self.kind()
-        if kind == "legacy":
-            raise RunFolderError(
-                f"{self.root} was made by an older stdann (no {MARKER} marker), so stdann cannot prove which files "
-                "there it wrote and will delete none: continue it (train --resume, or the same demo command without "
-                "--overwrite), remove it yourself, or choose another --out"
-            )
         if kind == "foreign":
             raise RunFolderError(
                 f"{self.root} is not a stdann run folder (it holds {', '.join(self.content())}); --overwrite "
@@ -623,15 +577,13 @@ class RunFolder:
         self._require_lock()
         if resume and overwrite:
             raise RunFolderError("--resume and --overwrite exclude each other: choose one")
-        kind = self.kind()
+        state = [CONFIG, STATUS, TRAIN_LOG, f"{CHECKPOINTS}/last.pt", f"{CHECKPOINTS}/init.pt"]
         if overwrite:
             self.discard(keep=TRAINING_INPUTS)
         elif resume is True:
             self.require_resumable()
-        if kind == "legacy" and not resume:
-            raise RunExistsError(f"{self.root} already holds a run. Pass --resume to continue it, or choose another --out")
-        self.ensure_run()  # adopts a legacy run folder that is resumed
-        if self.checkpoint("last").is_file() and resume:
+        if resume and self.has(f"{CHECKPOINTS}/last.pt"):
+            self.ensure_run()
             return True
         if self.started():
             if resume != "auto":
@@ -640,7 +592,8 @@ class RunFolder:
                     "or choose another --out"
                 )
             self.clear(only=TRAINING_STATE)  # stopped before its first checkpoint: start that stage again
-        self.check_writable([CONFIG, STATUS, TRAIN_LOG, f"{CHECKPOINTS}/last.pt", f"{CHECKPOINTS}/init.pt"])
+        self.check_writable(state)  # before the marker: a user's folder in the way is refused untouched
+        self.ensure_run()
         return False
 
 

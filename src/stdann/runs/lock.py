@@ -77,7 +77,11 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
             lock, depth = _held[key]
             _held[key] = (lock, depth - 1)
         return
-    lock = FileLock(lock_file(folder))
+    path = lock_file(folder)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RunFolderError(f"{path} is {'a symbolic link' if path.is_symlink() else 'a folder'}, not stdann's lock "
+                             "file: stdann writes nothing through it. Remove it (what a link points to is kept)")
+    lock = FileLock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:  # (a subclass of OSError: caught first)

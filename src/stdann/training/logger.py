@@ -56,7 +56,8 @@ def read_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
 
 
 class RunLogger:
-    def __init__(self, csv_path: str | Path, tb_dir: str | Path | None = None, enabled: bool = True):
+    def __init__(self, csv_path: str | Path, tb_dir: str | Path | None = None, enabled: bool = True,
+                 tb_suffix: str = ""):
         self.enabled = enabled
         self.path = Path(csv_path)
         self._fields: list[str] | None = None
@@ -70,7 +71,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
-                self._tb = SummaryWriter(str(tb_dir))
+                self._tb = SummaryWriter(str(tb_dir), filename_suffix=tb_suffix)
             except Exception:  # noqa: BLE001 - TensorBoard is optional
                 self._tb = None
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import secrets
 import numpy as np
 import scipy
 import torch
@@ -217,10 +218,12 @@ def _open_logger(run: RunFolder, cfg: Config, is_main: bool, resuming: bool, sta
     tb_dir = run.path(TENSORBOARD) if cfg.train.tensorboard else None
     if is_main:
         run.claim(TRAIN_LOG)  # refuses a train.csv that stdann did not write (its header is never adopted)
-        tb_before = run.files_in(TENSORBOARD)
-    logger = RunLogger(run.path(TRAIN_LOG), tb_dir, enabled=is_main)
-    if is_main:
-        run.record_changed(TENSORBOARD, tb_before)
+        if tb_dir is not None:
+            run.check_writable([f"{TENSORBOARD}/events{tb_suffix}"])  # no link on the way to logs/tb
+    logger = RunLogger(run.path(TRAIN_LOG), tb_dir, enabled=is_main, tb_suffix=tb_suffix)
+    if is_main and tb_dir is not None and tb_dir.is_dir():
+        for event_file in tb_dir.glob(f"events.out.tfevents.*{tb_suffix}"):
+            run.record_own(f"{TENSORBOARD}/{event_file.name}")
     if resuming:
         logger.truncate_after(start_step)
     return logger
@@ -230,6 +233,8 @@ class _StopRequest:
     """First Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit); a second one raises
     KeyboardInterrupt. Handlers are installed in the main thread only, restored by :meth:`close`.
     A signal the process was started ignoring (``nohup``, ``cmd &`` in a script) stays ignored."""
+    # TensorBoard names its event file itself: a suffix no one can guess tells this writer's file
+    tb_suffix = f".stdann-{secrets.token_hex(6)}"
 
     def __init__(self) -> None:
         self.requested, self.signal = False, None
