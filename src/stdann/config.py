@@ -140,7 +140,13 @@ class MocoConfig:
     temperature: float = 0.2  # 0.2 for MoCo v2 (0.07 for v1)
     shuffle_bn: bool = True  # shuffle keys across ranks (DDP) / split into groups (one device)
     bn_groups: int = 2  # on one device, key batch BN statistics are computed in this many groups
-    reverse_negatives: bool = False  # add each positive's time-reversed clip as a hard negative
+    # add each positive's time-reversed clip as a hard negative: the same frames in the opposite
+    # order, so only the arrow of motion tells it from the positive
+    reverse_negatives: bool = False
+    # per query, this many clips of the positive's scene, crop and time, rendered with other camera
+    # directions (evenly spread round the circle), as hard negatives: appearance is then no cue and
+    # only the motion tells them from the positive (generated video only; 0 = off, the paper's MoCo)
+    motion_negatives: int = 0
     # BatchNorm in the projection head (Linear-BN-ReLU-Linear-BN, as in SimCLR / MoCo v3). MoCo v2's
     # head has none; at CPU scale the head's BN keeps the embeddings from collapsing onto a few
     # directions, which is what stalls short runs (docs/results.md, "Making the task learn").
@@ -191,6 +197,14 @@ class TrainConfig:
     eval_every: int = 0  # steps between held-out instance-discrimination checks (0 = only at the end)
     eval_pairs: int = 256  # held-out positive pairs of that check (training.evaluation)
     init_from: str = ""  # a run folder whose last weights start this run (fresh optimiser and schedule)
+    # the task loss: moco (the paper's contrastive objective) or a positive control that is told the
+    # answer, supervised_direction (classify the generated camera motion's direction into
+    # direction_bins bins; chance ln(bins)) or supervised_direction_speed (+ speed_bins log-spaced
+    # speed bins over data.speed_min-speed_max): a network that must encode motion, to show what a
+    # direction-selective network and its maps look like under the same measurement (generated video only)
+    objective: str = "moco"
+    direction_bins: int = 16  # bins of the supervised objective, centred on 0°, 360°/bins, ... (16 = 22.5° each)
+    speed_bins: int = 4  # log-spaced speed bins of supervised_direction_speed (speeds outside the range: edge bins)
 
 
 @dataclass

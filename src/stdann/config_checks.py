@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 from stdann.data.augment import PAIR_FLIP_MODES
 from stdann.data.textures import available_images
 from stdann.errors import shown
+from stdann.models.motion_classifier import OBJECTIVES, SUPERVISED
 from stdann.models.r3d import BLOCK_NAMES, block_output_shapes, r3d_parameter_count
 from stdann.topography.positions import PositionsError
 from stdann.topography.sheets import sheets_from_config
@@ -181,6 +182,7 @@ RULES: dict[str, Check] = {
     "moco.shuffle_bn": flag(),
     "moco.bn_groups": integer(1),
     "moco.reverse_negatives": flag(),
+    "moco.motion_negatives": integer(0, 64),  # each one is a key-encoder pass per clip of both views
     "moco.head_bn": flag(),
     # optim
     "optim.batch_size": integer(2),
@@ -222,6 +224,9 @@ RULES: dict[str, Check] = {
     "train.eval_every": integer(0),
     "train.eval_pairs": integer(0),
     "train.init_from": text(),
+    "train.objective": choice(*OBJECTIVES),
+    "train.direction_bins": integer(2, 360),
+    "train.speed_bins": integer(2, 64),
     # ephys
     "ephys.blocks": names(BLOCK_NAMES, what="block names"),
     "ephys.n_directions": Check(lambda v: integer(4).test(v) and v % 2 == 0, "an even integer >= 4"),
@@ -304,6 +309,14 @@ def cross_problems(cfg: Any, world_size: int = 1) -> list[str]:
     if d.source != "generated" and not d.root.strip():
         out.append(bad_value("data.root", d.root, f"a video folder (data.source={d.source}) or cache directory",
                              "set it with --set data.root=PATH, or use data.source=generated (the built-in video)"))
+    if cfg.train.objective in SUPERVISED and d.source != "generated":
+        out.append(bad_value("train.objective", cfg.train.objective, f"moco for data.source={d.source} (the supervised "
+                             "objectives learn the built-in generator's ground-truth camera motion; video files have no "
+                             "such labels)", "set --set train.objective=moco, or --set data.source=generated"))
+    if m.motion_negatives > 0 and d.source != "generated":
+        out.append(bad_value("moco.motion_negatives", m.motion_negatives, f"0 for data.source={d.source} (motion "
+                             "negatives are the built-in generator's scene re-rendered with other camera motions)",
+                             "set --set moco.motion_negatives=0, or --set data.source=generated"))
     if d.pair_mode == "motion" and d.source != "generated":
         out.append(bad_value("data.pair_mode", d.pair_mode, "scene for a video folder or cache (motion pairs need the "
                              "built-in generator)", "set --set data.pair_mode=scene"))

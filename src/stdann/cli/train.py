@@ -1,4 +1,4 @@
-"""``stdann train``: MoCo (+ spatial loss) training into a run folder."""
+"""``stdann train``: MoCo (or the supervised positive control, ``train.objective``) + spatial loss, into a run folder."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="Examples:\n  stdann train --preset demo --out runs/demo\n"
         "  stdann train --preset paper --set data.source=folder --set data.root=/data/UCF101 --out runs/paper\n"
-        "  stdann train --out runs/demo --resume",
+        "  stdann train --out runs/demo --resume\n"
+        "  stdann train --preset demo --set train.objective=supervised_direction --out runs/positive  # positive control",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs, positions, config)")
@@ -69,6 +70,20 @@ def _train(args: argparse.Namespace, cfg, out: Path) -> int:
     last = result.last
     msg = f"[stdann] {result.status} at step {result.step}/{result.total_steps} in {result.seconds:.0f} s"
     if last:
-        msg += f"; InfoNCE {last.get('loss_task', float('nan')):.3f}, spatial loss {last.get('sl_total', 0):.3f}"
+        msg += f"; {_task_text(cfg, last)}, spatial loss {last.get('sl_total', 0):.3f}"
     print(msg + f"; run folder {out}")
     return 128 + result.signal if result.signal else 0
+
+
+def _task_text(cfg, last: dict) -> str:
+    """The task at the last log line: InfoNCE, or the supervised objective's loss and held-out top-1
+    beside their chance levels."""
+    nan = float("nan")
+    if cfg.train.objective == "moco":
+        return f"InfoNCE {last.get('loss_task', nan):.3f} (chance {last.get('loss_task_chance', nan):.3f})"
+    text = (f"{cfg.train.objective} cross-entropy {last.get('loss_task', nan):.3f} "
+            f"(chance {last.get('loss_task_chance', nan):.3f})")
+    if last.get("heldout_top1") == last.get("heldout_top1"):  # not NaN: the held-out check ran at this line
+        text += (f", held-out direction top-1 {last['heldout_top1']:.3f} "
+                 f"(chance {last.get('heldout_chance_top1', nan):.3f})")
+    return text

@@ -3,10 +3,25 @@
 Defaults are the paper-scale values; the presets override ``frames`` and ``size``. Pixel speeds
 are in pixels of the rendered clip (``size``) per clip frame; times are in seconds at ``fps``.
 Direction convention: 0° = motion to the right, 90° = upward on the screen, counter-clockwise.
+
+Which speeds can the network sample? (:func:`sampled_speeds`; docs/emergence.md, "Regime levers")
+r3d_18's stem is a (3, 7, 7) convolution at stride (1, 2, 2); every later block uses 3×3×3
+kernels, and layer2–4 each halve time and space. So a block sees the clip at spatial stride s
+(layer1 2, layer2 4, layer3 8, layer4 16 px) and temporal stride τ = s / 2 (1, 2, 4, 8 frames):
+between two of its time samples a pattern moving v px/frame moves v·τ/s = v/2 of the block's own
+pixels, in every block. A 3×3×3 kernel reaches one pixel to either side between neighbouring
+samples, so each block samples motion up to **v = 2 px/frame** (the stem, 7 px wide over 3
+frames: up to 3 px/frame); faster motion aliases. A block with T_b = ceil(T/τ) time samples sees a
+displacement of (T_b − 1)·v/2 of its pixels across the clip; it takes v ≥ 2/(T_b − 1) to move one
+whole pixel. At 8 frames: layer1 ≥ 0.29, layer2 ≥ 0.67, layer3 (MT) ≥ 2 px/frame, layer4 holds one
+time sample and cannot sample motion itself; at 16 frames: 0.13, 0.29, 0.67, 2. Slower motion is
+still visible to the stem and layer1 (sub-pixel shifts change intensities) and can be passed on,
+but the deeper blocks cannot measure it on their own grid.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 DEFAULT_IMAGES = (
@@ -56,7 +71,11 @@ class DataConfig:
     texture_size: int = 0  # side of each bank texture in pixels; 0 = 3 × size
     texture_scale_min: float = 0.75  # texture pixels per clip pixel (zoom of the scene)
     texture_scale_max: float = 1.5
-    speed_min: float = 0.5  # camera translation speed, px per frame (log-uniform)
+    # camera translation speed, px of the clip per frame (log-uniform); objects move at speeds of the
+    # same range. What each block can sample (module docstring, sampled_speeds): every block up to
+    # 2 px/frame (the stem 3); across an 8-frame clip layer3 moves a whole pixel only from 2 px/frame.
+    # Crops zoom the clip by up to 1/sqrt(crop_scale_min), so output speeds reach speed_max × that.
+    speed_min: float = 0.5
     speed_max: float = 8.0
     velocity_drift: float = 1.0  # std of the heading drift (deg/frame) and of log-speed drift (%/frame)
     expansion_prob: float = 0.3  # probability of a zoom (expansion or contraction) component
@@ -85,3 +104,23 @@ class DataConfig:
         """(height, width) of decoded/cached frames: 4:3, short side ``resize``."""
         h = self.resize if self.resize > 0 else -(-self.size * 8 // 7)
         return int(h), int(round(h * 4 / 3))
+
+
+# r3d_18's cumulative (temporal, spatial) strides at each stage's output (stdann.models.r3d; a test
+# checks them against the model's block output shapes)
+BLOCK_STRIDES = {"stem": (1, 2), "layer1": (1, 2), "layer2": (2, 4), "layer3": (4, 8), "layer4": (8, 16)}
+
+
+def sampled_speeds(frames: int) -> dict[str, tuple[float, float]]:
+    """Per stage: (slowest, fastest) camera speed in px per clip frame that the stage's own grid
+    samples in a clip of ``frames`` frames (module docstring): fastest = one of its pixels per time
+    sample for a 3×3×3 kernel (the stem's 7-wide kernel at full resolution: 3 px/frame); slowest = one
+    of its pixels across the clip (inf when the stage holds a single time sample)."""
+    out = {}
+    for stage, (tau, s) in BLOCK_STRIDES.items():
+        if stage == "stem":  # its kernel sees the input frames at full resolution, 3 px to either side
+            out[stage] = (1.0 / max(frames - 1, 1), 3.0)
+            continue
+        samples = math.ceil(frames / tau)
+        out[stage] = (s / (tau * (samples - 1)) if samples > 1 else math.inf, s / tau)
+    return out

@@ -227,10 +227,10 @@ class VideoGenerator:
                 out.index_copy_(0, idx, torch.lerp(out.index_select(0, idx), tex, mask))
         return out, n_obj
 
-    def _finish(self, gen, x: torch.Tensor, T: int, color: bool, rows_time0: torch.Tensor | None = None):
-        """Brightness drift, colour augmentation (optional) and sensor noise; clip to [0, 1]."""
+    def _finish_params(self, gen, N: int, T: int, color: bool, rows_time0: torch.Tensor | None = None) -> dict:
+        """The per-clip draws of :meth:`_finish`: brightness gain (N, T), colour matrix and offset
+        weight, sensor-noise strength."""
         cfg = self.cfg
-        N = x.shape[0]
         rate = torch.randn(N, generator=gen, dtype=torch.float64) * cfg.brightness_drift
         t0 = rows_time0 if rows_time0 is not None else torch.zeros(N, dtype=torch.float64)
         tt = t0[:, None] + torch.arange(T, dtype=torch.float64)[None] * cfg.frame_stride
@@ -239,11 +239,50 @@ class VideoGenerator:
             M, ow_, _ = aug.sample_color(gen, N, cfg)
         else:
             M, ow_ = torch.eye(3).repeat(N, 1, 1), torch.zeros(N)
-        x = aug.apply_color(x, M, ow_, gain)
-        if cfg.sensor_noise > 0:
-            sig = upload(torch.rand(N, generator=gen) * cfg.sensor_noise, self.device)
+        sig = torch.rand(N, generator=gen) * cfg.sensor_noise if cfg.sensor_noise > 0 else None
+        return dict(gain=gain, M=M, ow=ow_, sig=sig)
+
+    def _finish(self, gen, x: torch.Tensor, T: int, color: bool, rows_time0: torch.Tensor | None = None,
+                params: dict | None = None):
+        """Brightness drift, colour augmentation (optional) and sensor noise; clip to [0, 1].
+        ``params`` (of :meth:`_finish_params`) are drawn here unless given; the noise is always new."""
+        p = params if params is not None else self._finish_params(gen, x.shape[0], T, color, rows_time0)
+        x = aug.apply_color(x, p["M"], p["ow"], p["gain"])
+        if p["sig"] is not None:
+            sig = upload(p["sig"], self.device)
             x = x.add_(self._noise(x.numel(), gen).view_as(x) * sig[:, None, None, None, None])
         return x.clamp_(0.0, 1.0)
+
+    @staticmethod
+    def _rotated_paths(d: torch.Tensor, centre: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
+        """Camera paths ``d`` (M, L, 2) in view px (x right, y down) turned by ``angle_deg`` (M,)
+        counter-clockwise on the screen about their position at time index ``centre`` (M,): the
+        camera passes the same place at that time, moving in another direction at the same speed."""
+        a = torch.deg2rad(angle_deg.double())
+        c, s = torch.cos(a), torch.sin(a)
+        R = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)  # CCW on screen with y down
+        at = d[torch.arange(d.shape[0]), centre][:, None, :]  # (M, 1, 2)
+        return at + ((d - at) @ R.transpose(1, 2))
+
+    def _motion_negatives(self, gen, k: int, traj, objs, scenes, rows, times, crops, flips, finish: dict, oh, ow, vh, vw):
+        """``k`` clips per clip of (rows, times, crops, flips): same scene, texture place, crop, flip,
+        objects, colour and brightness, camera path turned about its middle frame by
+        360°·(j + u)/(k + 1), j = 1…k (u uniform in ±½, one per clip): other directions at the same
+        speed through the same place. Returns ((N, k, 3, T, H, W), their camera directions (N, k))."""
+        N, T = times.shape
+        m = torch.arange(N).repeat_interleave(k)
+        jitter = (torch.rand(N, generator=gen, dtype=torch.float64) - 0.5).repeat_interleave(k)
+        j = torch.arange(1, k + 1, dtype=torch.float64).repeat(N)
+        angle = 360.0 * (j + jitter) / (k + 1)
+        d = self._rotated_paths(traj["d"][rows[m]], times[m, T // 2], angle)
+        ntraj = dict(d=d, **{key: traj[key][rows[m]] for key in ("e", "w", "k", "u0")})
+        nobjs = None if objs is None else {key: v[rows[m]] for key, v in objs.items()}
+        own = torch.arange(N * k)
+        x, n_obj = self._render(gen, ntraj, nobjs, scenes[m], own, times[m], crops[m], flips[m], oh, ow, vh, vw, 1)
+        params = {key: (None if v is None else v[m]) for key, v in finish.items()}
+        x = self._finish(gen, x, T, color=True, params=params)
+        motion = self._motion(ntraj, own, times[m], crops[m], flips[m], oh, ow, n_obj, scenes[m])
+        return x.view(N, k, *x.shape[1:]), motion["direction"].view(N, k)
 
     @staticmethod
     def _motion(traj, rows, times, crops, flips, oh, ow, n_obj, scenes):
@@ -293,12 +332,19 @@ class VideoGenerator:
         return x
 
     @torch.no_grad()
-    def pairs(self, n: int, seed: int | torch.Generator = 0, return_motion: bool = False):
+    def pairs(self, n: int, seed: int | torch.Generator = 0, return_motion: bool = False, motion_negatives: int = 0):
         """``n`` positive pairs (x1, x2), each (n, 3, T, size, size) in [0, 1], augmented per
         ``cfg`` (crop and flip fused into the rendering). Row i of x1 and x2: the same scene
         (``pair_mode='scene'``) seen at two start times ``pair_min_gap``–``pair_max_gap`` s apart
         with independent crops; with ``pair_mode='motion'`` the second view shows another scene
-        moving with the same camera motion."""
+        moving with the same camera motion.
+
+        Returns ``(x1, x2)``, then with ``motion_negatives = k > 0`` the motion-only negatives of
+        each view ``(neg1, neg2)``, each (n, k, 3, T, size, size): the view's scene, place, crop,
+        flip, objects, colour and brightness with the camera turned to k other directions (see
+        :meth:`_motion_negatives`), then with ``return_motion`` the ground truth ``(m1, m2)`` (with
+        the negatives' directions as ``negative_direction`` (n, k)). Without negatives the draws, and
+        so the clips, are those of earlier versions."""
         cfg = self.cfg
         T, oh, ow = int(cfg.frames), int(cfg.size), int(cfg.size)
         vh, vw = oh, ow
@@ -333,15 +379,21 @@ class VideoGenerator:
             x, n_obj = self._render(gen, traj, objs, scenes, rows, times, crops, flips, oh, ow, vh, vw, 2)
         else:
             raise ValueError(f"data.pair_mode must be 'scene' or 'motion', got {cfg.pair_mode!r}")
-        x = self._finish(gen, x, T, color=cfg.augment, rows_time0=times[:, 0].double())
+        finish = self._finish_params(gen, 2 * n, T, cfg.augment, times[:, 0].double())
+        x = self._finish(gen, x, T, color=cfg.augment, params=finish)
         x = x.view(n, 2, 3, T, oh, ow)
-        x1, x2 = x[:, 0].contiguous(), x[:, 1].contiguous()
+        out: tuple = (x[:, 0].contiguous(), x[:, 1].contiguous())
+        if motion_negatives > 0:
+            neg, neg_dir = self._motion_negatives(gen, int(motion_negatives), traj, objs, sc, rows, times, crops, flips,
+                                                  finish, oh, ow, vh, vw)
+            neg = neg.view(n, 2, *neg.shape[1:])
+            out += (neg[:, 0].contiguous(), neg[:, 1].contiguous())
         if return_motion:
             m = self._motion(traj, rows, times, crops, flips, oh, ow, n_obj, sc)
-            m1 = {k: v[0::2] for k, v in m.items()}
-            m2 = {k: v[1::2] for k, v in m.items()}
-            return x1, x2, m1, m2
-        return x1, x2
+            if motion_negatives > 0:
+                m["negative_direction"] = neg_dir
+            out += ({k: v[0::2] for k, v in m.items()}, {k: v[1::2] for k, v in m.items()})
+        return out
 
 
 def with_overrides(cfg: DataConfig, **kw) -> DataConfig:

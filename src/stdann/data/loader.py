@@ -47,9 +47,12 @@ class GeneratedPairSource:
         self.device = as_device(device)
         self.generator = VideoGenerator(cfg, self.device)
 
-    def batch(self, step: int, return_motion: bool = False):
+    def batch(self, step: int, return_motion: bool = False, motion_negatives: int = 0):
+        """The step's pairs ``(x1, x2)``, plus the motion-only negatives of each view and the
+        ground-truth motion when asked (:meth:`VideoGenerator.pairs`)."""
         g = make_generator(self.cfg.seed, self.seed, int(step), self.rank, 0xBA7C)
-        return self.generator.pairs(self.batch_size, seed=g, return_motion=return_motion)
+        return self.generator.pairs(self.batch_size, seed=g, return_motion=return_motion,
+                                    motion_negatives=motion_negatives)
 
     def stats(self) -> dict:
         return {"source": "generated", "scenes": self.generator.num_scenes, "scene_names": list(self.generator.scene_names),

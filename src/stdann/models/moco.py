@@ -13,6 +13,15 @@ Option ``reverse_negatives`` (a motion-dependent variant, off in the paper's rec
 also meets the *time-reversed* version of its positive as a hard negative. The reversed clip has
 exactly the positive's appearance and the opposite motion, so the only way to tell them apart
 is to encode the direction of motion (cf. arrow-of-time objectives, Wei et al. 2018).
+
+Option ``motion_negatives`` (``moco.motion_negatives = k``): the data source also renders, for
+every clip, k clips of the same scene through the same place at the same time with the same crop,
+colour and objects, but with the camera moving in other directions. Each query meets the k
+negatives of its positive key as hard negatives: they share everything with the positive except
+its motion. They go through the key encoder together with the positive keys (one shuffle-BN pass),
+so BatchNorm statistics cannot tell a negative from a positive key. Without them, MoCo's negatives
+are only the queue's: clips of one batch are never negatives of each other, so no negative ever
+differs from a positive by motion alone.
 """
 
 from __future__ import annotations
@@ -114,11 +123,21 @@ class MoCo(nn.Module):
         k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
+    def _keys_with(self, x: torch.Tensor, negatives: torch.Tensor | None, generator: torch.Generator):
+        """Keys of clips ``x`` (B, ...) and of their hard negatives (B, k, ...) in one key-encoder
+        pass: ((B, dim), (B, k, dim) or None)."""
+        if negatives is None:
+            return self._keys(x, generator), None
+        b, k = negatives.shape[:2]
+        keys = self._keys(torch.cat([x, negatives.flatten(0, 1)], dim=0), generator)
+        return keys[:b], keys[b:].view(b, k, -1)
+
     def info_nce(
         self, q: torch.Tensor, k: torch.Tensor, hard_neg: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """InfoNCE of queries ``q`` against their positives ``k`` and the queue (plus one extra
-        negative per query, ``hard_neg``, when given); also the top-1 accuracy.
+        """InfoNCE of queries ``q`` against their positives ``k`` and the queue, plus hard negatives
+        of each query when given (``hard_neg`` (B, dim): one per query; (B, m, dim): m per query,
+        L2-normalised), placed after the positive; also the top-1 accuracy.
 
         Always float32, autocast off: under bf16 autocast ``q @ queue`` would round the similarities
         of all K negatives to bf16 (about 0.01 in a logit after dividing by τ = 0.2)."""
@@ -127,17 +146,28 @@ class MoCo(nn.Module):
             k = k.float()
             pos = (q * k).sum(dim=1, keepdim=True)
             neg = q @ self.queue.clone().detach().float()
-            parts = [pos, neg] if hard_neg is None else [pos, (q * hard_neg.float()).sum(dim=1, keepdim=True), neg]
+            if hard_neg is None:
+                parts = [pos, neg]
+            else:
+                hard = hard_neg.float() if hard_neg.dim() == 3 else hard_neg.float()[:, None, :]
+                parts = [pos, torch.einsum("bd,bmd->bm", q, hard), neg]
             logits = torch.cat(parts, dim=1) / self.temperature
             labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
             loss = F.cross_entropy(logits, labels)
             acc = (logits.argmax(dim=1) == 0).float().mean()
         return loss, acc
 
+    def hard_negatives_per_query(self, motion_negatives: int = 0) -> int:
+        """Negatives each query meets besides the queue (time-reversed and motion-only)."""
+        return int(self.reverse_negatives) + int(motion_negatives)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None,
-                tap=None, task_grad: bool = True):
+                tap=None, task_grad: bool = True, negatives: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (out_view1, out_view2)}, "keys": (2B, dim)}``;
         each block output is (B, C, T, H, W).
+
+        ``negatives`` = (neg1, neg2), each (B, k, 3, T, H, W): the motion-only negatives of each view
+        (module docstring); a query of view 1 meets those of view 2, its positive's, and vice versa.
 
         ``tap`` is passed to :meth:`VideoResNet.forward_blocks` for both views (view 1 first).
         ``task_grad=False`` (the spatial-loss-only control) computes the InfoNCE loss for the log
@@ -152,15 +182,17 @@ class MoCo(nn.Module):
         q2, b2 = self.encoder_q(x2, blocks, tap)
         if not task_grad:
             q1, q2 = q1.detach(), q2.detach()
+        n1, n2 = negatives if negatives is not None else (None, None)
         with torch.no_grad():
-            k1 = self._keys(x1, generator)
-            k2 = self._keys(x2, generator)
-            r1 = r2 = None
+            k1, h1 = self._keys_with(x1, n1, generator)
+            k2, h2 = self._keys_with(x2, n2, generator)
             if self.reverse_negatives:
-                r1 = self._keys(x1.flip(2), generator)
-                r2 = self._keys(x2.flip(2), generator)
-        l1, a1 = self.info_nce(q1, k2, r2)
-        l2, a2 = self.info_nce(q2, k1, r1)
+                r1 = self._keys(x1.flip(2), generator)[:, None]
+                r2 = self._keys(x2.flip(2), generator)[:, None]
+                h1 = r1 if h1 is None else torch.cat([r1, h1], dim=1)
+                h2 = r2 if h2 is None else torch.cat([r2, h2], dim=1)
+        l1, a1 = self.info_nce(q1, k2, h2)
+        l2, a2 = self.info_nce(q2, k1, h1)
         # Block outputs stay per view, (view-1 output, view-2 output): the spatial loss gathers its
         # few sampled units from each, so the full outputs are never concatenated (a copy of every
         # block of both views, ~9 GB per step at paper scale).

@@ -159,6 +159,9 @@ class _Marks:
 
 # -- set-up helpers ----------------------------------------------------------------------------------
 def check_batch(cfg: Config) -> None:
+    if cfg.train.objective != "moco":
+        raise ConfigError(f"stdann bench train times MoCo's step (key encoder, InfoNCE, queue); train.objective = "
+                          f"{cfg.train.objective} has none of them: benchmark with --set train.objective=moco")
     b = cfg.optim.batch_size
     if b < 2:
         raise ConfigError(f"optim.batch_size must be >= 2 for the benchmark, got {b}")

@@ -17,6 +17,10 @@ every query compared with the ``n`` keys of the same set:
 
 The held-out pairs come from the same source as the training pairs, drawn with a seed stream that
 training never uses (``HELDOUT_SALT``).
+
+For the supervised positive control (``train.objective``) the check is its own task on held-out
+clips (:func:`heldout_classification`): direction top-1 (chance 1/bins), the cross-entropy (chance
+Σ ln(classes)) and, with speed bins, the speed top-1.
 """
 
 from __future__ import annotations
@@ -78,3 +82,23 @@ def instance_discrimination(model, x1: torch.Tensor, x2: torch.Tensor, batch_siz
     finally:
         model.train(was_training)
     return similarity_metrics(q.cpu(), k.cpu(), model.temperature)
+
+
+@torch.no_grad()
+def heldout_classification(model, clips: torch.Tensor, targets: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Held-out metrics of a :class:`~stdann.models.motion_classifier.MotionClassifier` on model-ready
+    ``clips`` with their motion bins ``targets`` (n, heads), in eval mode (BatchNorm running
+    statistics); the model's train/eval state is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits = torch.cat([model.encoder_q(clips[i : i + batch_size])[0].float()
+                            for i in range(0, clips.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+    loss, hits, _ = model.task(logits, targets)
+    out = {"n_clips": int(clips.shape[0]), "top1": float(hits[:, 0].mean()), "chance_top1": 1.0 / model.classes[0],
+           "loss": float(loss), "chance_loss": model.chance_loss()}
+    if len(model.classes) > 1:
+        out.update(speed_top1=float(hits[:, 1].mean()), chance_speed_top1=1.0 / model.classes[1])
+    return out

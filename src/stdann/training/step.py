@@ -8,6 +8,13 @@ One call of a :class:`TrainStep` is::
     → spatial loss of the kept units (gathered over the ranks) → L = L_task + α·ΣSL (+ extras)
     → backward → (gradient clipping) → SGD → key-encoder EMA → enqueue the keys
 
+The task (``train.objective``) is MoCo's InfoNCE, or for the supervised positive control
+(:mod:`stdann.models.motion_classifier`) the cross-entropy of both views' camera-motion classes,
+labelled from the generator's ground truth; there the key encoder, EMA and queue are absent and
+everything else (spatial loss, taps, SGD, schedule, logs, checkpoints) is the same step.
+With ``moco.motion_negatives`` the batch also brings each view's motion-only negatives, which the
+key encoder embeds with the positive keys.
+
 Everything it uses is made once by the builders below from the configuration and a
 :class:`StepSettings` (how the step runs on its device: the trainer's choices come from
 :func:`stdann.training.trainer.step_settings`). The benchmark's plain baseline is this same step
@@ -24,6 +31,7 @@ data source's ``(seed, step, rank)``, so a resumed run draws what the uninterrup
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -34,6 +42,7 @@ from stdann import distributed as D
 from stdann.config import Config
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
+from stdann.models.motion_classifier import SUPERVISED, MotionClassifier, build_motion_classifier, motion_targets
 from stdann.topography.spatial_loss import (
     SpatialLoss,
     UnitTap,
@@ -94,8 +103,8 @@ class StepOutput:
     """What one step computed (device tensors, detached; no host synchronisation to make them)."""
 
     loss: torch.Tensor
-    task: torch.Tensor  # InfoNCE (mean over this rank's queries)
-    acc: torch.Tensor  # top-1 of the positive against the queue
+    task: torch.Tensor  # InfoNCE (mean over this rank's queries); supervised: cross-entropy of both views
+    acc: torch.Tensor  # top-1 of the positive against the queue; supervised: direction top-1
     sl: dict[str, torch.Tensor]  # spatial loss per block
     sl_total: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -108,8 +117,10 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1))
 
 
-def ema_loop(model: MoCo) -> None:
-    """Key-encoder EMA as a Python loop over parameters (the plain way)."""
+def ema_loop(model: MoCo | MotionClassifier) -> None:
+    """Key-encoder EMA as a Python loop over parameters (the plain way); nothing without a key encoder."""
+    if not isinstance(model, MoCo):
+        return
     m = model.momentum
     with torch.no_grad():
         for pk, pq in zip(model.encoder_k.parameters(), model.encoder_q.parameters()):
@@ -142,18 +153,39 @@ def configure_backends(cfg: Config) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def build_model(cfg: Config, device: torch.device, settings: StepSettings) -> MoCo:
-    """MoCo seeded from ``train.seed`` (the same initial weights on every rank and in every
-    benchmark variant), on ``device``, channels_last_3d when the settings say so."""
+def is_supervised(cfg: Config) -> bool:
+    """The positive control (a supervised camera-motion objective) rather than MoCo."""
+    return cfg.train.objective in SUPERVISED
+
+
+def task_chance(cfg: Config) -> tuple[float, float]:
+    """(task loss, training top-1) of a network that knows nothing: MoCo ln(K + 1 + h) and
+    1/(K + 1 + h) with h hard negatives per query; supervised Σ ln(classes) and 1/direction_bins."""
+    if is_supervised(cfg):
+        speed = cfg.train.speed_bins if cfg.train.objective == "supervised_direction_speed" else 1
+        return math.log(cfg.train.direction_bins) + math.log(speed), 1.0 / cfg.train.direction_bins
+    n = cfg.moco.queue_size + 1 + int(cfg.moco.reverse_negatives) + cfg.moco.motion_negatives
+    return math.log(n), 1.0 / n
+
+
+def build_network(cfg: Config) -> MoCo | MotionClassifier:
+    """The objective's network (``train.objective``) on the CPU, from the current RNG state."""
+    return build_motion_classifier(cfg) if is_supervised(cfg) else build_moco(cfg)
+
+
+def build_model(cfg: Config, device: torch.device, settings: StepSettings) -> MoCo | MotionClassifier:
+    """The objective's network (MoCo, or the supervised positive control) seeded from
+    ``train.seed`` (the same initial weights on every rank and in every benchmark variant; the same
+    initial backbone for both objectives), on ``device``, channels_last_3d when the settings say so."""
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % (2**32))
-    model = build_moco(cfg).to(device)
+    model = build_network(cfg).to(device)
     if settings.channels_last:  # ~2x faster 3D convolutions on CUDA and on oneDNN CPUs alike
         model = model.to(memory_format=torch.channels_last_3d)
     return model
 
 
-def build_optimizer(model: MoCo, cfg: Config, settings: StepSettings) -> torch.optim.SGD:
+def build_optimizer(model: MoCo | MotionClassifier, cfg: Config, settings: StepSettings) -> torch.optim.SGD:
     """SGD over the query encoder's trainable parameters (lr is set by the schedule every step)."""
     params = [p for p in model.encoder_q.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = dict(lr=cfg.optim.scaled_lr(), momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
@@ -176,14 +208,15 @@ def build_spatial_loss(cfg: Config, positions: dict | None, settings: StepSettin
                        check_finite=settings.check_finite, gather=D.gather_samples if D.is_dist() else None)
 
 
-def compile_encoders(model: MoCo) -> None:
-    """``torch.compile`` both encoders (backbone + head, with or without kept blocks: one code path,
+def compile_encoders(model: MoCo | MotionClassifier) -> None:
+    """``torch.compile`` the encoders (backbone + head, with or without kept blocks: one code path,
     so contrastive-only pretraining is compiled too)."""
-    for enc in (model.encoder_q, model.encoder_k):
-        enc.forward = torch.compile(enc.forward)
+    for enc in (model.encoder_q, getattr(model, "encoder_k", None)):
+        if enc is not None:
+            enc.forward = torch.compile(enc.forward)
 
 
-def wrap_ddp(model: MoCo, cfg: Config, device: torch.device) -> torch.nn.Module:
+def wrap_ddp(model: MoCo | MotionClassifier, cfg: Config, device: torch.device) -> torch.nn.Module:
     """The model DDP runs (the model itself without a process group). With the task loss off
     (spatial-only) the projection head gets no gradient, hence ``find_unused_parameters``."""
     if not D.is_dist():
@@ -197,7 +230,7 @@ def wrap_ddp(model: MoCo, cfg: Config, device: torch.device) -> torch.nn.Module:
 class TrainStep:
     """One optimisation step (see the module docstring); ``step(s)`` → :class:`StepOutput`."""
 
-    def __init__(self, cfg: Config, model: MoCo, optimizer: torch.optim.Optimizer, source: Any, settings: StepSettings, *,
+    def __init__(self, cfg: Config, model: MoCo | MotionClassifier, optimizer: torch.optim.Optimizer, source: Any, settings: StepSettings, *,
                  spatial: SpatialLoss | None = None, extra_losses: Iterable[ExtraLoss] = (), ddp_model: torch.nn.Module | None = None):
         self.model, self.optimizer, self.source, self.settings = model, optimizer, source, settings
         self.forward_model = ddp_model if ddp_model is not None else model
@@ -210,9 +243,15 @@ class TrainStep:
         self.extra_losses = list(extra_losses)
         self.blocks = tuple(cfg.topography.blocks) if spatial is not None or self.extra_losses else ()
         self.tap = UnitTap() if spatial is not None and settings.tapped_spatial else None
+        self.supervised = is_supervised(cfg)
+        self.motion_negatives = 0 if self.supervised else int(cfg.moco.motion_negatives)
+        self.labels = dict(direction_bins=cfg.train.direction_bins,
+                           speed_bins=cfg.train.speed_bins if cfg.train.objective == "supervised_direction_speed" else 0,
+                           speed_range=(cfg.data.speed_min, cfg.data.speed_max))
         self._mark: Mark = _no_mark
-        model.encoder_k.register_forward_pre_hook(lambda module, args: self._mark("k_first"))
-        model.encoder_k.register_forward_hook(lambda module, args, output: self._mark("k_last"))
+        if isinstance(model, MoCo):
+            model.encoder_k.register_forward_pre_hook(lambda module, args: self._mark("k_first"))
+            model.encoder_k.register_forward_hook(lambda module, args, output: self._mark("k_last"))
 
     def _autocast(self):
         if self.settings.amp_bf16:
@@ -227,12 +266,35 @@ class TrainStep:
         return c.flags(enabled=c.enabled, benchmark=self.settings.cudnn_benchmark, deterministic=c.deterministic,
                        allow_tf32=c.allow_tf32)
 
+    def _ready(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips (..., 3, T, H, W) in [0, 1] → model input on the device, in the step's memory format."""
+        if x.dim() == 6:  # (B, k, 3, T, H, W) negatives: contiguous; the key encoder sees them flattened
+            return normalize(x.to(self.device, non_blocking=True).flatten(0, 1)).view(x.shape).contiguous()
+        x = normalize(x.to(self.device, non_blocking=True))
+        fmt = torch.channels_last_3d if self.settings.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's clip pairs, model-ready, in the step's memory format."""
+        x1, x2, _ = self.inputs(step)
+        return x1, x2
+
+    def inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """(x1, x2, the objective's further forward arguments): the supervised objective's
+        ``targets`` (each view's motion bins, from the generator's ground truth), MoCo's motion-only
+        ``negatives`` when ``moco.motion_negatives`` > 0."""
+        if self.supervised:
+            # Horizontal flips stay on: the generator reports each clip's motion as seen in the
+            # flipped clip (vx → −vx), so a flip mirrors the label with the pixels and teaches
+            # mirror symmetry, never a wrong direction.
+            x1, x2, m1, m2 = self.source.batch(step, return_motion=True)
+            targets = tuple(motion_targets(m, **self.labels).to(self.device) for m in (m1, m2))
+            return self._ready(x1), self._ready(x2), {"targets": targets}
+        if self.motion_negatives > 0:
+            x1, x2, n1, n2 = self.source.batch(step, motion_negatives=self.motion_negatives)
+            return self._ready(x1), self._ready(x2), {"negatives": (self._ready(n1), self._ready(n2))}
         x1, x2 = self.source.batch(step)
-        x1, x2 = normalize(x1.to(self.device, non_blocking=True)), normalize(x2.to(self.device, non_blocking=True))
-        fmt = torch.channels_last_3d if self.settings.channels_last else torch.contiguous_format
-        return x1.contiguous(memory_format=fmt), x2.contiguous(memory_format=fmt)
+        return self._ready(x1), self._ready(x2), {}
 
     def __call__(self, step: int, mark: Mark | None = None) -> StepOutput:
         with self._backends():
@@ -248,13 +310,14 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         gen = step_generator(self.seed, step)
-        x1, x2 = self.batch(step)
+        x1, x2, more = self.inputs(step)
         mk("data")
         nbs = self.spatial.sample(gen, self.device) if self.spatial is not None else {}
         if self.tap is not None:
             self.tap.arm(self.spatial.units(nbs))
         with self._autocast():
-            outp = self.forward_model(x1, x2, blocks=self.blocks, generator=gen, tap=self.tap, task_grad=not self.spatial_only)
+            outp = self.forward_model(x1, x2, blocks=self.blocks, generator=gen, tap=self.tap, task_grad=not self.spatial_only,
+                                      **more)
         mk("forward")
         task = outp["loss"]
         if self.spatial is None:
@@ -290,7 +353,7 @@ class TrainStep:
 
 
 def build_step(cfg: Config, device: torch.device, settings: StepSettings, source: Any, *, positions: dict | None = None,
-               model: MoCo | None = None, optimizer: torch.optim.Optimizer | None = None,
+               model: MoCo | MotionClassifier | None = None, optimizer: torch.optim.Optimizer | None = None,
                extra_losses: Iterable[ExtraLoss] = ()) -> TrainStep:
     """The step as the trainer runs it: model and optimiser (made here unless given, e.g. restored
     from a checkpoint), spatial loss, DDP wrapper under torchrun, torch.compile when the settings

@@ -1,5 +1,11 @@
 """The training loop: MoCo + α·spatial loss, on CPU, one GPU, or many GPUs under torchrun.
 
+The task loss is MoCo's unless ``train.objective`` asks for the supervised positive control
+(:mod:`stdann.models.motion_classifier`); the loop, the run folder and the checkpoints are the same.
+The log's ``loss_task`` is then the cross-entropy, ``loss_task_chance`` its chance Σ ln(classes),
+``acc`` the direction top-1 with ``acc_chance`` = 1/direction_bins, and the held-out check the
+direction top-1 on held-out clips (:func:`stdann.training.evaluation.heldout_classification`).
+
 Readable in one sitting (:func:`_train_in`): settings → model → optimiser → positions → resume or
 start → data → the step (:mod:`stdann.training.step`) → logger; then the loop: step → every
 ``log_every`` steps a log line, every ``ckpt_every`` a checkpoint → stop when done, interrupted
@@ -21,13 +27,13 @@ from __future__ import annotations
 
 import math
 import platform
+import secrets
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import secrets
 import numpy as np
 import scipy
 import torch
@@ -42,6 +48,7 @@ from stdann.devices import select as select_device
 from stdann.errors import MissingFileError, StdannError
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo
+from stdann.models.motion_classifier import MotionClassifier, motion_targets
 from stdann.resources import check_memory
 from stdann.runs.checkpoint import (
     CheckpointError,
@@ -56,7 +63,7 @@ from stdann.runs.checkpoint import (
 from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
 from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
 from stdann.topography import init_model_positions, sheets_from_config
-from stdann.training.evaluation import heldout_seed, instance_discrimination
+from stdann.training.evaluation import heldout_classification, heldout_seed, instance_discrimination
 from stdann.training.logger import RunLogger
 from stdann.training.step import (
     ExtraLoss,
@@ -66,6 +73,8 @@ from stdann.training.step import (
     build_optimizer,
     build_step,
     configure_backends,
+    is_supervised,
+    task_chance,
 )
 
 # Fields that must match between a checkpoint and the config that resumes it.
@@ -80,6 +89,9 @@ STRUCTURAL_KEYS = (
     "data.size",
     "optim.batch_size",
     "topography.blocks",
+    "train.objective",
+    "train.direction_bins",
+    "train.speed_bins",
 )
 
 
@@ -177,7 +189,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _restore(run: RunFolder, cfg: Config, model: MoCo, optimizer, device: torch.device, is_main: bool) -> int:
+def _restore(run: RunFolder, cfg: Config, model: MoCo | MotionClassifier, optimizer, device: torch.device, is_main: bool) -> int:
     """Load the run's last checkpoint into model and optimiser; returns its step."""
     ckpt = load_training_state(run.checkpoint("last"), map_location=device)
     diffs = structural_diff(config_from_checkpoint(ckpt), cfg)
@@ -194,7 +206,7 @@ def _restore(run: RunFolder, cfg: Config, model: MoCo, optimizer, device: torch.
     return int(ckpt["step"])
 
 
-def _start(run: RunFolder, cfg: Config, model: MoCo, device: torch.device, is_main: bool) -> int:
+def _start(run: RunFolder, cfg: Config, model: MoCo | MotionClassifier, device: torch.device, is_main: bool) -> int:
     """A fresh run: optional start weights (``train.init_from``), config and the step-0 control."""
     init_backbone = model.backbone.state_dict()
     if cfg.train.init_from:
@@ -205,7 +217,10 @@ def _start(run: RunFolder, cfg: Config, model: MoCo, device: torch.device, is_ma
             raise MissingFileError(f"train.init_from = {cfg.train.init_from}: {src_run.checkpoint('last')} does not "
                                    "exist; give a run folder that holds a training checkpoint")
         src_ckpt = load_training_state(src_run.checkpoint("last"), map_location=device)
-        load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
+        if config_from_checkpoint(src_ckpt).train.objective == cfg.train.objective:
+            load_state_checked(model, src_ckpt["model"], f"train.init_from={src_run.root}")
+        else:  # another objective: its backbone starts this run, the task head is new
+            load_state_checked(model.backbone, backbone_state(src_ckpt), f"train.init_from={src_run.root}")
         if src_run.checkpoint("init").is_file():
             init_backbone = backbone_state(safe_load(src_run.checkpoint("init")))
     if is_main:
@@ -216,6 +231,8 @@ def _start(run: RunFolder, cfg: Config, model: MoCo, device: torch.device, is_ma
 
 def _open_logger(run: RunFolder, cfg: Config, is_main: bool, resuming: bool, start_step: int) -> RunLogger:
     tb_dir = run.path(TENSORBOARD) if cfg.train.tensorboard else None
+    # TensorBoard names its event file itself: a suffix no one can guess tells this writer's file
+    tb_suffix = f".stdann-{secrets.token_hex(6)}"
     if is_main:
         run.claim(TRAIN_LOG)  # refuses a train.csv that stdann did not write (its header is never adopted)
         if tb_dir is not None:
@@ -233,8 +250,6 @@ class _StopRequest:
     """First Ctrl-C / SIGTERM asks for a clean stop (checkpoint, then exit); a second one raises
     KeyboardInterrupt. Handlers are installed in the main thread only, restored by :meth:`close`.
     A signal the process was started ignoring (``nohup``, ``cmd &`` in a script) stays ignored."""
-    # TensorBoard names its event file itself: a suffix no one can guess tells this writer's file
-    tb_suffix = f".stdann-{secrets.token_hex(6)}"
 
     def __init__(self) -> None:
         self.requested, self.signal = False, None
@@ -347,6 +362,8 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     logger = _open_logger(run, cfg, is_main, resuming, start_step)
 
     total_steps = cfg.optim.total_steps()
+    chance_loss, chance_top1 = task_chance(cfg)
+    chance_acc = {"acc_chance": chance_top1} if is_supervised(cfg) else {}  # MoCo's logs keep their columns
     budget_s = 60 * cfg.train.max_minutes if cfg.train.max_minutes > 0 else math.inf
     host_sync_every_step = device.type != "cuda"  # reading the loss costs nothing on the CPU
 
@@ -410,11 +427,11 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                                "loss": value,
                                "loss_task": interval.mean_task(),  # mean over the steps since the last line
                                "acc": interval.mean_acc(),
-                               "loss_task_chance": math.log(cfg.moco.queue_size + 1),
+                               "loss_task_chance": chance_loss, **chance_acc,
                                "sl_total": float(out.sl_total), **{f"sl_{k}": float(v) for k, v in out.sl.items()},
                                **{k: float(v) for k, v in out.extras.items()},
                                "clips_per_s": interval.clips_per_s(now),  # clips = both views of every pair
-                               "elapsed_s": now - t_start, **_heldout_row(model, heldout if must_eval else None)}
+                               "elapsed_s": now - t_start, **_heldout_row(model, heldout if must_eval else None, cfg)}
                         logger.log(row)
                         last_row = row
                         bar.set_postfix(loss=f"{row['loss_task']:.3f}", sl=f"{row['sl_total']:.3f}",
@@ -449,29 +466,53 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
 
 
 HELDOUT_COLUMNS = ("heldout_top1", "heldout_top5", "heldout_infonce", "heldout_chance_infonce")
+# the supervised objective's held-out check: direction top-1 of held-out clips (chance 1/bins), its
+# cross-entropy (chance Σ ln(classes)) and, with speed bins, the speed top-1 (chance 1/speed_bins)
+SUPERVISED_HELDOUT_COLUMNS = ("heldout_top1", "heldout_chance_top1", "heldout_loss", "heldout_chance_loss")
+SPEED_HELDOUT_COLUMNS = ("heldout_speed_top1", "heldout_chance_speed_top1")
 
 
-def _heldout_pairs(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+def heldout_columns(cfg: Config) -> tuple[str, ...]:
+    """The held-out columns of this run's log lines."""
+    if not is_supervised(cfg):
+        return HELDOUT_COLUMNS
+    return SUPERVISED_HELDOUT_COLUMNS + (SPEED_HELDOUT_COLUMNS if cfg.train.objective == "supervised_direction_speed" else ())
+
+
+def _heldout_pairs(cfg: Config, device: torch.device) -> tuple | None:
     """The fixed held-out positive pairs of a run (model-ready), from the run's own data source
-    with a seed stream that training never draws (:func:`stdann.training.evaluation.heldout_seed`)."""
+    with a seed stream that training never draws (:func:`stdann.training.evaluation.heldout_seed`);
+    for the supervised objective the clips of both views and their motion bins instead."""
     n = int(cfg.train.eval_pairs)
     if n < 2:
         return None
     src = build_pair_source(cfg.data, n, device, seed=heldout_seed(cfg.data.seed, cfg.train.seed))
     try:
-        x1, x2 = src.batch(0)
+        if is_supervised(cfg):
+            x1, x2, m1, m2 = src.batch(0, return_motion=True)
+        else:
+            x1, x2 = src.batch(0)
     finally:
         src.close()
-    if cfg.train.channels_last:
-        return (normalize(x1).contiguous(memory_format=torch.channels_last_3d),
-                normalize(x2).contiguous(memory_format=torch.channels_last_3d))
-    return normalize(x1), normalize(x2)
+    fmt = torch.channels_last_3d if cfg.train.channels_last else torch.contiguous_format
+    if is_supervised(cfg):
+        speed = cfg.train.speed_bins if cfg.train.objective == "supervised_direction_speed" else 0
+        y = [motion_targets(m, cfg.train.direction_bins, speed, (cfg.data.speed_min, cfg.data.speed_max)) for m in (m1, m2)]
+        return normalize(torch.cat([x1, x2])).contiguous(memory_format=fmt), torch.cat(y).to(device)
+    return normalize(x1).contiguous(memory_format=fmt), normalize(x2).contiguous(memory_format=fmt)
 
 
-def _heldout_row(model: MoCo, heldout) -> dict[str, float]:
-    """The held-out columns of a log line (empty when no check is due at this step)."""
+def _heldout_row(model: MoCo | MotionClassifier, heldout, cfg: Config) -> dict[str, float]:
+    """The held-out columns of a log line (NaN when no check is due at this step)."""
     if heldout is None:
-        return dict.fromkeys(HELDOUT_COLUMNS, float("nan"))
+        return dict.fromkeys(heldout_columns(cfg), float("nan"))
+    if isinstance(model, MotionClassifier):
+        m = heldout_classification(model, *heldout, batch_size=64)
+        row = {"heldout_top1": m["top1"], "heldout_chance_top1": m["chance_top1"], "heldout_loss": m["loss"],
+               "heldout_chance_loss": m["chance_loss"]}
+        if "speed_top1" in m:
+            row.update(heldout_speed_top1=m["speed_top1"], heldout_chance_speed_top1=m["chance_speed_top1"])
+        return row
     m = instance_discrimination(model, *heldout, batch_size=64)
     return {"heldout_top1": m["top1"], "heldout_top5": m["top5"], "heldout_infonce": m["infonce"],
             "heldout_chance_infonce": m["chance_infonce"]}
