@@ -42,7 +42,7 @@ def make_positions(cfg, blocks, seed=0):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     cfg = load_config("smoke", overrides=[
-        "ephys.n_directions=8", "ephys.spatial_frequencies=[0.08,0.16]", "ephys.temporal_frequencies=[0.25]",
+        "ephys.n_directions=8", "ephys.spatial_frequencies=[0.04,0.08]", "ephys.temporal_frequencies=[0.0625,0.125]",
         "ephys.n_phases=2", "ephys.rdk_coherences=[1.0,0.5]", "ephys.rdk_repeats=1",
         "ephys.smoothness_units=300", f"ephys.blocks={BLOCKS}".replace("'", "")])
     run = tmp_path_factory.mktemp("run")

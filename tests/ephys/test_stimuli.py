@@ -6,6 +6,7 @@ import torch
 
 from stdann.config import Config
 from stdann.ephys.stimuli import (
+    blank_set,
     drifting_gratings,
     grating_set,
     plaids,
@@ -125,9 +126,55 @@ def test_stimulus_sets_order_and_groups():
         assert len(set(d[groups == g])) == 1
     batches = list(gs.batches(50))
     assert sum(b.shape[0] for b in batches) == n and gs.n_batches(50) == len(batches)
-    rs = rdk_set(e, frames=4, size=16)
+    rs = rdk_set(e, frames=4, size=16, n_offsets=3)
     g2, shape2 = rs.groups()
-    assert shape2 == (e.n_directions, len(e.rdk_coherences)) and len(rs) == len(g2)
+    assert shape2 == (e.n_directions, len(e.rdk_coherences), 3) and len(rs) == len(g2)
+    assert np.bincount(g2).tolist() == [e.rdk_repeats] * int(np.prod(shape2))  # repeats averaged, offsets kept
     a = rs.make([0, 1])
     b = rs.make([1])
     assert torch.equal(a[1:], b)  # a stimulus does not depend on its batch
+
+
+@pytest.mark.parametrize("coherence", [1.0, 0.5])
+@pytest.mark.parametrize("offset", [0, 3])
+def test_rdk_opposite_direction_is_the_time_reversal(coherence, offset):
+    # one dot field per seed, shared by every direction: the clip of θ + 180° shifted by s frames is the clip of θ
+    # shifted by −s played backwards (noise dots keep their angle to the signal direction; trajectories centred on
+    # the middle frame)
+    kw = dict(coherence=coherence, speed=1.5, density=0.05, seed=4, frames=8, height=H, width=W)
+    for theta in (0.0, 67.5, 202.5):
+        fwd = random_dot_kinematograms(theta, offset=-offset, **kw)
+        back = random_dot_kinematograms(theta + 180.0, offset=offset, **kw)
+        assert torch.allclose(back, fwd.flip(2), atol=1e-5)
+        if offset:
+            assert not torch.allclose(back, random_dot_kinematograms(theta, offset=offset, **kw).flip(2), atol=1e-3)
+    other = random_dot_kinematograms(0.0, **dict(kw, seed=5))
+    assert not torch.allclose(other, random_dot_kinematograms(0.0, **kw), atol=1e-3)
+
+
+def test_dot_offsets_make_the_sampled_trajectory_times_symmetric():
+    # what the offsets are for: a block of temporal stride n samples frames 0, n, 2n, ...; over offsets 0 .. n-1 the
+    # trajectory times it sees (frame + offset - centre) are symmetric about 0, so θ + 180° (times negated) is seen
+    # at the same set of dot configurations as θ
+    frames = 8
+    for n in (1, 2, 4, 8):
+        times = (np.arange(0, frames, n)[:, None] + np.arange(n)[None, :] - (frames - 1) / 2).ravel()
+        assert np.array_equal(np.sort(times), np.sort(-times))
+        shifted = (np.arange(0, frames, n)[:, None] + np.arange(n + 1)[None, :] - (frames - 1) / 2).ravel()
+        assert n == 8 or not np.array_equal(np.sort(shifted), np.sort(-shifted))
+
+
+def test_rdk_set_shares_one_field_per_repeat():
+    e = Config().ephys
+    rs = rdk_set(e, frames=4, size=16, n_offsets=2)
+    seed, d, c = rs.conditions["seed"], rs.conditions["direction_deg"], rs.conditions["coherence"]
+    assert len(np.unique(seed)) == e.rdk_repeats  # the seed is the repeat: every direction and coherence share it
+    for s in np.unique(seed)[:2]:
+        assert set(d[seed == s]) == set(d) and set(c[seed == s]) == set(c)
+
+
+def test_blank_set_is_one_grey_clip():
+    bs = blank_set(Config().ephys, frames=4, size=16)
+    assert len(bs) == 1 and bs.groups()[1] == (1,)
+    x = bs.make([0])
+    assert x.shape == (1, 3, 4, 16, 16) and torch.all(x == 0.5)

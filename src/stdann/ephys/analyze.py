@@ -5,8 +5,18 @@ loads the networks and calls it, ``stdann.reports.figures`` draws from its ``det
 
 Rules (written into metrics.json under ``rules``):
 
-* response = block output after its final ReLU, averaged over frames and phases (BatchNorm in
-  eval mode); tuning curve at each unit's best (sf, tf) (largest peak);
+* response = block output after its final ReLU, averaged over frames and over ``n_phases`` (>= 8)
+  evenly spaced starting phases (BatchNorm in eval mode); tuning curve at each unit's best
+  (sf, tf) (largest peak) among the conditions the block samples without aliasing
+  (``ephys.sampling``: sf · S_in < ½ and tf · T_in < ½ for the map the block's stage reads);
+* blank = the response to a mean-grey clip; blank-subtracted DSI and vector strength
+  (1 − CV_direction of the curve minus the blank, clipped at 0) beside the classic DSI; the
+  consistency of the preferred direction between the best and the second-best sampled condition
+  (agreement within 45°, chance 0.25). The headline direction verdict is the trained-vs-untrained
+  verdict of the median blank-subtracted vector strength (``ephys.registry.DIRECTION_HEADLINE``);
+* random-dot kinematograms: one dot field per repeat shared by every direction and coherence,
+  trajectories centred on the middle frame and shifted by as many frames as the block's temporal
+  stride (each block averages its own offsets);
 * responsive = peak > ``responsive_threshold`` × 99th percentile of the block's peaks (and > 0);
   direction selective = DSI > 1/3 (⇔ DI > 0.5);
 * medians with the exact order-statistic 95% CI, fractions with the exact Clopper–Pearson 95% CI
@@ -39,11 +49,15 @@ from stdann.ephys.errors import EphysError
 from stdann.ephys.macaque import comparison_rows, load_reference
 from stdann.ephys.population import CHANCE_LEVEL, direction_bias
 from stdann.ephys.recording import bn_mode, record_set
-from stdann.ephys.registry import NETWORKS
-from stdann.ephys.stimuli import STIMULUS_SETS, directions
+from stdann.ephys.registry import HEADLINE_RULE, NETWORKS
+from stdann.ephys.sampling import (MIN_PHASES, BlockSampling, block_sampling, dot_offsets, phase_problem,
+                                   sampled_conditions, sampling_summary)
+from stdann.ephys.stimuli import STIMULUS_SETS, blank_set, directions, rdk_set
 from stdann.ephys.verdicts import MAP_ORDER_ALPHA, map_order, trained_vs_untrained
 
 MIN_UNITS_FOR_MAP = 10
+CONSISTENCY_TOLERANCE_DEG = 45.0  # preferred directions at the best and second-best condition "agree"
+MEASUREMENT_VERSION = 2  # metrics.json "measurement": phases, aliasing exclusions, blank, shared dot fields
 
 
 class AnalysisError(EphysError):
@@ -57,11 +71,17 @@ def unit_channels(dims) -> np.ndarray:
 
 
 # -- one block of one network ------------------------------------------------------------------------------
-def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rdk_resp=None) -> tuple[dict, dict]:
+def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rdk_resp=None, blank=None,
+                  sampling: BlockSampling | None = None, frames: int | None = None, maps: bool = True
+                  ) -> tuple[dict, dict]:
     """Metrics of one block of one network.
 
     ``grating_resp``: (directions, sf, tf, units) phase-averaged responses; ``plaid_resp`` the
-    same shape for plaids; ``rdk_resp``: (directions, coherences, units); ``positions`` a
+    same shape for plaids; ``rdk_resp``: (directions, coherences, offsets, units) (or without the
+    offset axis); ``blank``: (units,) response to the mean-grey screen (None: no blank-based
+    metrics); ``sampling``: the block's strides (None: every grating condition counts as sampled,
+    one dot offset); ``frames``: clip length (for the dot offsets); ``maps``: False skips the maps
+    (the single-unit measures only). ``positions`` a
     LayerPositions (``coordinates``, ``dims``, ``name``). Returns ``(summary for metrics.json,
     details for tables and figures)``.
     """
@@ -74,14 +94,29 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         )
     if not np.isfinite(grating_resp).all():
         raise AnalysisError(f"{positions.name}: responses contain NaN/Inf (diverged weights?)")
-    curves, best = TU.select_best_condition(grating_resp)
+    n_sf, n_tf = grating_resp.shape[1], grating_resp.shape[2]
+    valid = (sampled_conditions(ecfg.spatial_frequencies, ecfg.temporal_frequencies, sampling)
+             if sampling is not None else np.ones((n_sf, n_tf), dtype=bool))
+    s: dict[str, Any] = {"n_units": int(n_units)}
+    if sampling is not None:
+        s["sampling"] = sampling_summary(ecfg.spatial_frequencies, ecfg.temporal_frequencies, sampling,
+                                         frames or sampling.temporal_output)
+    if not valid.any():
+        s.update(n_responsive=0, n_excluded_unresponsive=int(n_units),
+                 note="no grating condition this block samples without aliasing (see sampling): every metric is null; "
+                      "add lower spatial / temporal frequencies")
+        return s, {"curves": None, "best": np.full(n_units, -1), "responsive": np.zeros(n_units, dtype=bool), "metrics": None,
+                   "peak": np.zeros(n_units), "coordinates": np.asarray(positions.coordinates, dtype=np.float64),
+                   "channel": unit_channels(positions.dims)}
+    ranked = TU.ranked_conditions(grating_resp, valid, k=2)
+    best = ranked[0]
+    curves = TU.curves_at(grating_resp, best)
     peak = curves.max(axis=1)
     resp = TU.responsive_mask(peak, ecfg.responsive_threshold)
     n_resp = int(resp.sum())
     coords_all = np.asarray(positions.coordinates, dtype=np.float64)
     channel = unit_channels(positions.dims)
-    s: dict[str, Any] = {"n_units": int(n_units), "n_responsive": n_resp, "n_excluded_unresponsive": int(n_units - n_resp),
-                         "n_all_zero": int((peak <= 0).sum())}
+    s.update(n_responsive=n_resp, n_excluded_unresponsive=int(n_units - n_resp), n_all_zero=int((peak <= 0).sum()))
     m = TU.tuning_metrics(curves[resp], dirs) if n_resp else None
     details: dict[str, Any] = {"curves": curves, "best": best, "responsive": resp, "metrics": m, "peak": peak,
                                "coordinates": coords_all, "channel": channel}
@@ -91,14 +126,24 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     bw = TU.direction_bandwidth(curves[resp], dirs)
     details["bandwidth"] = bw
     s.update(_selectivity(m, bw, ecfg))
-    n_sf, n_tf = grating_resp.shape[1], grating_resp.shape[2]
+    if blank is not None:
+        bs, bd = _blank_metrics(curves[resp], np.asarray(blank, dtype=np.float64)[resp], dirs, ecfg)
+        s.update(bs)
+        details.update(bd)
+    second = ranked[1][resp]
+    cs, cd = _consistency(m["preferred_direction"], m["dsi"] > ecfg.dsi_criterion, grating_resp[..., resp], second,
+                          dirs)
+    s.update(cs)
+    details.update(cd)
     isf, itf = np.unravel_index(best[resp], (n_sf, n_tf))
     s["best_sf_counts"] = np.bincount(isf, minlength=n_sf).tolist()
     s["best_tf_counts"] = np.bincount(itf, minlength=n_tf).tolist()
     s["direction_bias"] = direction_bias(m["preferred_direction"], channel[resp])
 
     extent = (coords_all[:, 0].min(), coords_all[:, 0].max(), coords_all[:, 1].min(), coords_all[:, 1].max())
-    if n_resp >= MIN_UNITS_FOR_MAP:
+    if not maps:
+        s["map_note"] = "maps not analysed (not asked for)"
+    elif n_resp >= MIN_UNITS_FOR_MAP:
         try:
             ms, md = _maps(coords_all[resp], m, extent, ecfg, s["direction_bias"])
             s.update(ms)
@@ -111,8 +156,55 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         ps, pd = _plaids(plaid_resp, best, curves, resp, dirs, ecfg)
         s["plaids"], details["plaids"] = ps, pd
     if rdk_resp is not None:
-        s["rdk"] = _rdk(rdk_resp, dirs, ecfg)
+        n_off = dot_offsets(sampling, frames or sampling.temporal_output) if sampling is not None else 1
+        s["rdk"] = _rdk(rdk_resp, dirs, ecfg, n_off, blank)
     return s, details
+
+
+def _blank_metrics(curves: np.ndarray, blank: np.ndarray, dirs: np.ndarray, ecfg) -> tuple[dict, dict]:
+    """Blank-subtracted DSI and vector strength, and the blank / peak ratio, of the responsive units'
+    curves (units, directions) with their blank responses (units,)."""
+    mb = TU.tuning_metrics(curves, dirs, baseline=blank)
+    peak = curves.max(axis=1)
+    ratio = blank / peak
+    vs = 1.0 - mb["cv_direction"]
+    s: dict[str, Any] = {}
+    for key, vals in (("blank_ratio", ratio), ("dsi_blank", mb["dsi"]), ("vector_strength_blank", vs)):
+        st = TU.median_ci(vals)
+        s[f"{key}_median"] = st["median"]
+        s[f"{key}_ci"] = [st["ci_low"], st["ci_high"]]
+    s["n_blank_excluded"] = int((~mb["valid"]).sum())
+    return s, {"blank": blank, "dsi_blank": mb["dsi"], "vector_strength_blank": vs, "blank_ratio": ratio}
+
+
+def _consistency(pref: np.ndarray, selective: np.ndarray, responses: np.ndarray, second: np.ndarray,
+                 dirs: np.ndarray) -> tuple[dict, dict]:
+    """Whether each direction-selective unit's preferred direction at its best condition agrees
+    (within ``CONSISTENCY_TOLERANCE_DEG``) with that at its second-best sampled condition; the
+    fraction with its exact CI and the verdict against chance. ``pref``, ``selective`` (DSI above
+    the criterion at the best condition), ``second`` (units,) and ``responses`` (directions,
+    conditions..., units) hold the responsive units only. Units that are not direction selective
+    are left out: the vector sum of a flat curve points wherever small systematic asymmetries push
+    it, the same way at every condition (a direction-blind network's flat curves agreed for
+    0.69-0.79 of its units)."""
+    has = second >= 0
+    if not has.any():
+        return ({"direction_consistency_note": "fewer than 2 grating conditions sampled: consistency not measured"},
+                {})
+    pref2 = np.full(pref.size, np.nan)
+    pref2[has] = TU.tuning_metrics(TU.curves_at(responses[..., has], second[has]), dirs)["preferred_direction"]
+    agree = TU.direction_agreement(pref, pref2, CONSISTENCY_TOLERANCE_DEG)
+    counted = has & selective & np.isfinite(pref) & np.isfinite(pref2)
+    st = TU.fraction_ci(agree[counted])
+    chance = CONSISTENCY_TOLERANCE_DEG / 180.0
+    above = bool(np.isfinite(st["ci_low"]) and st["ci_low"] > chance)
+    detail = {"k": st["k"], "n": st["n"], "chance": chance, "tolerance_deg": CONSISTENCY_TOLERANCE_DEG,
+              "above_chance": above,
+              "text": (f"above chance (95% CI above {chance:.2f})" if above else f"not above chance ({chance:.2f})")
+              if st["n"] else "no direction-selective unit to test"}
+    return ({"direction_consistency": st["fraction"], "direction_consistency_ci": [st["ci_low"], st["ci_high"]],
+             "direction_consistency_detail": detail},
+            {"consistent": np.where(counted, agree.astype(float), np.nan), "preferred_direction_second": pref2})
 
 
 def _selectivity(m: dict, bandwidth: np.ndarray, ecfg) -> dict:
@@ -228,25 +320,37 @@ def _plaids(plaid_resp, best, curves, resp, dirs, ecfg) -> tuple[dict, dict]:
              "criterion": "Z difference >= 1.28 (Movshon et al. 1985; Fisher Z, df = n_directions - 3)"}, pci)
 
 
-def _rdk(rdk_resp, dirs, ecfg) -> dict:
-    """Tuning at full coherence and the coherence series of random-dot kinematograms."""
+def _rdk(rdk_resp, dirs, ecfg, n_offsets: int = 1, blank=None) -> dict:
+    """Tuning at full coherence and the coherence series of random-dot kinematograms.
+    ``rdk_resp``: (directions, coherences, offsets, units), averaged here over the block's first
+    ``n_offsets`` offsets (``ephys.sampling``)."""
+    r = np.asarray(rdk_resp)
+    r = (r[:, :, None] if r.ndim == 3 else r)[:, :, :n_offsets].mean(axis=2)
     coh = np.asarray(ecfg.rdk_coherences, dtype=float)
     ic = int(np.argmax(coh))
-    rc = rdk_resp[:, ic, :].T
+    rc = r[:, ic, :].T
     rr = TU.responsive_mask(rc.max(axis=1), ecfg.responsive_threshold)
-    out: dict[str, Any] = {"coherence": float(coh[ic]), "n_responsive": int(rr.sum())}
+    out: dict[str, Any] = {"coherence": float(coh[ic]), "n_responsive": int(rr.sum()),
+                           "density_dots_per_px2": float(ecfg.rdk_density), "speed_px_per_frame": float(ecfg.rdk_speed),
+                           "repeats": int(ecfg.rdk_repeats), "offsets": int(n_offsets)}
     if not rr.any():
         return out
     mr = TU.tuning_metrics(rc[rr], dirs)
     st = TU.median_ci(mr["dsi"])
+    vs = TU.median_ci(1.0 - mr["cv_direction"])
     out.update(dsi_median=st["median"], dsi_ci=[st["ci_low"], st["ci_high"]],
+               vector_strength_median=vs["median"], vector_strength_ci=[vs["ci_low"], vs["ci_high"]],
                fraction_direction_selective=float(np.mean(mr["dsi"] > ecfg.dsi_criterion)))
+    if blank is not None:
+        mb = TU.tuning_metrics(rc[rr], dirs, baseline=np.asarray(blank, dtype=np.float64)[rr])
+        sb = TU.median_ci(mb["dsi"])
+        out.update(dsi_blank_median=sb["median"], dsi_blank_ci=[sb["ci_low"], sb["ci_high"]])
     ipk = np.argmax(rc[rr], axis=1)
     inull = (ipk + dirs.size // 2) % dirs.size
     series = []
     for j, c in enumerate(coh):  # a handful of coherence levels
-        r = rdk_resp[:, j, :].T[rr]
-        rp, rn = r[np.arange(r.shape[0]), ipk], r[np.arange(r.shape[0]), inull]
+        rj = r[:, j, :].T[rr]
+        rp, rn = rj[np.arange(rj.shape[0]), ipk], rj[np.arange(rj.shape[0]), inull]
         with np.errstate(invalid="ignore", divide="ignore"):
             d = (rp - rn) / (rp + rn)
         series.append({"coherence": float(c), "median_direction_index": float(np.nanmedian(d))
@@ -268,16 +372,34 @@ def check_stimuli(stimuli) -> tuple[str, ...]:
     return stimuli if "gratings" in stimuli else ("gratings",) + stimuli
 
 
-def analyze_network(model, positions: dict, blocks, stimuli, ecfg, frames: int, size: int, device, progress=None):
-    """{block: (summary, details)} for one network (BatchNorm as it is: calibrate it first) and the
-    stimulus sets named in ``stimuli``."""
-    resp = {}
+def measurement_sets(model, blocks, stimuli, ecfg, frames: int, size: int) -> dict:
+    """The stimulus sets one network is recorded with: the blank screen and those named in
+    ``stimuli`` (gratings first), the dot fields with as many offsets as the blocks' largest
+    temporal stride needs (``ephys.sampling``)."""
+    sampling = block_sampling(model)
+    sets = {"blank": blank_set(ecfg, frames, size)}
     for kind in check_stimuli(stimuli):
-        sset = STIMULUS_SETS[kind](ecfg, frames, size)
-        resp[kind] = record_set(model, sset, blocks, ecfg.batch_size, device, progress)
+        if kind == "rdk":
+            n_off = max(dot_offsets(sampling[b], frames) for b in blocks)
+            sets[kind] = rdk_set(ecfg, frames, size, n_offsets=n_off)
+        else:
+            sets[kind] = STIMULUS_SETS[kind](ecfg, frames, size)
+    return sets
+
+
+def analyze_network(model, positions: dict, blocks, stimuli, ecfg, frames: int, size: int, device, progress=None,
+                    maps: bool = True):
+    """{block: (summary, details)} for one network (BatchNorm as it is: calibrate it first) and the
+    stimulus sets named in ``stimuli`` (the blank screen always); ``maps`` False skips the maps."""
+    blocks = list(blocks)
+    sampling = block_sampling(model)
+    resp = {kind: record_set(model, sset, blocks, ecfg.batch_size, device, progress)
+            for kind, sset in measurement_sets(model, blocks, stimuli, ecfg, frames, size).items()}
     return {b: analyze_block(resp["gratings"][b], positions[b], ecfg,
                              resp["plaids"][b] if "plaids" in resp else None,
-                             resp["rdk"][b] if "rdk" in resp else None) for b in blocks}
+                             resp["rdk"][b] if "rdk" in resp else None,
+                             blank=resp["blank"][b][0], sampling=sampling[b], frames=frames, maps=maps)
+            for b in blocks}
 
 
 def block_entry(by_network: dict[str, dict]) -> dict:
@@ -295,6 +417,31 @@ def rules(ecfg) -> dict[str, str]:
         "response": "block output after its final ReLU, averaged over frames (and over phases / dot patterns)",
         "responsive": f"peak > {ecfg.responsive_threshold} x 99th percentile of the block's peaks (and > 0)",
         "direction_selective": f"DSI > {ecfg.dsi_criterion:.4g} (equivalently DI > 0.5); DI >= 0.5 also given",
+        "headline": HEADLINE_RULE,
+        "phases": f"grating and plaid responses average ephys.n_phases = {ecfg.n_phases} evenly spaced starting phases "
+                  f"(at least {MIN_PHASES}: the average over P phases cancels every harmonic of the phase response "
+                  "below the P-th in every block, whatever its temporal stride; a block's few time samples do not, "
+                  "because the clip's end frames meet zero padding)",
+        "aliasing": "a grating condition counts for a block only when the map its stage reads samples it: sf x S_in < "
+                    "1/2 and tf x T_in < 1/2 (S_in, T_in = spatial and temporal stride of that map in input pixels and "
+                    "frames, read from the network; blocks -> <block> -> <network> -> sampling lists the excluded "
+                    "conditions); a unit's best and second-best condition are chosen among the sampled ones",
+        "blank": "blank = the unit's response to a mean-grey clip (same BatchNorm state); blank_ratio = blank / peak",
+        "dsi_blank": "DSI of the tuning curve minus the blank, clipped at 0 (units that never exceed the blank are "
+                     "excluded, n_blank_excluded)",
+        "vector_strength_blank": "1 - CV_direction of the blank-subtracted curve: |sum r e^(i theta)| / sum r; 0 for every "
+                                 "curve with R(theta) = R(theta + 180 deg), 1 for a response to one direction only",
+        "direction_consistency": f"among direction-selective units (DSI > {ecfg.dsi_criterion:.4g} at their best "
+                                 "condition), the fraction whose preferred direction at their best and second-best "
+                                 f"sampled condition agree within {CONSISTENCY_TOLERANCE_DEG:g} deg (chance "
+                                 f"{CONSISTENCY_TOLERANCE_DEG / 180:.2f}); above chance when its 95% CI lies above "
+                                 "(a flat curve's vector sum points the same way at every condition, so units that are "
+                                 "not direction selective are left out)",
+        "rdk": f"one dot field per repeat ({ecfg.rdk_repeats} repeats, {ecfg.rdk_density:g} dots per px^2, "
+               f"{ecfg.rdk_speed:g} px/frame), shared by every direction and coherence; noise dots keep their angle to "
+               "the signal direction; trajectories centred on the middle frame and shifted by 0 .. n-1 frames, n = the "
+               "block's temporal stride (blocks -> sampling -> dot_offsets), so that the clips of theta + 180 deg are the "
+               "time reversals of those of theta at the block's sampled frames",
         "confidence_intervals": "95%, exact: medians by order statistics (binomial, distribution-free), fractions "
                                 "by Clopper-Pearson",
         "trained_vs_untrained": "above / below when the two 95% CIs are disjoint, else not distinguishable",
@@ -319,7 +466,11 @@ def build_metrics(results: dict[str, dict], ecfg, *, run_dir, checkpoints: dict,
                   notes: list[str] | None = None) -> dict:
     """The metrics.json record: ``results`` = {network: {block: (summary, details)}}."""
     blocks = list(next(iter(results.values())))
+    notes = list(notes or [])
+    if phase_problem(ecfg.n_phases):
+        notes.append(phase_problem(ecfg.n_phases))
     metrics = {
+        "measurement": MEASUREMENT_VERSION,
         "run_dir": str(run_dir),
         "checkpoints": checkpoints,
         "direction_convention": DIRECTION_CONVENTION,
@@ -329,7 +480,7 @@ def build_metrics(results: dict[str, dict], ecfg, *, run_dir, checkpoints: dict,
         "stimuli": list(check_stimuli(stimuli)),
         "ephys_config": dataclasses.asdict(ecfg),
         "blocks": {b: block_entry({label: res[b][0] for label, res in results.items()}) for b in blocks},
-        "notes": list(notes or []),
+        "notes": notes,
     }
     metrics["comparison"] = comparison_rows(metrics["blocks"], load_reference())
     return metrics

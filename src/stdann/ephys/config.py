@@ -19,17 +19,24 @@ class EphysConfig:
     n_directions: int = 16  # evenly spaced over 360° (22.5° steps at 16); must be even and >= 4
     # -- drifting gratings ------------------------------------------------------------------------
     spatial_frequencies: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.16])  # cycles/pixel
-    temporal_frequencies: list[float] = field(default_factory=lambda: [0.125, 0.25])  # cycles/frame
-    n_phases: int = 2  # starting phases (evenly spaced), averaged; time averaging over tf·T >= 1 cycle covers the rest
+    # cycles/frame. Every block analyses only the conditions the map its stage reads samples without aliasing
+    # (sf·S_in < 1/2, tf·T_in < 1/2; ephys.sampling): with r3d_18, layer1-2 every condition here, layer3 sf <= 0.08
+    # and tf <= 0.1875, layer4 sf 0.04 / tf 0.0625. 0.1875 gives layer3 a condition near the 3-frame stem's best.
+    temporal_frequencies: list[float] = field(default_factory=lambda: [0.0625, 0.125, 0.1875, 0.25])
+    # evenly spaced starting phases, averaged: at least 8 (ephys.sampling.MIN_PHASES), whatever the block's temporal
+    # stride; with 2 a direction-blind network read as direction selective (median DSI up to 0.28 per condition)
+    n_phases: int = 8
     contrast: float = 1.0  # Michelson contrast in [0, 1]
     aperture: float = 0.0  # circular aperture diameter in image widths; 0 = full field
     # -- random-dot kinematograms ------------------------------------------------------------------
     rdk_coherences: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
     rdk_speed: float = 2.0  # pixels per frame
-    rdk_density: float = 0.02  # dots per pixel^2
+    rdk_density: float = 0.05  # dots per pixel^2 (51 dots at 32², 205 at 64²)
     rdk_dot_size: float = 2.0  # dot diameter in pixels
     rdk_lifetime: int = 0  # frames a dot lives before it is replotted (0 = the whole clip)
-    rdk_repeats: int = 2  # independent dot patterns per condition (responses averaged)
+    # dot fields per direction and coherence (responses averaged); each field is shared by every direction and
+    # coherence, and shifted by 0 .. n-1 frames for a block of temporal stride n (ephys.sampling)
+    rdk_repeats: int = 8
     # -- plaids -------------------------------------------------------------------------------------
     plaid_angle: float = 120.0  # degrees between the two component gratings
     # -- analysis -------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 * ``tables/ephys_summary.csv``: every scalar of every network's block summary, with its CI;
 * ``tables/macaque_comparison.csv``: the rows of ``ephys.macaque.comparison_rows``;
 * ``tables/units_<block>_<network>.csv``: one row per unit: position, channel, responsiveness,
-  peak, best condition and (responsive units) its tuning metrics;
+  peak, best condition and (responsive units) its tuning metrics, blank response, blank-subtracted
+  DSI and vector strength, and the consistency of its preferred direction across SF/TF;
 * ``tables/pinwheels_<block>_<network>.csv``: pinwheels of the analysed map (sheet mm, charge);
 * ``tables/smoothness_<block>.csv``: the smoothness curves with their shuffled controls.
 """
@@ -22,6 +23,9 @@ from stdann.ephys.registry import NETWORKS
 from stdann.fileio import jsonable, write_json
 
 UNIT_COLUMNS = ("preferred_direction", "preferred_axis", "dsi", "di", "cv_direction", "cv_axial", "axial_ratio")
+# per responsive unit, when measured: blank response and the blank-subtracted measures, the preferred direction at the
+# second-best sampled condition and whether it agrees with the best one (1/0)
+BLANK_COLUMNS = ("blank", "blank_ratio", "dsi_blank", "vector_strength_blank", "preferred_direction_second", "consistent")
 
 
 def write_metrics(path: Path, metrics: dict) -> dict:
@@ -93,6 +97,11 @@ def unit_table(details: dict) -> dict[str, np.ndarray]:
             col = np.full(n, np.nan)
             col[resp] = details["bandwidth"] if k == "bandwidth" else details["metrics"][k]
             cols[k] = col
+        for k in BLANK_COLUMNS:
+            if k in details:
+                col = np.full(n, np.nan)
+                col[resp] = details[k]
+                cols[k] = col
     return cols
 
 

@@ -41,6 +41,16 @@ _M = [
     # -- single-unit selectivity (responsive units; medians and fractions with exact 95% CIs)
     Metric("dsi_median", "median DSI", sense=1, reading="more direction selective", ci_key="dsi_ci"),
     Metric("di_median", "median DI", sense=1, reading="more direction selective", ci_key="di_ci"),
+    Metric("vector_strength_blank_median", "median vector strength 1 − CV_direction, blank subtracted", sense=1,
+           reading="more direction selective (0 for any curve with R(θ) = R(θ + 180°))",
+           ci_key="vector_strength_blank_ci"),
+    Metric("dsi_blank_median", "median DSI, blank subtracted", sense=1, reading="more direction selective",
+           ci_key="dsi_blank_ci"),
+    Metric("direction_consistency", "DS units with one preferred direction across SF/TF (±45°; chance 0.25)", sense=1,
+           reading="direction preference that does not move with spatial / temporal frequency",
+           ci_key="direction_consistency_ci"),
+    Metric("blank_ratio_median", "median blank / peak response", reading="larger untuned pedestal",
+           ci_key="blank_ratio_ci"),
     Metric("fraction_direction_selective", "fraction direction selective (DSI > 1/3)", sense=1,
            reading="more direction-selective units", ci_key="fraction_direction_selective_ci"),
     Metric("fraction_di_ge_half", "fraction DI ≥ 0.5", sense=1, reading="more direction-selective units",
@@ -87,15 +97,32 @@ _M = [
           ("cv_axial_median", "median CV_axial", 0, "weaker axial tuning (lower = stronger)"))),
     Metric("by_axis.horizontal.n_units", "horizontal-axis units", kind="count"),
     Metric("by_axis.vertical.n_units", "vertical-axis units", kind="count"),
+    # -- random-dot kinematograms (100% coherence; shared dot fields)
+    Metric("rdk.dsi_median", "RDK median DSI", sense=1, reading="more direction selective", ci_key="rdk.dsi_ci"),
+    Metric("rdk.vector_strength_median", "RDK median vector strength 1 − CV_direction", sense=1,
+           reading="more direction selective", ci_key="rdk.vector_strength_ci"),
     # -- counts
+    Metric("n_blank_excluded", "units never above their blank response", kind="count"),
     Metric("n_responsive", "responsive units", kind="count"),
     Metric("n_units", "units", kind="count"),
 ]
 METRICS: dict[str, Metric] = {m.key: m for m in _M}
 
+# The headline "direction selective" verdict: trained vs untrained on this metric. Any network whose responses
+# satisfy R(θ) = R(θ + 180°) (direction blind, e.g. axial or space-time-separable and time-symmetric) has a zero
+# first Fourier harmonic and so a vector strength of 0 exactly, whatever its untuned pedestal (subtracted) and
+# without the upward bias a single peak sample gives the classic DSI.
+DIRECTION_HEADLINE = "vector_strength_blank_median"
+HEADLINE_RULE = ("the headline 'direction selective' verdict is the trained-vs-untrained verdict of the median "
+                 "blank-subtracted vector strength 1 - CV_direction (exact 95% CIs disjoint): a measure a "
+                 "direction-blind network cannot pass (R(theta) = R(theta + 180 deg) gives 0 exactly); read it with "
+                 "the consistency of the preferred direction across SF/TF against its chance level 0.25")
+
 # Named selections (keys into METRICS), one per use.
-SELECTIVITY = ("dsi_median", "di_median", "fraction_direction_selective", "fraction_di_ge_half",
-               "cv_direction_median", "cv_axial_median", "axial_ratio_median", "bandwidth_median")
+SELECTIVITY = ("vector_strength_blank_median", "dsi_blank_median", "direction_consistency", "dsi_median", "di_median",
+               "fraction_direction_selective", "fraction_di_ge_half", "cv_direction_median", "cv_axial_median",
+               "axial_ratio_median", "bandwidth_median", "blank_ratio_median", "rdk.dsi_median",
+               "rdk.vector_strength_median")
 MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_length",
        "direction_bias.mean_direction_deg", "direction_bias.n_channels", "maps.kernel_fwhm_mm", "column_spacing_mm",
        "pinwheels.n_pinwheels", "pinwheel_density", "map_span_spacings", "map_with_mean.pinwheel_density",
@@ -104,14 +131,16 @@ MAP = ("direction_bias.resultant_length", "direction_bias.chance_resultant_lengt
        "controls.random_map_same_spectrum.pinwheel_fracture.median", "smoothness", "smoothness_detail.p_value",
        "smoothness_detail.mean_delta_short", "smoothness_detail.shuffled_delta_short", "n_responsive", "n_units")
 # what a one-screen summary shows (command line, demo metrics, study and Markdown tables)
-HEADLINE = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
+HEADLINE = ("vector_strength_blank_median", "dsi_blank_median", "direction_consistency", "dsi_median",
+            "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
             "axial_ratio_median", "direction_bias.resultant_length", "direction_bias.chance_resultant_length",
             "pinwheel_density", "column_spacing_mm", "smoothness", "smoothness_detail.p_value")
 # selectivity of the units preferring the horizontal and the vertical axis
 BY_AXIS = tuple(f"by_axis.{ax}.{k}" for ax in ("horizontal", "vertical")
                 for k in ("n_units", "dsi_median", "axial_ratio_median", "cv_axial_median"))
 # panels of the study figures (metric against α or step)
-STUDY_PANELS = ("dsi_median", "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
+STUDY_PANELS = ("vector_strength_blank_median", "dsi_blank_median", "direction_consistency", "dsi_median",
+                "fraction_direction_selective", "cv_direction_median", "cv_axial_median",
                 "axial_ratio_median", "direction_bias.resultant_length", "pinwheel_density", "smoothness")
 
 
@@ -194,7 +223,8 @@ def format_with_ci(summary: Any, key: str) -> str:
 
 
 # verdicts stored beside the metrics (ephys.verdicts, ephys.population) that a slim summary keeps
-VERDICT_PATHS = ("direction_bias.above_chance", "direction_bias.p_value", "maps.mean_removed_map_shown", "map_order")
+VERDICT_PATHS = ("direction_bias.above_chance", "direction_bias.p_value", "maps.mean_removed_map_shown", "map_order",
+                 "direction_consistency_detail.above_chance", "direction_consistency_detail.chance")
 
 
 def slim(summary: dict, keys: Iterable[str] | None = None) -> dict:

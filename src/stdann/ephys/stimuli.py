@@ -88,27 +88,34 @@ def plaids(direction_deg, sf, tf, angle_deg=120.0, phase_deg=0.0, contrast=1.0, 
 
 # -- random-dot kinematograms ---------------------------------------------------------------------------
 def rdk_dots(direction_deg: float, coherence: float, speed: float, n_dots: int, lifetime: int, *, frames: int,
-             height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             height: int, width: int, seed: int = 0, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dot trajectories of one kinematogram.
 
+    The dot field (start positions and each noise dot's direction relative to the signal) depends
+    on ``seed`` only, so every direction and coherence drawn with one seed moves the same field.
     Exactly round(coherence · n_dots) dots are signal dots moving ``speed`` px/frame in
-    ``direction_deg``; every other dot moves at the same speed in its own random direction (drawn
-    once, "random direction" noise). With ``lifetime`` > 0 a dot is replotted at a random place
-    after that many frames (ages staggered); positions wrap round the image. Returns
-    ``pos`` (T, N, 2) as (column, row) in pixels, ``signal`` (N,) bool, ``replotted`` (T, N) bool
-    (True where the dot jumped to a new place at that frame).
+    ``direction_deg``; every other dot moves at the same speed in its own direction, the signal
+    direction plus an angle drawn once per dot ("random direction" noise). A dot is at its start
+    position at time ``(frames − 1) / 2 − offset``: the trajectory is centred on the clip's middle
+    frame and shifted by ``offset`` frames, so with ``lifetime`` 0 the clip of θ + 180° shifted by
+    s is the time reversal of the clip of θ shifted by −s (same seed). With ``lifetime`` > 0 a dot
+    is replotted
+    at a random place after that many frames (ages staggered); positions wrap round the image.
+    Returns ``pos`` (T, N, 2) as (column, row) in pixels, ``signal`` (N,) bool, ``replotted``
+    (T, N) bool (True where the dot jumped to a new place at that frame).
     """
     if not 0.0 <= coherence <= 1.0:
         raise ValueError(f"coherence must be in [0, 1], got {coherence}")
     rng = np.random.default_rng(seed)
     n_sig = int(round(coherence * n_dots))
     signal = np.arange(n_dots) < n_sig
-    th = np.where(signal, np.deg2rad(direction_deg), rng.uniform(0, 2 * np.pi, n_dots))
+    th = np.deg2rad(direction_deg) + np.where(signal, 0.0, rng.uniform(0, 2 * np.pi, n_dots))
     vel = speed * np.stack([np.cos(th), -np.sin(th)], axis=1)  # (col, row) per frame
     size = np.array([width, height], dtype=np.float64)
     pos = np.empty((frames, n_dots, 2))
     replot = np.zeros((frames, n_dots), dtype=bool)
-    pos[0] = rng.random((n_dots, 2)) * size
+    start = rng.random((n_dots, 2)) * size
+    pos[0] = np.mod(start + vel * (offset - (frames - 1) / 2), size)
     age0 = rng.integers(0, lifetime, n_dots) if lifetime > 0 else None
     for t in range(1, frames):  # a loop over frames (≤ 16), not over dots
         nxt = pos[t - 1] + vel
@@ -150,13 +157,15 @@ def render_dots(pos, dot_size: float, height: int, width: int, contrast: float =
 
 
 def random_dot_kinematograms(direction_deg, coherence, speed=2.0, density=0.02, dot_size=2.0, lifetime=0,
-                             contrast=1.0, seed=0, *, frames: int, height: int, width: int, device=None,
+                             contrast=1.0, seed=0, offset=0.0, *, frames: int, height: int, width: int, device=None,
                              dtype=torch.float32) -> torch.Tensor:
-    """RDK clips (B, 3, T, H, W); ``density`` in dots per pixel², one dot pattern per ``seed``
-    (scalars or 1-D arrays of one length B)."""
-    n = _batch_size(direction_deg, coherence, speed, density, dot_size, lifetime, contrast, seed)
+    """RDK clips (B, 3, T, H, W); ``density`` in dots per pixel², one dot field per ``seed``,
+    trajectories shifted by ``offset`` frames (:func:`rdk_dots`; scalars or 1-D arrays of one
+    length B)."""
+    n = _batch_size(direction_deg, coherence, speed, density, dot_size, lifetime, contrast, seed, offset)
     arr = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in dict(
-        d=direction_deg, c=coherence, s=speed, rho=density, ds=dot_size, lt=lifetime, con=contrast, seed=seed).items()}
+        d=direction_deg, c=coherence, s=speed, rho=density, ds=dot_size, lt=lifetime, con=contrast, seed=seed,
+        off=offset).items()}
     if len(set(np.asarray(arr["ds"], dtype=float))) > 1:
         raise ValueError("one dot size per batch")
     n_dots = np.maximum(1, np.rint(arr["rho"] * height * width).astype(int))
@@ -165,12 +174,18 @@ def random_dot_kinematograms(direction_deg, coherence, speed=2.0, density=0.02, 
     for i in range(n):  # one random pattern per stimulus (independent of batch composition)
         pos[i, :, : n_dots[i]], _, _ = rdk_dots(float(arr["d"][i]), float(arr["c"][i]), float(arr["s"][i]),
                                                 int(n_dots[i]), int(arr["lt"][i]), frames=frames, height=height,
-                                                width=width, seed=int(arr["seed"][i]))
-    lum = []
-    for i in range(n):
-        lum.append(render_dots(pos[i : i + 1, :, : n_dots[i]], float(arr["ds"][i]), height, width,
-                               float(arr["con"][i]), device, dtype))
-    return torch.cat(lum).unsqueeze(1).expand(-1, 3, -1, -1, -1)
+                                                width=width, seed=int(arr["seed"][i]), offset=float(arr["off"][i]))
+    if len(set(n_dots.tolist())) == 1 and len(set(np.asarray(arr["con"], dtype=float))) == 1:
+        lum = render_dots(pos, float(arr["ds"][0]), height, width, float(arr["con"][0]), device, dtype)
+    else:
+        lum = torch.cat([render_dots(pos[i : i + 1, :, : n_dots[i]], float(arr["ds"][i]), height, width,
+                                     float(arr["con"][i]), device, dtype) for i in range(n)])
+    return lum.unsqueeze(1).expand(-1, 3, -1, -1, -1)
+
+
+def blank_clips(n: int = 1, *, frames: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Mean-grey clips (n, 3, T, H, W): the blank screen a unit's spontaneous response is measured on."""
+    return torch.full((n, 3, frames, height, width), 0.5, device=device, dtype=dtype)
 
 
 # -- stimulus sets ----------------------------------------------------------------------------------------
@@ -253,19 +268,31 @@ def plaid_set(ecfg, frames: int, size: int) -> StimulusSet:
     return StimulusSet("plaids", cond, axes, render, frames, size, size, ["phase_deg"])
 
 
-def rdk_set(ecfg, frames: int, size: int) -> StimulusSet:
-    """direction × coherence × repeat (independent dot patterns, averaged)."""
+def rdk_set(ecfg, frames: int, size: int, n_offsets: int = 1) -> StimulusSet:
+    """direction × coherence × offset × repeat. One dot field per repeat, shared by every direction
+    and coherence; trajectories centred on the middle frame and shifted by 0 … ``n_offsets`` − 1
+    frames (kept apart: each block averages over its own offsets, ``ephys.sampling``); repeats
+    averaged."""
     axes = [("direction_deg", directions(ecfg.n_directions)), ("coherence", np.asarray(ecfg.rdk_coherences, float)),
-            ("repeat", np.arange(ecfg.rdk_repeats))]
+            ("offset", np.arange(int(n_offsets), dtype=float)), ("repeat", np.arange(ecfg.rdk_repeats))]
     cond = _factorial(axes)
-    cond["seed"] = ecfg.seed * 1_000_003 + np.arange(cond["repeat"].size)
-    del cond["repeat"]
+    cond["seed"] = ecfg.seed * 1_000_003 + cond.pop("repeat")
 
     def render(**kw):
         return random_dot_kinematograms(speed=ecfg.rdk_speed, density=ecfg.rdk_density, dot_size=ecfg.rdk_dot_size,
                                         lifetime=ecfg.rdk_lifetime, contrast=ecfg.contrast, **kw)
 
     return StimulusSet("rdk", cond, axes, render, frames, size, size, ["repeat"])
+
+
+def _blank_render(blank, *, frames: int, height: int, width: int, device=None) -> torch.Tensor:
+    return blank_clips(np.size(blank), frames=frames, height=height, width=width, device=device)
+
+
+def blank_set(ecfg, frames: int, size: int) -> StimulusSet:
+    """One mean-grey clip (the blank screen; ``ecfg`` is not needed, kept for the common signature)."""
+    axes = [("blank", np.zeros(1))]
+    return StimulusSet("blank", _factorial(axes), axes, _blank_render, frames, size, size)
 
 
 STIMULUS_SETS = {"gratings": grating_set, "rdk": rdk_set, "plaids": plaid_set}

@@ -186,24 +186,72 @@ def responsive_mask(peak, threshold: float = 0.1, percentile: float = 99.0) -> n
     return fin & (p > 0) & (p > threshold * ref)
 
 
-def select_best_condition(responses) -> tuple[np.ndarray, np.ndarray]:
-    """Tuning curve at each unit's best stimulus condition.
+def ranked_conditions(responses, valid=None, k: int = 2) -> np.ndarray:
+    """Each unit's ``k`` best stimulus conditions, by the peak of their tuning curves.
 
-    ``responses``: (directions, conditions..., units), e.g. (dir, sf, tf, unit). The best condition
-    is the one with the largest peak over directions. Returns ``(curves (units, directions),
-    best (units,) flat index into the condition axes)``; use ``np.unravel_index(best, shape[1:-1])``.
+    Parameters
+    ----------
+    responses : array_like
+        (directions, conditions..., units), e.g. (dir, sf, tf, unit).
+    valid : array_like of bool, optional
+        Shape of the condition axes (e.g. (sf, tf)); False = the condition may not be chosen
+        (a condition the block cannot sample, ``ephys.sampling``). Default: every condition.
+    k : int
+        How many conditions to rank.
+
+    Returns
+    -------
+    numpy.ndarray
+        int (k, units): flat indices into the condition axes, best first; −1 where fewer than k
+        conditions are valid. Ties go to the lower index.
     """
     r = np.asarray(responses)
     if r.ndim < 2:
         raise TuningError(f"responses must be (directions, [conditions...], units), got {r.shape}")
     n_dir, n_units = r.shape[0], r.shape[-1]
-    flat = r.reshape(n_dir, -1, n_units)  # (D, K, U)
-    peak = flat.max(axis=0)  # (K, U)
+    peak = r.reshape(n_dir, -1, n_units).max(axis=0)  # (K, U)
     if not np.isfinite(peak).all():
         raise TuningError("responses contain NaN or Inf")
-    best = np.argmax(peak, axis=0)  # (U,)
-    curves = np.take_along_axis(flat, best[None, None, :], axis=1)[:, 0, :].T
-    return np.ascontiguousarray(curves), best
+    ok = np.ones(peak.shape[0], dtype=bool) if valid is None else np.asarray(valid, dtype=bool).ravel()
+    if ok.size != peak.shape[0]:
+        raise TuningError(f"valid has {ok.size} conditions, the responses {peak.shape[0]}")
+    order = np.argsort(np.where(ok[:, None], -peak, np.inf), axis=0, kind="stable")[:k]  # (k, U)
+    n_ok = int(ok.sum())
+    out = np.full((k, n_units), -1, dtype=np.int64)
+    out[: min(k, n_ok)] = order[: min(k, n_ok)]
+    return out
+
+
+def curves_at(responses, condition) -> np.ndarray:
+    """Tuning curves (units, directions) of each unit at its own condition (flat index per unit,
+    as returned by :func:`ranked_conditions`; ≥ 0)."""
+    r = np.asarray(responses)
+    n_dir, n_units = r.shape[0], r.shape[-1]
+    flat = r.reshape(n_dir, -1, n_units)
+    idx = np.asarray(condition, dtype=np.int64)
+    return np.ascontiguousarray(np.take_along_axis(flat, idx[None, None, :], axis=1)[:, 0, :].T)
+
+
+def select_best_condition(responses, valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """Tuning curve at each unit's best stimulus condition.
+
+    ``responses``: (directions, conditions..., units), e.g. (dir, sf, tf, unit). The best condition
+    is the valid one (``valid``: bool over the condition axes, default all) with the largest peak
+    over directions. Returns ``(curves (units, directions), best (units,) flat index into the
+    condition axes)``; use ``np.unravel_index(best, shape[1:-1])``.
+    """
+    best = ranked_conditions(responses, valid, k=1)[0]
+    if (best < 0).any():
+        raise TuningError("no valid stimulus condition to choose from")
+    return curves_at(responses, best), best
+
+
+def direction_agreement(a_deg, b_deg, tolerance_deg: float = 45.0) -> np.ndarray:
+    """Whether two preferred directions (deg) lie within ``tolerance_deg`` of each other round the
+    circle (NaN in either gives False). Chance for independent uniform directions:
+    tolerance / 180°."""
+    d = np.abs(np.mod(np.asarray(a_deg, dtype=np.float64) - np.asarray(b_deg, dtype=np.float64) + 180.0, 360.0) - 180.0)
+    return np.nan_to_num(d, nan=np.inf) <= tolerance_deg
 
 
 def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int, float]:

@@ -25,12 +25,13 @@ from stdann.ephys.analyze import (
     block_entry,
     build_metrics,
     check_stimuli,
+    measurement_sets,
 )
 from stdann.ephys.macaque import load_reference
 from stdann.ephys.outputs import write_metrics, write_tables
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm
 from stdann.ephys.registry import slim
-from stdann.ephys.stimuli import STIMULUS_SETS, directions
+from stdann.ephys.stimuli import directions
 from stdann.fileio import require_writable
 from stdann.reports.figures.run import write_run_figures
 from stdann.runs.checkpoint import load_backbone
@@ -117,7 +118,8 @@ def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device,
             notes.append(msg)
     for net in nets.values():
         prepare_network(net, cfg, ecfg, dev)
-    n_stim = sum(len(STIMULUS_SETS[k](ecfg, frames, size)) for k in stimuli) * len(nets)
+    sets = measurement_sets(model, blocks, stimuli, ecfg, frames, size)
+    n_stim = sum(len(sset) for sset in sets.values()) * len(nets)
     bar = tqdm(total=n_stim, desc=f"analyze {run_dir.name}", unit="clip") if progress else None
     results = {}
     try:
