@@ -22,6 +22,7 @@ from stdann.data.textures import available_images
 from stdann.errors import shown
 from stdann.models.motion_classifier import OBJECTIVES, SUPERVISED
 from stdann.models.r3d import BLOCK_NAMES, block_output_shapes, r3d_parameter_count
+from stdann.topography.init import MIN_NEIGHBORHOOD
 from stdann.topography.positions import PositionsError
 from stdann.topography.sheets import sheets_from_config
 from stdann.topography.spatial_loss import KINDS as SPATIAL_LOSS_KINDS
@@ -392,6 +393,9 @@ def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
         "activations of both views (optim.batch_size, data.frames, data.size, model.width)": 2.0 * per_clip * 2 * local_batch,
         "input clips (optim.batch_size, data.frames, data.size)": 4.0 * clip * 2 * local_batch,
         "held-out pairs (train.eval_pairs)": 4.0 * clip * 2 * cfg.train.eval_pairs if cfg.train.eval_pairs >= 2 else 0.0,
+        "MoCo queue of negatives (moco.queue_size, moco.dim)": 4.0 * cfg.moco.queue_size * cfg.moco.dim,
+        # each window keeps at least MIN_NEIGHBORHOOD candidate members (int64) while neighbourhoods are drawn
+        "neighbourhood windows (topography.n_windows)": 8.0 * MIN_NEIGHBORHOOD * cfg.topography.n_windows,
     }
     if cfg.data.source == "generated":
         side = max(cfg.data.texture_size if cfg.data.texture_size > 0 else 3 * size, 16)
@@ -408,8 +412,8 @@ def memory_problem(cfg: Any, available: float, where: str, world_size: int = 1) 
     biggest = max(parts, key=parts.get)
     return (f"this configuration needs at least {_bytes(need)} of memory, more than the {_bytes(available)} of {where} "
             f"(largest part: {biggest}, {_bytes(parts[biggest])}; model.width = {cfg.model.width}, data.size = "
-            f"{cfg.data.size}, data.frames = {cfg.data.frames}, optim.batch_size = {cfg.optim.batch_size}); lower those "
-            "values (the presets demo and smoke fit a laptop)")
+            f"{cfg.data.size}, data.frames = {cfg.data.frames}, optim.batch_size = {cfg.optim.batch_size}); lower the "
+            "value(s) named in that part (the presets demo and smoke fit a laptop)")
 
 
 def _bytes(n: float) -> str:

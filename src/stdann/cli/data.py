@@ -12,6 +12,7 @@ from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.data.cache import build_cache
 from stdann.data.folder import DataError, index_folder
 from stdann.data.preview import preview
+from stdann.runs.folder import RunFolder
 
 
 def _data_config(args):
@@ -26,8 +27,13 @@ def cmd_preview(args) -> int:
         cfg = replace(cfg, root=args.root, source=args.source or ("cache" if (Path(args.root) / "index.json").exists() else "folder"))
     elif args.source:
         cfg = replace(cfg, source=args.source)
-    res = preview(cfg, args.out, clips=args.clips, stats_clips=args.stats_clips, device=args.device, seed=args.seed,
-                  fmt=args.format, scale=args.scale, augmented=not args.raw)
+    folder = RunFolder(args.out)
+    with folder.hold():  # written into a staging folder, then moved into place through the folder's manifest
+        with folder.ensure_run().staging() as tmp:
+            res = preview(cfg, tmp, clips=args.clips, stats_clips=args.stats_clips, device=args.device, seed=args.seed,
+                          fmt=args.format, scale=args.scale, augmented=not args.raw)
+            folder.publish(tmp)
+    res = {k: (folder.root / Path(v).relative_to(tmp) if k in ("animation", "contact_sheet") else v) for k, v in res.items()}
     print(f"wrote {res['animation']} and {res['contact_sheet']} (+ motion_stats.json)")
     m = res.get("motion")
     if m:
@@ -74,8 +80,15 @@ def cmd_cache(args) -> int:
         cfg = replace(cfg, split=args.split)
     if args.windows is not None:
         cfg = replace(cfg, cache_windows=args.windows)
+    folder = RunFolder(args.out)
     try:
-        s = build_cache(args.root, args.out, cfg, workers=args.workers, progress=not args.quiet, overwrite=args.overwrite)
+        with folder.hold():  # one process per cache; every file through the folder's manifest
+            if args.overwrite:
+                folder.discard()
+            folder.check_writable(["cache.json", "index.json"])
+            folder.ensure_run()
+            s = build_cache(args.root, args.out, cfg, workers=args.workers, progress=not args.quiet,
+                            overwrite=args.overwrite, claim=folder.claim)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.config import load_config
 from stdann.devices import resolve_device
-from stdann.models.r3d import BLOCK_NAMES
+from stdann.models.r3d import BLOCK_NAMES, block_output_shapes
 from stdann.orchestration.recipe import swap_stage
 from stdann.reports.figures.positions import save_positions_plot
+from stdann.resources import check_memory
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import POSITIONS, SWAP, RunFolder
@@ -60,18 +63,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_init(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_memory(cfg, torch.device("cpu"))  # n_windows and the sheets' sizes, before allocating
     run = RunFolder(args.run_dir)
     with run.hold():
         if run.path(POSITIONS).is_dir() and any(run.path(POSITIONS).glob("*.npz")) and not args.force:
-            raise RunFolderError(f"{run.root}/positions already holds positions; pass --force to replace them")
+            raise RunFolderError(f"{run.root}/positions already holds positions; --force replaces them (swap-optimised "
+                                 "ones included: a run trained on them then trains on other positions)")
         pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
                                    sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
                                    n_windows=cfg.topography.n_windows)
+        _refuse_other_geometry(run, pos)
+        replaced = run.has(SWAP)
         run.ensure_run().save_positions(pos)
+    if replaced:
+        print(f"[stdann] replaced the swap-optimised positions of {run.root} (its swap.json describes the old ones)")
     for b, p in pos.items():
         print(f"{b}: {p.num_units} units on {p.sheet_side:.3g} mm sheet, {p.neighborhood_indices.shape[0]} neighborhoods "
               f"of {p.neighborhood_indices.shape[1]} units (width {p.neighborhood_width:.3g} mm)")
     return 0
+
+
+def _refuse_other_geometry(run: RunFolder, new: dict) -> None:
+    """Refuse new positions for a run that holds a trained checkpoint unless every block keeps its
+    unit dims: positions for another width or clip size make the run impossible to resume."""
+    if not run.has("checkpoints/last.pt"):
+        return
+    ckpt_cfg = run.resume_config()
+    old = _geometry(ckpt_cfg)
+    differ = [f"{b}: {old.get(b)} -> {tuple(p.dims)}" for b, p in new.items() if old.get(b) != tuple(p.dims)]
+    differ += [f"{b}: missing" for b in ckpt_cfg.topography.blocks if b not in new]
+    if differ:
+        raise RunFolderError(
+            f"{run.root} holds a trained run whose positions these would not fit ({'; '.join(differ)[:300]}): replacing "
+            "them would make the run impossible to resume. Use the run's own configuration (leave out --preset / "
+            "--set), or give a new folder"
+        )
+
+
+def _geometry(cfg) -> dict[str, tuple[int, int, int]]:
+    """(C, H, W) of every topographic block of ``cfg``'s network."""
+    shapes = block_output_shapes(cfg.model.width, cfg.data.frames, cfg.data.size)
+    return {b: (shapes[b][0], shapes[b][2], shapes[b][3]) for b in cfg.topography.blocks}
 
 
 def run_optimize(args: argparse.Namespace) -> int:

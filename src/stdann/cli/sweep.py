@@ -14,11 +14,9 @@ from stdann.orchestration.study import (
     run_study,
     sweep_conditions,
     untrained_row,
-    write_study_json,
 )
-from stdann.reports.figures.study import study_figures
+from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.reports.html import write_report
-from stdann.runs.lock import folder_lock
 
 
 def _floats(text: str) -> list[float]:
@@ -84,8 +82,7 @@ def _base(args):
 def _finish(study: dict, out: Path) -> None:
     if not D.is_main():  # under torchrun the main process writes the report
         return
-    with folder_lock(out):
-        path = write_report(out)
+    path = write_report(out)
     print(f"[stdann] study written: {out / 'study.json'}; report: {path}")
 
 
@@ -95,10 +92,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout)
     if args.untrained and D.is_main():
-        with folder_lock(out):  # run_study has released the study folder: take it again to rewrite study.json
+        with study_folder(out) as folder:  # run_study has released the study folder: take it again
             study["conditions"] = [c for c in study["conditions"] if c["name"] != "untrained"] + untrained_row(study)
-            study["figures"] = study_figures(study, out / "figures")
-            write_study_json(out / "study.json", study)
+            write_study_figures(folder, study)
+            write_study_json(folder, study)
     _finish(study, out)
     return 0
 

@@ -10,21 +10,28 @@ Layout of a cache directory::
 A window holds one clip plus the largest pair gap, so both clips of a positive pair come from one
 window. Building is multi-process and resumable: shards already on disk are kept, each shard is
 written to a temporary name and renamed when complete; a decoding process that dies is replaced
-and its video retried once, then skipped with a reason.
+and its video retried once, then skipped with a reason. Decoding processes die with the process
+that started them (Linux), and temporary shards of processes that ended are removed by the next
+build. Every file is named to the caller's ``claim`` before it is written (``stdann data cache``
+passes its folder's manifest, so a user's file in the cache folder is never replaced).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import multiprocessing as mp
 import os
 import re
+import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -38,7 +45,7 @@ from stdann.data.folder import (
     decode_frames,
     index_folder,
 )
-from stdann.fileio import read_json_cache, read_json_object, write_json
+from stdann.fileio import pid_alive, read_json_cache, read_json_object, write_json
 
 CACHE_VERSION = 1
 CRASH_ENV = "STDANN_DATA_TEST_CRASH"  # testing hook: a worker decoding a path containing this exits
@@ -53,6 +60,31 @@ def shard_key(rel: str) -> str:
 
 
 _SHARD_NAME = re.compile(r"[0-9a-f]{20}")  # the stem of a shard file (shard_key)
+_TEMP_SHARD = re.compile(r"\.([0-9a-f]{20})\.(\d+)\.tmp\.npy")  # a shard being written by process <pid>
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to kill this process when its parent dies (a
+    killed ``stdann data cache`` leaves no decoder running on)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
+
+
+def remove_stale_shards(shard_dir: Path) -> list[Path]:
+    """Remove temporary shards left by decoding processes that have ended (a killed build)."""
+    removed = []
+    if shard_dir.is_dir():
+        for p in shard_dir.iterdir():
+            m = _TEMP_SHARD.fullmatch(p.name)
+            if m and p.is_file() and not p.is_symlink() and not pid_alive(int(m.group(2))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def _window_starts(frames: int, win: int, n: int) -> list[int]:
@@ -74,9 +106,10 @@ def _cache_one(info_d: dict, shard_dir: str, win: int, hw: tuple[int, int], n_wi
     final = Path(shard_dir) / f"{key}.npy"
     tmp = Path(shard_dir) / f".{key}.{os.getpid()}.tmp.npy"
     starts = _window_starts(info.frames, win, n_windows)
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(starts), win, hw[0], hw[1], 3))
+    arr = None
     valid = []
     try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(starts), win, hw[0], hw[1], 3))
         for r, s in enumerate(starts):
             x = decode_frames(info, s, win, hw)
             if x.shape[0] < span:
@@ -97,9 +130,14 @@ def _cache_one(info_d: dict, shard_dir: str, win: int, hw: tuple[int, int], n_wi
     return meta
 
 
-def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int | None = None, progress: bool = True, overwrite: bool = False) -> dict:
-    """Decode every usable video under ``root`` into the cache ``out``; returns a summary dict."""
+def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int | None = None, progress: bool = True,
+                overwrite: bool = False, claim: Callable[[str], Path] | None = None) -> dict:
+    """Decode every usable video under ``root`` into the cache ``out``; returns a summary dict.
+    ``claim(rel)`` is called with each file's path relative to ``out`` before it is written and
+    returns where to write it (or raises to refuse); ``overwrite`` = the caller has removed the
+    earlier cache's files."""
     out = Path(out)
+    claim = claim or (lambda rel: out / rel)
     shard_dir = out / "shards"
     win = window_frames(cfg)
     hw = cfg.resize_hw()
@@ -109,20 +147,19 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
     if meta_p.exists() and not overwrite:
         old = read_json_object(meta_p, DataError, "use another --out, or --overwrite to build the cache again")
         if {k: old.get(k) for k in geometry} != geometry:
-            raise DataError(f"{out} holds a cache built with other settings ({old}); use another --out or --overwrite")
-    if overwrite and shard_dir.is_dir():
-        for f in shard_dir.iterdir():  # the cache's own files only: a shard key and .npy / .json
-            if f.is_file() and f.suffix in (".npy", ".json") and _SHARD_NAME.fullmatch(f.stem):
-                f.unlink()
+            differ = sorted(k for k in geometry if old.get(k) != geometry[k])
+            raise DataError(f"{out} holds a cache built with other settings ({', '.join(differ)[:200]} differ); "
+                            "use another --out or --overwrite")
     shard_dir.mkdir(parents=True, exist_ok=True)
-    write_json(meta_p, {**geometry, "root": str(Path(root).resolve())}, indent=1)
+    remove_stale_shards(shard_dir)
+    write_json(claim("cache.json"), {**geometry, "root": str(Path(root).resolve())}, indent=1)
     t0 = time.perf_counter()
     index = index_folder(root, cfg, progress=progress)
     skipped = list(index.skipped)
     todo, metas = [], []
     for v in index.videos:
         key = shard_key(v.rel)
-        meta = read_json_cache(shard_dir / f"{key}.json") if (shard_dir / f"{key}.npy").exists() else {}
+        meta = read_json_cache(shard_dir / f"{key}.json") if (shard_dir / f"{key}.npy").exists() and not overwrite else {}
         if meta:
             metas.append(meta)
         else:  # not encoded yet, or its record is damaged: encode it (again)
@@ -147,8 +184,13 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
         if bar is not None:
             bar.update(1)
 
+    def claim_shard(v: VideoInfo) -> None:
+        key = shard_key(v.rel)
+        claim(f"shards/{key}.npy")
+        claim(f"shards/{key}.json")
+
     while queue:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent)
         it = iter(queue)
         queue = []
         suspects: list[VideoInfo] = []
@@ -160,6 +202,7 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
             v = next(it, None)
             if v is None:
                 return False
+            claim_shard(v)
             f = pool.submit(_cache_one, asdict(v), *job)
             futures[f] = v
             pending.add(f)
@@ -188,7 +231,7 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         for v in suspects:  # one process each, so one bad file cannot take others down
-            p1 = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            p1 = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_die_with_parent)
             try:
                 record(v, p1.submit(_cache_one, asdict(v), *job).result)
             except BrokenProcessPool:
@@ -206,8 +249,31 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
             windows.append({"shard": f"{m['key']}.npy", "row": r, "rel": m["rel"], "label": m.get("label", ""), "fps": m["fps"], "start": s, "valid": n})
     summary = {"videos": len(metas), "windows": len(windows), "resumed": resumed, "skipped": skipped,
                "seconds": round(time.perf_counter() - t0, 2), **{k: geometry[k] for k in ("window_frames", "height", "width")}}
-    write_json(out / "index.json", {**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}, indent=None)
+    write_json(claim("index.json"), {**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}, indent=None)
     return summary
+
+
+_WINDOW_FIELDS = {"shard": str, "row": int, "rel": str, "fps": (int, float), "valid": int}
+
+
+def _check_index(path: Path, d: dict, fix: str) -> None:
+    """Refuse an index.json that lacks a field the store reads (one line naming it), before any read."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{path} is damaged ({what}); {fix}")
+
+    for k in ("height", "width", "window_frames"):
+        if not isinstance(d.get(k), int) or isinstance(d.get(k), bool) or d[k] < 1:
+            raise bad(f"'{k}' is missing or not a positive integer")
+    if not isinstance(d.get("windows"), list):
+        raise bad("'windows' is missing or not a list")
+    for i, w in enumerate(d["windows"]):
+        if not isinstance(w, dict):
+            raise bad(f"window {i} is not an object")
+        for k, tp in _WINDOW_FIELDS.items():
+            if not isinstance(w.get(k), tp) or isinstance(w.get(k), bool):
+                raise bad(f"window {i} lacks a valid '{k}'")
+        if not _SHARD_NAME.fullmatch(Path(w["shard"]).stem) or w["shard"] != f"{Path(w['shard']).stem}.npy":
+            raise bad(f"window {i} names shard {w['shard'][:60]!r}, not a shard of this cache")
 
 
 class CacheStore:
@@ -218,7 +284,9 @@ class CacheStore:
         p = root / "index.json"
         if not p.is_file():
             raise DataError(f"{root} is not a stdann clip cache (no index.json); build one with `stdann data cache ROOT --out {root}`")
-        d = read_json_object(p, DataError, f"build the cache again with `stdann data cache ROOT --out {root} --overwrite`")
+        fix = f"build the cache again with `stdann data cache ROOT --out {root} --overwrite`"
+        d = read_json_object(p, DataError, fix)
+        _check_index(p, d, fix)
         self.root = root
         self.windows = d["windows"]
         self.skipped = d.get("skipped", [])

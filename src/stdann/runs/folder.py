@@ -55,8 +55,8 @@ from stdann.fileio import (
     write_json,
 )
 from stdann.runs.checkpoint import atomic_save, checkpoint_path
-from stdann.runs.errors import RunExistsError, RunFolderError
-from stdann.runs.lock import LOCK_NAME, folder_lock, holds
+from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
+from stdann.runs.lock import LOCK_NAME, folder_lock, held_elsewhere, holds
 from stdann.runs.manifest import (
     MANIFEST,
     append_manifest,
@@ -240,7 +240,18 @@ class RunFolder:
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder; choose another path")
         with folder_lock(self.root):
+            self._refuse_busy_ancestor()
             yield self
+
+    def _refuse_busy_ancestor(self, levels: int = 4) -> None:
+        """Refuse a folder inside a stdann folder that another process is using (a running study's
+        condition: replacing it while the study runs would leave the study describing a run that is gone)."""
+        for anc in list(self.root.resolve().parents)[:levels]:
+            if (anc / MARKER).is_file():
+                holder = held_elsewhere(anc)
+                if holder is not None:
+                    raise FolderInUse(f"{self.root} lies inside {anc}, which another stdann process is using{holder}; "
+                                      "wait for it to finish or stop it, then run the command again")
 
     @contextlib.contextmanager
     def hold_for_resume(self) -> Iterator["RunFolder"]:
@@ -483,7 +494,8 @@ class RunFolder:
         return out
 
     # -- reads --------------------------------------------------------------------------------------------------------
-    def load_positions(self, blocks: Iterable[str]) -> dict[str, LayerPositions] | None:
+    def load_positions(self, blocks: Iterable[str],
+                       dims: dict[str, tuple[int, int, int]] | None = None) -> dict[str, LayerPositions] | None:
         """The positions of ``blocks``: all of them, or ``None`` when there are none at all. Some but
         not all is refused, naming the missing files: positions of one run are made together, and
         making the missing ones anew must never replace the others (e.g. swap-optimised ones)."""
@@ -498,7 +510,16 @@ class RunFolder:
                 "positions anew: it replaces the other blocks' positions, swap-optimised ones included, so that a "
                 "run trained on them cannot be resumed)"
             )
-        return load_run_positions(self.root, blocks)
+        pos = load_run_positions(self.root, blocks)
+        wrong = [f"{b}: positions for (C,H,W) = {tuple(p.dims)}, the network has {tuple(dims[b])}"
+                 for b, p in pos.items() if dims is not None and b in dims and tuple(p.dims) != tuple(dims[b])]
+        if wrong:
+            raise RunFolderError(
+                f"{self.root / POSITIONS} holds positions for another network ({'; '.join(wrong)[:300]}): train with the "
+                "configuration they were made for (the run's config.yaml: leave out --preset / --set), or choose a new "
+                "--out"
+            )
+        return pos
 
     def resume_config(self, overrides: Iterable[str] = ()) -> Config:
         """The configuration to resume this run with: ``config.yaml`` (which may have been edited),

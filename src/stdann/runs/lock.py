@@ -13,6 +13,7 @@ who has the folder.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -57,6 +58,29 @@ def _sign(path: Path) -> None:
     with contextlib.suppress(OSError):
         with open(path, "w") as f:
             f.write(json.dumps(info))
+
+
+def held_elsewhere(folder: str | Path) -> str | None:
+    """When another process holds ``folder``'s lock: who (``" (process … on …)"``, or ``""``); else None.
+    Probes with a read-only descriptor, so the holder's lock file is never truncated."""
+    path = lock_file(folder)
+    if _key(Path(folder)) in _held or path.is_symlink() or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

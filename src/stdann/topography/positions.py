@@ -55,7 +55,7 @@ class LayerPositions:
         if self.coordinates.shape[0] != n:
             raise PositionsError(
                 f"{self.name}: {self.coordinates.shape[0]} positions for {n} units (C,H,W = {self.dims}); "
-                "positions were made for another width or clip size — re-run `stdann positions init`"
+                f"the file does not fit itself: it is damaged; {DAMAGED_FIX}"
             )
         if not np.all(np.isfinite(self.coordinates)):
             raise PositionsError(f"{self.name}: coordinates contain NaN or Inf")

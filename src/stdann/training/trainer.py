@@ -49,6 +49,7 @@ from stdann.errors import MissingFileError, StdannError
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo
 from stdann.models.motion_classifier import MotionClassifier, motion_targets
+from stdann.models.r3d import block_output_shapes
 from stdann.resources import check_memory
 from stdann.runs.checkpoint import (
     CheckpointError,
@@ -158,7 +159,8 @@ def _positions(cfg: Config, run: RunFolder, is_main: bool):
     optimize``; all blocks or none — see :meth:`RunFolder.load_positions`), else a fresh retinotopic
     initialisation, saved by the main process."""
     blocks = list(cfg.topography.blocks)
-    pos = run.load_positions(blocks)
+    shapes = block_output_shapes(cfg.model.width, cfg.data.frames, cfg.data.size)
+    pos = run.load_positions(blocks, dims={b: (shapes[b][0], shapes[b][2], shapes[b][3]) for b in blocks})
     if pos is not None:
         return pos
     pos = init_model_positions(
