@@ -323,6 +323,8 @@ def check_section(name: str, section: Any) -> Any:
     """Validate one section object (e.g. an ``EphysConfig`` with a command's own overrides) by the
     rules of :mod:`stdann.config_checks`; returns it."""
     problems = config_checks.value_problems(section, name)
+    if not problems and name == "ephys":  # the analysis's own sizes (no sheets here: the map grid is checked by validate)
+        problems = config_checks.analysis_problems(section, {})
     if problems:
         more = f" ({len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(problems[0] + more)

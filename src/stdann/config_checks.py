@@ -96,10 +96,12 @@ def names(valid: Iterable[str], *, empty: bool = False, what: str = "names") -> 
     return Check(test, f"a {'' if empty else 'non-empty '}list of distinct {what} from: {shown}")
 
 
-def numbers(lo: float, hi: float, *, above: bool = False, below: bool = False) -> Check:
+def numbers(lo: float, hi: float, *, above: bool = False, below: bool = False, most: int | None = None) -> Check:
     one = number(lo, hi, above=above, below=below)
-    return Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(one.test(x) for x in v),
-                 f"a non-empty list of numbers, each {one.text.removeprefix('a finite number ')}")
+    return Check(lambda v: (isinstance(v, (list, tuple)) and 0 < len(v) <= (most or INT_LIMIT)
+                            and all(one.test(x) for x in v)),
+                 f"a non-empty list of {f'at most {most} ' if most else ''}numbers, "
+                 f"each {one.text.removeprefix('a finite number ')}")
 
 
 def text() -> Check:
@@ -230,27 +232,27 @@ RULES: dict[str, Check] = {
     "train.speed_bins": integer(2, 64),
     # ephys
     "ephys.blocks": names(BLOCK_NAMES, what="block names"),
-    "ephys.n_directions": Check(lambda v: integer(4).test(v) and v % 2 == 0, "an even integer >= 4"),
-    "ephys.spatial_frequencies": numbers(0, 0.5, above=True),
-    "ephys.temporal_frequencies": numbers(0, 0.5, above=True, below=True),
-    "ephys.n_phases": integer(1),
+    "ephys.n_directions": Check(lambda v: integer(4, 360).test(v) and v % 2 == 0, "an even integer from 4 to 360"),
+    "ephys.spatial_frequencies": numbers(0, 0.5, above=True, most=16),
+    "ephys.temporal_frequencies": numbers(0, 0.5, above=True, below=True, most=16),
+    "ephys.n_phases": integer(1, 64),
     "ephys.contrast": number(0, 1),
     "ephys.aperture": number(0),
-    "ephys.rdk_coherences": numbers(0, 1),
+    "ephys.rdk_coherences": numbers(0, 1, most=16),
     "ephys.rdk_speed": number(0),
     "ephys.rdk_density": number(0, 1, above=True),
     "ephys.rdk_dot_size": number(0, above=True),
     "ephys.rdk_lifetime": integer(0),
-    "ephys.rdk_repeats": integer(1),
+    "ephys.rdk_repeats": integer(1, 256),
     "ephys.plaid_angle": number(0, 180, above=True),
     "ephys.responsive_threshold": number(0, 1),
     "ephys.dsi_criterion": number(0, 1),
     "ephys.map_window_mm": number(0),
-    "ephys.map_pixels_per_window": number(0, above=True),
-    "ephys.smoothness_units": integer(2),
+    "ephys.map_pixels_per_window": number(0, 64, above=True),
+    "ephys.smoothness_units": integer(2, 100_000),
     "ephys.n_bootstrap": integer(0),
-    "ephys.batch_size": integer(1),
-    "ephys.bn_calibration_clips": integer(0),
+    "ephys.batch_size": integer(1, 4096),
+    "ephys.bn_calibration_clips": integer(0, 100_000),
     "ephys.seed": integer(0),
 }
 
@@ -341,9 +343,42 @@ def cross_problems(cfg: Any, world_size: int = 1) -> list[str]:
         out.append(bad_value("topography.alpha", t.alpha, "> 0 when topography.spatial_only=true (the spatial loss "
                              "is then the only loss)", "set --set topography.alpha=0.25, or spatial_only=false"))
     try:
-        sheets_from_config(t)
+        sheets = sheets_from_config(t)
     except PositionsError as e:
         out.append(f"{e}; fix topography.sheets (--set 'topography.sheets={{layer3.1: {{sheet_side: 7.07}}}}')")
+        return out
+    return out + analysis_problems(cfg.ephys, {b: s.sheet_side for b, s in sheets.items()})
+
+
+MAX_ANALYSIS_CLIPS = 200_000  # stimulus clips of one network's analysis (the paper-scale default is ~2,000)
+MAX_MAP_PIXELS = 4096  # pixels along a side of an analysed map
+
+
+def analysis_clips(e: Any) -> dict[str, int]:
+    """Stimulus clips per network of an analysis, by stimulus set (gratings count every phase)."""
+    n_sf, n_tf = len(e.spatial_frequencies), len(e.temporal_frequencies)
+    gratings = e.n_directions * n_sf * n_tf * e.n_phases
+    return {"gratings": gratings, "plaids": gratings, "rdk": e.n_directions * len(e.rdk_coherences) * e.rdk_repeats}
+
+
+def analysis_problems(e: Any, sheet_sides: dict[str, float]) -> list[str]:
+    """Sizes of the electrophysiology that would run for hours or fill the memory: refused before
+    any recording (the number of stimulus clips, and the map grid when its kernel is set by hand)."""
+    out = []
+    clips = analysis_clips(e)
+    if max(clips.values()) > MAX_ANALYSIS_CLIPS:
+        kind = max(clips, key=clips.get)
+        out.append(f"the analysis would record {clips[kind]:,} {kind} clips per network (more than {MAX_ANALYSIS_CLIPS:,}: "
+                   "hours to days); lower ephys.n_directions, ephys.n_phases, ephys.rdk_repeats or the lists of "
+                   "spatial / temporal frequencies and coherences")
+    if e.map_window_mm > 0:
+        side = max((sheet_sides.get(b, 0.0) for b in e.blocks), default=0.0)
+        pixels = side / (e.map_window_mm / e.map_pixels_per_window)
+        if pixels > MAX_MAP_PIXELS:
+            out.append(bad_value("ephys.map_window_mm", e.map_window_mm,
+                                 f"large enough that a {side:g} mm sheet is at most {MAX_MAP_PIXELS} map pixels across "
+                                 f"(it gives {pixels:,.0f} at ephys.map_pixels_per_window = {e.map_pixels_per_window:g})",
+                                 "raise it, or set 0 to choose the kernel from the measured column spacing"))
     return out
 
 

@@ -172,19 +172,86 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(data))
 
 
+def _finite(x: Any) -> Any:
+    """``x`` with every NaN or ±inf float replaced by None (JSON has neither)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
-    """``json.dumps(obj)`` written atomically (indent 2 unless given)."""
+    """``json.dumps(obj)`` written atomically (indent 2 unless given). Always strict JSON: a NaN or
+    ±inf float is written as null (``allow_nan=False`` instead refuses it)."""
     dumps_kwargs.setdefault("indent", 2)
-    return atomic_write_text(path, json.dumps(obj, **dumps_kwargs))
+    if dumps_kwargs.pop("allow_nan", True):
+        obj = _finite(obj)
+    return atomic_write_text(path, json.dumps(obj, allow_nan=False, **dumps_kwargs))
+
+
+MAX_JSON_BYTES = 256 << 20  # far more than any file stdann writes
+MAX_JSON_DEPTH = 64  # stdann's files nest a few levels
+MAX_JSON_DIGITS = 40  # an integer or number literal longer than this is damage, not a measurement
+
+
+def _number(text: str, kind: type) -> Any:
+    if len(text) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of {len(text)} characters")
+    value = kind(text)
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"a number out of range ({text[:20]})")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        x, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_JSON_DEPTH:
+            break
+        if isinstance(x, dict):
+            stack += [(v, d + 1) for v in x.values()]
+        elif isinstance(x, list):
+            stack += [(v, d + 1) for v in x]
+    return deepest
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON with limits: no NaN/Infinity, numbers of at most :data:`MAX_JSON_DIGITS`
+    characters, nesting of at most :data:`MAX_JSON_DEPTH` levels; ``ValueError`` otherwise."""
+    try:
+        data = json.loads(text, parse_int=lambda s: _number(s, int), parse_float=lambda s: _number(s, float),
+                          parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _read_json_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{size:,} bytes")
+    return path.read_text(encoding="utf-8")
 
 
 def read_json_object(path: str | Path, error: type[Exception], fix: str) -> dict:
-    """The JSON object in ``path``. A file that cannot be read, is not JSON or holds something other
-    than an object raises ``error`` with one line naming the file, why, and ``fix`` (what the user
-    does about it): "cannot read PATH (why): the file is damaged; FIX"."""
+    """The JSON object in ``path``. A file that cannot be read, is not JSON (strictly, within the
+    limits of :func:`parse_json`) or holds something other than an object raises ``error`` with one
+    line naming the file, why, and ``fix`` (what the user does about it): "cannot read PATH (why):
+    the file is damaged; FIX"."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(_read_json_text(path))
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         why = " ".join(str(e).split())[:120] or type(e).__name__
         raise error(f"cannot read {path} ({why}): the file is damaged; {fix}") from None
@@ -197,7 +264,7 @@ def read_json_cache(path: str | Path) -> dict:
     """A JSON object that can be made again (a cached measurement, a status line): ``{}`` when the
     file is absent, unreadable or damaged, so that the caller makes it again."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json(_read_json_text(Path(path)))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

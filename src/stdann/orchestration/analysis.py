@@ -91,7 +91,8 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
     target = RunFolder(Path(out_dir) if out_dir is not None else run_dir)
     require_writable(target.root)  # before minutes of recording, not after
     with target.hold():
-        target.ensure_run().check_writable([METRICS_FILE])
+        # a user's file, or a link for tables/ or figures/, is refused now, not after minutes of recording
+        target.ensure_run().check_writable([METRICS_FILE, "tables/ephys_summary.csv", "figures/unit_map.png"])
         with target.staging() as staging:
             metrics = _analyze(run_dir, staging, blocks, stimuli, which, progress, device, control, figures,
                                ephys_overrides)

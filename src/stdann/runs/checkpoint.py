@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from stdann.config import Config, ConfigError, parse_yaml, read_yaml
-from stdann.errors import MissingFileError, StdannError
+from stdann.errors import MissingFileError, StdannError, shown
 from stdann.fileio import atomic_write
 from stdann.models.r3d import r3d_18
 
@@ -101,7 +101,38 @@ def load_training_state(path: str | Path, map_location: str | torch.device = "cp
     if missing:
         raise CheckpointError(f"{path} is not a stdann training checkpoint (missing {missing}); "
                               "resume needs the checkpoints/last.pt that `stdann train` writes")
+    problem = training_state_problem(ckpt)
+    if problem:
+        raise CheckpointError(f"{path} is damaged ({problem}); resume from an earlier checkpoint or retrain")
     return ckpt
+
+
+MAX_STEP = 2 ** 31 - 1
+
+
+def _tensors(d: Any) -> bool:
+    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+
+def training_state_problem(ckpt: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a training checkpoint, field by field (None when nothing):
+    the step an integer in [0, 2^31), the model a dict of tensors, the optimiser state PyTorch's
+    ``{state, param_groups}``, the RNG state a uint8 tensor, the config text."""
+    step = ckpt.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+        return f"'step' is {shown(step)}, not a step count"
+    if not isinstance(ckpt.get("config"), str):
+        return "'config' is not the configuration's text"
+    if not _tensors(ckpt.get("model")):
+        return "'model' is not a dict of tensors"
+    opt = ckpt.get("optimizer")
+    if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in opt["param_groups"])):
+        return "'optimizer' is not an optimiser state ({state, param_groups})"
+    rng = ckpt.get("rng")
+    if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and rng["torch"].dtype == torch.uint8):
+        return "'rng' does not hold the random generator's state"
+    return None
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "last") -> Path:

@@ -92,6 +92,7 @@ class LayerPositions:
         if not path.is_file():
             raise MissingFileError(f"positions file {path} does not exist")
         try:
+            _check_expansion(path)
             with np.load(path, allow_pickle=False) as f:
                 missing = set(FIELDS) - set(f.files)
                 if missing:
@@ -110,6 +111,18 @@ class LayerPositions:
         except (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile, zlib.error) as e:
             raise PositionsError(f"{path} is damaged or not a positions file ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:120] if str(e) else 'unreadable'}); {DAMAGED_FIX}") from None
+
+
+def _check_expansion(path: Path) -> None:
+    """Refuse, before anything is decompressed, an archive whose members expand to far more than the
+    file itself: stdann writes positions uncompressed (``np.savez``), so a large expansion is not a
+    positions file (a "zip bomb" of a few MB can expand to many GB)."""
+    with zipfile.ZipFile(path) as z:
+        expanded = sum(i.file_size for i in z.infolist())
+    limit = 2 * path.stat().st_size + (1 << 20)
+    if expanded > limit:
+        raise PositionsError(f"{path} would expand to {expanded:,} bytes from {path.stat().st_size:,}: it is not a "
+                             f"positions file that stdann wrote; {DAMAGED_FIX}")
 
 
 def positions_path(run_dir: str | Path, block: str) -> Path:

@@ -201,8 +201,12 @@ def _restore(run: RunFolder, cfg: Config, model: MoCo | MotionClassifier, optimi
             "Resume with the run's own config.yaml, or use --overwrite / another --out"
         )
     load_state_checked(model, ckpt["model"], f"checkpoint {run.checkpoint('last')}")
-    optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+        raise CheckpointError(f"{run.checkpoint('last')} is damaged (its optimiser or random state does not fit this "
+                              f"run: {type(e).__name__}: {str(e)[:160]}); resume from an earlier checkpoint or retrain") from None
     if is_main:
         run.write_config(cfg)  # the configuration the run continues with (--set changes included)
     return int(ckpt["step"])
@@ -350,10 +354,11 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     settings = step_settings(cfg, device)
     model = build_model(cfg, device, settings)
     optimizer = build_optimizer(model, cfg, settings)
-    positions = _shared_positions(cfg, run, is_main)
-    if resuming:
+    if resuming:  # the checkpoint's configuration first: its error names every difference
         start_step = _restore(run, cfg, model, optimizer, device, is_main)
-    else:
+        positions = _shared_positions(cfg, run, is_main)
+    else:  # the positions first: ones made for another network are refused before the run is started
+        positions = _shared_positions(cfg, run, is_main)
         start_step = _start(run, cfg, model, device, is_main)
     if source is None:
         source = build_pair_source(cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed,
