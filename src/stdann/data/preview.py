@@ -111,7 +111,7 @@ def preview(cfg: DataConfig, out_dir: str | Path, clips: int = 16, stats_clips: 
             sheet = sheet.repeat(scale, 0).repeat(scale, 1)
         Image.fromarray(sheet).save(out / "contact_sheet.png")
         result.update(animation=str(anim_path), contact_sheet=str(out / "contact_sheet.png"))
-        if cfg.source == "generated":
+        if cfg.source == "generated" and stats_clips > 0:
             gen = src.generator
             dirs, speeds = [], []
             done, k = 0, 0

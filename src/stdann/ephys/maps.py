@@ -73,6 +73,9 @@ def _check_map(z) -> np.ndarray:
 
 
 # -- building maps ------------------------------------------------------------------------------------
+MAX_MAP_SIDE = 4096  # pixels along a side of a map (a 4096² complex map is 256 MB)
+
+
 def sheet_map(coords, values, pixel_size_mm: float, window_mm: float, extent=None) -> SheetMap:
     """Gaussian-kernel average of complex unit values on a grid.
 
@@ -91,6 +94,10 @@ def sheet_map(coords, values, pixel_size_mm: float, window_mm: float, extent=Non
     if extent is None:
         extent = (xy[:, 0].min(), xy[:, 0].max(), xy[:, 1].min(), xy[:, 1].max())
     x0, x1, y0, y1 = (float(e) for e in extent)
+    across = max(x1 - x0, y1 - y0) / pixel_size_mm
+    if not across <= MAX_MAP_SIDE:
+        raise MapError(f"a map of {across:,.0f} pixels across ({pixel_size_mm:g} mm pixels on {max(x1 - x0, y1 - y0):g} mm): "
+                       f"at most {MAX_MAP_SIDE} (raise ephys.map_window_mm or lower ephys.map_pixels_per_window)")
     nx = max(2, int(np.ceil((x1 - x0) / pixel_size_mm - 1e-9)))
     ny = max(2, int(np.ceil((y1 - y0) / pixel_size_mm - 1e-9)))
     j = np.clip(np.floor((xy[:, 0] - x0) / pixel_size_mm).astype(np.int64), 0, nx - 1)

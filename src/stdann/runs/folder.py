@@ -127,7 +127,8 @@ def _yaml_mapping(path: Path, text: str | None = None) -> dict:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise RunFolderError(f"{path} is not valid YAML{at}: it is damaged") from None
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
+        raise RunFolderError(f"{path} is not valid YAML{at} ({problem[:160]}): it is damaged") from None
     if not isinstance(data, dict):
         raise RunFolderError(f"{path} does not hold a configuration mapping (got {type(data).__name__}): it is damaged")
     return data
@@ -600,13 +601,15 @@ class RunFolder:
             raise RunFolderError("--resume and --overwrite exclude each other: choose one")
         state = [CONFIG, STATUS, TRAIN_LOG, f"{CHECKPOINTS}/last.pt", f"{CHECKPOINTS}/init.pt"]
         if overwrite:
+            if self.is_marked():
+                self.check_writable(state)  # what would stop the new run is refused before anything is deleted
             self.discard(keep=TRAINING_INPUTS)
         elif resume is True:
             self.require_resumable()
         if resume and self.has(f"{CHECKPOINTS}/last.pt"):
             self.ensure_run()
             return True
-        if self.started():
+        if self.started() and not overwrite:  # (after --overwrite, what is left is named by check_writable below)
             if resume != "auto":
                 raise RunExistsError(
                     f"{self.root} already holds a run. Pass --resume to continue it or --overwrite to discard it, "
