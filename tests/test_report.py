@@ -15,17 +15,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
+from markupsafe import escape
 from PIL import Image
 
 from stdann import DIRECTION_CONVENTION
 from stdann.config import load_config
-from stdann.ephys.registry import format_value
+from stdann.ephys.registry import DIRECTION_HEADLINE, format_value
 from stdann.orchestration.analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
 from stdann.reports.markdown import SHORT, markdown_for
-from stdann.reports.view import verdict_class, task_line
+from stdann.reports.view import sampling_line, verdict_class, task_line
 from stdann.training.trainer import train
 
 
@@ -59,13 +59,21 @@ def study_dir(tmp_path, run_dir) -> Path:
         {"name": "alpha_0.25", "label": "α = 0.25 <b>", "overrides": ["topography.alpha=0.25"], "seed": 0,
          "run_dir": str(run_dir), "status": "finished",
          "metrics": {"layer3.1": compare_block({"dsi_median": 0.12, "dsi_ci": [0.10, 0.14],
+                                                "vector_strength_blank_median": 0.2,
+                                                "vector_strength_blank_ci": [0.18, 0.22],
                                                 "fraction_direction_selective": 0.08, "pinwheel_density": 3.0,
                                                 "smoothness": 0.2, "direction_bias": {"resultant_length": 0.61}},
                                                {"dsi_median": 0.31, "dsi_ci": [0.29, 0.33],
+                                                "vector_strength_blank_median": 0.21,
+                                                "vector_strength_blank_ci": [0.19, 0.23],
                                                 "fraction_direction_selective": 0.47,
                                                 "direction_bias": {"resultant_length": 0.35}}),
-                     "layer4.1": compare_block({"dsi_median": 0.56, "dsi_ci": [0.5, 0.6]},
-                                               {"dsi_median": 0.35, "dsi_ci": [0.3, 0.4]})},
+                     "layer4.1": compare_block({"dsi_median": 0.56, "dsi_ci": [0.5, 0.6],
+                                                "vector_strength_blank_median": 0.4,
+                                                "vector_strength_blank_ci": [0.35, 0.45]},
+                                               {"dsi_median": 0.35, "dsi_ci": [0.3, 0.4],
+                                                "vector_strength_blank_median": 0.2,
+                                                "vector_strength_blank_ci": [0.15, 0.25]})},
          "task": {"final_loss": 4.5, "knn_top1": 0.3}},
         {"name": "alpha_2.5", "label": "α = 2.5", "overrides": ["topography.alpha=2.5"], "seed": 1,
          "run_dir": "runs/alpha_2.5", "status": "failed"},  # no metrics, no task: tolerated
@@ -174,6 +182,14 @@ def test_run_report(run_dir, tmp_path):
     dsi = next(r for r in head if r[0] == "median DSI")
     assert "[" in dsi[1] and "[" in dsi[2]
     assert dsi[3] == entry["trained_vs_untrained"]["dsi_median"]["text"]
+    # measurement v2: the headline measure first, with its stored verdict; the excluded grating conditions stated
+    assert head[0][0].startswith("median vector strength") and head[0][3] == \
+        entry["trained_vs_untrained"][DIRECTION_HEADLINE]["text"]
+    assert {r[0].split(" (")[0] for r in head} >= {"median DSI, blank subtracted", "median blank / peak response"}
+    assert "headline (direction selective?): trained median vector strength" in text
+    assert str(escape(sampling_line(entry["trained"]["sampling"]))) in text  # smoke grid: layer3.1 samples all
+    assert str(escape(metrics["rules"]["aliasing"])) in text
+    assert "direction-selective units agrees within 45°" in text
     assert any(r[0].startswith("pinwheel density") for r in head)
     # maps: the unit-level map first, then the smoothed maps, with R beside its chance level
     maps = text[text.index('id="maps"'):text.index('id="macaque"')]
@@ -225,6 +241,16 @@ def test_renderer_shows_stored_verdicts_and_decides_none(run_dir, tmp_path):
     assert "no verdict in the metrics" in next(r for r in page.tables["headline-b0"] if r[0] == "median DSI")[3]
 
 
+def test_sampling_line_names_the_excluded_conditions():
+    line = sampling_line({"output_stride_thw": [4, 8, 8], "stage_input_stride_thw": [2, 4, 4], "max_sf_sampled": 0.125,
+                          "max_tf_sampled": 0.25, "n_conditions_sampled": 4, "n_conditions": 6,
+                          "excluded_conditions": [[0.16, 0.0625], [0.16, 0.125]], "dot_offsets": 4})
+    assert line.startswith("Gratings: 4 of 6 (sf, tf) conditions sampled")
+    assert "stride 2 frames × 4 px: sf < 0.125 cycles/px, tf < 0.25 cycles/frame" in line
+    assert "excluded as aliased: (0.16, 0.0625), (0.16, 0.125); dot fields shifted over 4 frame(s)." in line
+    assert sampling_line(None) is None and sampling_line({}) is None  # an older metrics.json
+
+
 def test_verdict_colours_follow_the_metric_sense():
     assert verdict_class("above", 1) == "above" and verdict_class("below", 1) == "below"
     assert verdict_class("above", -1) == "below" and verdict_class("below", -1) == "above"  # e.g. CV: lower = sharper
@@ -258,9 +284,11 @@ def test_study_report(study_dir, run_dir):
     assert [r[0] for r in rows] == ["alpha_0.25", "alpha_2.5"]
     assert rows[0][1] == "α = 0.25 <b>"  # escaped text, not markup
     assert "&lt;b&gt;" in text
-    assert rows[0][7] == "below"  # stored: 0.12 [0.10, 0.14] vs 0.31 [0.29, 0.33]
-    assert "no verdict" in rows[1][7]
-    assert "below</span> it in 1" in text
+    # the headline measure (blank-subtracted vector strength) first: overlapping CIs, while the classic DSI is below
+    assert rows[0][5].startswith("0.20 [") and rows[0][7] == "not distinguishable"
+    assert rows[0][10] == "below"  # stored: DSI 0.12 [0.10, 0.14] vs 0.31 [0.29, 0.33]
+    assert "no verdict" in rows[1][7] and "no verdict" in rows[1][10]
+    assert "below</span> it in 0" in text and "not compared in\n2" in text
     # task performance columns and the relative link to the condition's own report
     assert "task: knn_top1" in text
     link = os.path.relpath(run_dir / "report.html", study_dir)
@@ -268,7 +296,7 @@ def test_study_report(study_dir, run_dir):
     assert not Path(link).is_absolute()
     assert "no report.html" in rows[1][-1]
     other = page.tables["study-other-blocks"]
-    assert other[0][:2] == ["alpha_0.25", "layer4.1"] and other[0][4] == "above"
+    assert other[0][:2] == ["alpha_0.25", "layer4.1"] and other[0][4] == "above" and other[0][7] == "above"
 
 
 def test_not_a_run_or_study(tmp_path):
@@ -353,10 +381,14 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
     e = metrics["blocks"]["layer3.1"]
     row = next(line for line in markdown_for(run_dir).splitlines() if line.startswith("| layer3.1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == SHORT[e["trained_vs_untrained"]["dsi_median"]["verdict"]]
+    assert cells[3] == SHORT[e["trained_vs_untrained"][DIRECTION_HEADLINE]["verdict"]]
+    assert cells[1].startswith(format_value(DIRECTION_HEADLINE, e["trained"][DIRECTION_HEADLINE]))
+    assert cells[6] == SHORT[e["trained_vs_untrained"]["dsi_median"]["verdict"]]
     b = e["trained"]["direction_bias"]
-    assert cells[8].endswith(f"({format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])})")
-    assert cells[8].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))
+    assert cells[13].endswith(f"({format_value('direction_bias.chance_resultant_length', b['chance_resultant_length'])})")
+    assert cells[13].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))
+    excluded = e["trained"]["sampling"]["excluded_conditions"]
+    assert cells[-1] == (", ".join(f"({sf:g}, {tf:g})" for sf, tf in excluded) or "none")
 
 
 def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp_path):

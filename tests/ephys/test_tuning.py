@@ -13,6 +13,9 @@ from stdann.ephys.tuning import (
     median_ci_ranks,
     pattern_component_index,
     responsive_mask,
+    curves_at,
+    direction_agreement,
+    ranked_conditions,
     select_best_condition,
     tuning_metrics,
 )
@@ -122,6 +125,32 @@ def test_select_best_condition():
     flat = r.reshape(D, 6, 7)
     for u in range(7):
         assert best[u] == np.argmax(flat[:, :, u].max(0))
+
+
+def test_ranked_conditions_skip_the_invalid_ones():
+    rng = np.random.default_rng(1)
+    r = rng.random((D, 3, 2, 7))
+    r[:, 2, 1, :] += 10  # every unit's largest responses at (2, 1) ...
+    r[:, 0, 0, :] += 5  # ... then (0, 0)
+    valid = np.ones((3, 2), dtype=bool)
+    assert (ranked_conditions(r, valid)[:2] == [[5] * 7, [0] * 7]).all()
+    valid[2, 1] = False  # ... which a block may not sample
+    ranked = ranked_conditions(r, valid, k=3)
+    assert (ranked[0] == 0).all() and (ranked[1:] != 5).all()
+    curves, best = select_best_condition(r, valid)
+    assert (best == 0).all() and np.allclose(curves, curves_at(r, np.zeros(7, dtype=int)))
+    only = np.zeros((3, 2), dtype=bool)
+    only[1, 1] = True
+    assert (ranked_conditions(r, only, k=2) == [[3] * 7, [-1] * 7]).all()  # fewer valid conditions than asked
+    with pytest.raises(TuningError, match="no valid"):
+        select_best_condition(r, np.zeros((3, 2), dtype=bool))
+
+
+def test_direction_agreement_wraps_round_the_circle():
+    a = np.array([350.0, 10.0, 0.0, 90.0, np.nan])
+    b = np.array([20.0, 330.0, 45.0, 270.0, 90.0])
+    assert direction_agreement(a, b).tolist() == [True, True, True, False, False]
+    assert direction_agreement([0.0], [45.0001]).tolist() == [False]
 
 
 def test_median_ci_ranks_closed_forms():

@@ -131,8 +131,8 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         s.update(bs)
         details.update(bd)
     second = ranked[1][resp]
-    cs, cd = _consistency(m["preferred_direction"], m["dsi"] > ecfg.dsi_criterion, grating_resp[..., resp], second,
-                          dirs)
+    selective = details.get("dsi_blank", m["dsi"]) > ecfg.dsi_criterion  # blank-subtracted when there is a blank
+    cs, cd = _consistency(m["preferred_direction"], selective, grating_resp[..., resp], second, dirs)
     s.update(cs)
     details.update(cd)
     isf, itf = np.unravel_index(best[resp], (n_sf, n_tf))
@@ -181,8 +181,8 @@ def _consistency(pref: np.ndarray, selective: np.ndarray, responses: np.ndarray,
                  dirs: np.ndarray) -> tuple[dict, dict]:
     """Whether each direction-selective unit's preferred direction at its best condition agrees
     (within ``CONSISTENCY_TOLERANCE_DEG``) with that at its second-best sampled condition; the
-    fraction with its exact CI and the verdict against chance. ``pref``, ``selective`` (DSI above
-    the criterion at the best condition), ``second`` (units,) and ``responses`` (directions,
+    fraction with its exact CI and the verdict against chance. ``pref``, ``selective`` (blank-subtracted
+    DSI above the criterion at the best condition), ``second`` (units,) and ``responses`` (directions,
     conditions..., units) hold the responsive units only. Units that are not direction selective
     are left out: the vector sum of a flat curve points wherever small systematic asymmetries push
     it, the same way at every condition (a direction-blind network's flat curves agreed for
@@ -431,8 +431,8 @@ def rules(ecfg) -> dict[str, str]:
                      "excluded, n_blank_excluded)",
         "vector_strength_blank": "1 - CV_direction of the blank-subtracted curve: |sum r e^(i theta)| / sum r; 0 for every "
                                  "curve with R(theta) = R(theta + 180 deg), 1 for a response to one direction only",
-        "direction_consistency": f"among direction-selective units (DSI > {ecfg.dsi_criterion:.4g} at their best "
-                                 "condition), the fraction whose preferred direction at their best and second-best "
+        "direction_consistency": f"among direction-selective units (blank-subtracted DSI > {ecfg.dsi_criterion:.4g} "
+                                 "at their best condition), the fraction whose preferred direction at their best and second-best "
                                  f"sampled condition agree within {CONSISTENCY_TOLERANCE_DEG:g} deg (chance "
                                  f"{CONSISTENCY_TOLERANCE_DEG / 180:.2f}); above chance when its 95% CI lies above "
                                  "(a flat curve's vector sum points the same way at every condition, so units that are "

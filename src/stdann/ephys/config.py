@@ -21,15 +21,15 @@ class EphysConfig:
     spatial_frequencies: list[float] = field(default_factory=lambda: [0.04, 0.08, 0.16])  # cycles/pixel
     # cycles/frame. Every block analyses only the conditions the map its stage reads samples without aliasing
     # (sf·S_in < 1/2, tf·T_in < 1/2; ephys.sampling): with r3d_18, layer1-2 every condition here, layer3 sf <= 0.08
-    # and tf <= 0.1875, layer4 sf 0.04 / tf 0.0625. 0.1875 gives layer3 a condition near the 3-frame stem's best.
-    temporal_frequencies: list[float] = field(default_factory=lambda: [0.0625, 0.125, 0.1875, 0.25])
+    # (every tf), layer4 sf 0.04 / tf 0.0625. Speeds tf/sf from 0.39 to 4.7 px/frame.
+    temporal_frequencies: list[float] = field(default_factory=lambda: [0.0625, 0.125, 0.1875])
     # evenly spaced starting phases, averaged: at least 8 (ephys.sampling.MIN_PHASES), whatever the block's temporal
     # stride; with 2 a direction-blind network read as direction selective (median DSI up to 0.28 per condition)
     n_phases: int = 8
     contrast: float = 1.0  # Michelson contrast in [0, 1]
     aperture: float = 0.0  # circular aperture diameter in image widths; 0 = full field
     # -- random-dot kinematograms ------------------------------------------------------------------
-    rdk_coherences: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.0])
+    rdk_coherences: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25])
     rdk_speed: float = 2.0  # pixels per frame
     rdk_density: float = 0.05  # dots per pixel^2 (51 dots at 32², 205 at 64²)
     rdk_dot_size: float = 2.0  # dot diameter in pixels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stdann.ephys.registry import format_value, format_with_ci, get
+from stdann.ephys.registry import DIRECTION_HEADLINE, format_value, format_with_ci, get
 from stdann.errors import MissingFileError
 from stdann.reports.view import read_json
 
@@ -31,22 +31,38 @@ def _ci(summary: dict, key: str) -> str:
 
 
 def run_markdown(metrics: dict) -> str:
-    lines = ["| block | median DSI trained | median DSI untrained | DSI | fraction DS trained | fraction DS untrained | "
-             "CV dir. trained / untrained | CV axial trained / untrained | bias R trained / untrained (chance) | "
-             "pinwheels/Λ² (map with mean) | Λ (mm) | smoothness (p) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """One row per block: the headline direction measure (blank-subtracted vector strength) with its
+    stored verdict, the blank-subtracted and classic DSI, the SF/TF consistency of the preferred
+    direction, then the classic selectivity and map columns; trained / untrained throughout."""
+    h = DIRECTION_HEADLINE
+    lines = ["| block | vector strength (blank-sub.) trained | untrained | headline | median DSI trained | "
+             "median DSI untrained | DSI | DSI blank-sub. trained / untrained | SF/TF consistency trained / untrained "
+             "(chance 0.25) | fraction DS trained | fraction DS untrained | CV dir. trained / untrained | "
+             "CV axial trained / untrained | bias R trained / untrained (chance) | pinwheels/Λ² (map with mean) | Λ (mm) | "
+             "smoothness (p) | excluded (sf, tf) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for b, e in metrics.get("blocks", {}).items():
         t, u = e.get("trained", {}), e.get("untrained", {})
         r = "direction_bias.resultant_length"
         lines.append(
-            f"| {b} | {_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | {verdict(e)} | "
+            f"| {b} | {_ci(t, h)} | {_ci(u, h)} | {verdict(e, h)} | {_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | "
+            f"{verdict(e)} | {_v(t, 'dsi_blank_median')} / {_v(u, 'dsi_blank_median')} | "
+            f"{_v(t, 'direction_consistency')} / {_v(u, 'direction_consistency')} | "
             f"{_ci(t, 'fraction_direction_selective')} | {_ci(u, 'fraction_direction_selective')} | "
             f"{_v(t, 'cv_direction_median')} / {_v(u, 'cv_direction_median')} | "
             f"{_v(t, 'cv_axial_median')} / {_v(u, 'cv_axial_median')} | "
             f"{_v(t, r)} / {_v(u, r)} ({_v(t, 'direction_bias.chance_resultant_length')}) | "
             f"{_v(t, 'pinwheel_density')} ({_v(t, 'map_with_mean.pinwheel_density')}) | {_v(t, 'column_spacing_mm')} | "
-            f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) |")
+            f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | {_excluded(t)} |")
     return "\n".join(lines)
+
+
+def _excluded(summary: dict) -> str:
+    """The grating conditions excluded for the block as aliased ("—" when none or not stated)."""
+    pairs = get(summary, "sampling.excluded_conditions")
+    if not pairs:
+        return "none" if isinstance(get(summary, "sampling"), dict) else "—"
+    return ", ".join(f"({sf:g}, {tf:g})" for sf, tf in pairs)
 
 
 def _task_cells(task: dict) -> str:
@@ -58,24 +74,28 @@ def _task_cells(task: dict) -> str:
 
 
 def study_markdown(study: dict, block: str | None = None) -> str:
-    """Two tables per block: the task and the units' selectivity against the untrained network,
-    then the map (order, column spacing, pinwheels against π and the two controls)."""
+    """Two tables per block: the task and the units' selectivity against the untrained network (the
+    headline direction measure first), then the map (order, column spacing, pinwheels against π and the two controls)."""
     blocks = study.get("blocks") or []
     out = []
     for b in ([block] if block else blocks):
         out.append(f"**{b}: task and selectivity**\n")
-        out.append("| condition | seed | InfoNCE (below chance) | held-out top-1 | median DSI trained | median DSI untrained "
-                   "| DSI | fraction DS trained | fraction DS untrained | CV dir. | axial ratio | bias R (chance) "
-                   "| probe dir. R² |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| condition | seed | InfoNCE (below chance) | held-out top-1 | vector strength (blank-sub.) trained "
+                   "| untrained | headline | median DSI trained | median DSI untrained "
+                   "| DSI | SF/TF consistency trained / untrained | fraction DS trained | fraction DS untrained | CV dir. "
+                   "| axial ratio | bias R (chance) | probe dir. R² |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for c in study.get("conditions", []):
             e = (c.get("metrics") or {}).get(b) or {}
             t, u = e.get("trained", {}), e.get("untrained", {})
             task = c.get("task") or {}
             probe = (task.get("probe_trained") or {}).get("direction_r2")
             out.append(
-                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_task_cells(task)} | {_ci(t, 'dsi_median')} | "
-                f"{_ci(u, 'dsi_median')} | {verdict(e)} | {_ci(t, 'fraction_direction_selective')} | "
+                f"| {c.get('label', c.get('name'))} | {c.get('seed')} | {_task_cells(task)} | "
+                f"{_ci(t, DIRECTION_HEADLINE)} | {_ci(u, DIRECTION_HEADLINE)} | {verdict(e, DIRECTION_HEADLINE)} | "
+                f"{_ci(t, 'dsi_median')} | {_ci(u, 'dsi_median')} | {verdict(e)} | "
+                f"{_v(t, 'direction_consistency')} / {_v(u, 'direction_consistency')} | "
+                f"{_ci(t, 'fraction_direction_selective')} | "
                 f"{_ci(u, 'fraction_direction_selective')} | {_v(t, 'cv_direction_median')} | "
                 f"{_v(t, 'axial_ratio_median')} | "
                 f"{_v(t, 'direction_bias.resultant_length')} ({_v(t, 'direction_bias.chance_resultant_length')}) | "

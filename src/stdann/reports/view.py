@@ -25,8 +25,8 @@ from stdann import DIRECTION_CONVENTION, __version__
 from stdann.fileio import read_json_object
 from stdann.config import parse_yaml
 from stdann.errors import MissingFileError
-from stdann.ephys.registry import (HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number, format_number,
-                                   format_value, format_with_ci, get, metric)
+from stdann.ephys.registry import (DIRECTION_HEADLINE, HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number,
+                                   format_number, format_value, format_with_ci, get, metric)
 from stdann.ephys.population import P_FLOOR
 from stdann.ephys.verdicts import COMPARISON_TEXT
 from stdann.reports.figures.training import training_curve_png
@@ -217,6 +217,32 @@ def _finding(text: str, verdict: str | None = None, css: str = "") -> dict:
     return {"text": text, "verdict": verdict, "css": css}
 
 
+# findings of a block, in this order: the headline direction measure first
+FINDING_KEYS = (DIRECTION_HEADLINE, "dsi_blank_median", "direction_consistency", "dsi_median",
+                "fraction_direction_selective", "cv_direction_median", "axial_ratio_median", "blank_ratio_median")
+
+
+def _pairs(conditions) -> str:
+    """(sf, tf) pairs as given (frequencies are stimulus settings: printed exactly, not rounded)."""
+    return ", ".join(f"({sf:g}, {tf:g})" for sf, tf in conditions)
+
+
+def sampling_line(sampling: dict | None) -> str | None:
+    """The grating conditions a block samples and those excluded as aliased, in words (metrics.json
+    ``sampling``); None for an older metrics.json without it."""
+    if not isinstance(sampling, dict) or "n_conditions" not in sampling:
+        return None
+    t, h, w = (sampling.get("stage_input_stride_thw") or ["?"] * 3)[:3]
+    text = (f"Gratings: {sampling.get('n_conditions_sampled')} of {sampling.get('n_conditions')} (sf, tf) conditions "
+            f"sampled (the block's stage reads the clip at stride {t} frames × {h} px: sf < "
+            f"{sampling.get('max_sf_sampled'):g} cycles/px, tf < {sampling.get('max_tf_sampled'):g} cycles/frame)")
+    excluded = sampling.get("excluded_conditions") or []
+    text += f"; excluded as aliased: {_pairs(excluded)}" if excluded else "; none excluded"
+    if sampling.get("dot_offsets") is not None:
+        text += f"; dot fields shifted over {sampling['dot_offsets']} frame(s)"
+    return text + "."
+
+
 def _block_view(block: str, entry: dict, bid: str) -> dict:
     tr, un = entry.get("trained") or {}, entry.get("untrained") or {}
     has_un = bool(un)
@@ -224,16 +250,23 @@ def _block_view(block: str, entry: dict, bid: str) -> dict:
     if not has_un:
         findings.append(_finding("No untrained control in metrics.json: the numbers below are NOT compared with the "
                                  "untrained network (re-run `stdann analyze` without --no-control).", css="below"))
-    for key in ("dsi_median", "fraction_direction_selective", "cv_direction_median", "axial_ratio_median"):
+    if as_number(get(tr, DIRECTION_HEADLINE)) is None and as_number(get(tr, "dsi_median")) is not None:
+        findings.append(_finding("No blank-subtracted vector strength in metrics.json (analysed before measurement v2): "
+                                 "the headline direction verdict is missing; re-run `stdann analyze`.", css="below"))
+    for key in FINDING_KEYS:
         if as_number(get(tr, key)) is None:
             continue
         m = metric(key)
-        text = f"trained {m.label} {format_with_ci(tr, key)}"
+        text = ("headline (direction selective?): " if key == DIRECTION_HEADLINE else "") + \
+            f"trained {m.label} {format_with_ci(tr, key)}"
         if has_un:
             v, vtext = _stored_verdict(entry, key)
             findings.append(_finding(f"{text} vs untrained {format_with_ci(un, key)}:", vtext, verdict_class(v, m.sense)))
         else:
             findings.append(_finding(text + "."))
+    sampled = sampling_line(tr.get("sampling"))
+    if sampled:
+        findings.append(_finding(sampled))
     if tr.get("n_responsive") is not None:
         t = f"{format_number(tr.get('n_responsive'))} of {format_number(tr.get('n_units'))} units responsive (trained)"
         if has_un:
@@ -242,8 +275,19 @@ def _block_view(block: str, entry: dict, bid: str) -> dict:
     for label, s in (("trained", tr), ("untrained", un)):
         if not s:
             continue
+        if s.get("note"):
+            findings.append(_finding(f"{label}: {s['note']}.", css="below"))
         if s.get("map_note"):
             findings.append(_finding(f"{label}: {s['map_note']}."))
+        det = s.get("direction_consistency_detail")
+        if isinstance(det, dict) and det.get("n"):
+            findings.append(_finding(
+                f"{label}: the preferred direction of {format_number(det.get('k'))} of {format_number(det.get('n'))} "
+                f"direction-selective units agrees within {format_number(det.get('tolerance_deg'))}° between their best "
+                f"and second-best sampled SF/TF condition (chance {format_number(det.get('chance'))}):",
+                det.get("text"), "above" if det.get("above_chance") else "na"))
+        elif s.get("direction_consistency_note"):
+            findings.append(_finding(f"{label}: {s['direction_consistency_note']}."))
         if isinstance(s.get("direction_bias"), dict):
             b = bias_line(s["direction_bias"])
             findings.append(_finding(f"{label}: population bias {b['text']}:", b["verdict"], b["css"]))
@@ -427,6 +471,7 @@ def run_view(run: Path) -> dict:
         "analysed": bool(metrics), "run_path": str(run), "notes": list(metrics.get("notes") or []),
         "versions": _versions(info.get("versions")),
         "responsive_rule": rules.get("responsive", ""), "selective_rule": rules.get("direction_selective", ""),
+        "headline_rule": rules.get("headline", ""),
         "blocks": block_views, "comparison": _comparison_view(metrics.get("comparison") if isinstance(metrics.get("comparison"), list) else []),
         "map_blocks": map_blocks, "figure_groups": groups, "n_images": n_images,
         "convention": DIRECTION_CONVENTION,
@@ -481,21 +526,27 @@ def study_view(study: Path) -> dict:
     def entry(c, b):
         return (c.get("metrics") or {}).get(b) or {}
 
-    shown = [k for k in HEADLINE if k not in ("dsi_median", "fraction_direction_selective")
+    explicit = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective")
+    shown = [k for k in HEADLINE if k not in explicit
              and any(as_number(get(entry(c, MT_BLOCK).get(n) or {}, k)) is not None for c in conds for n in NETWORKS)]
     counts = {"above": 0, "below": 0, "other": 0}
     rows = []
     for c in conds:
         e = entry(c, MT_BLOCK)
         tr, un = e.get("trained") or {}, e.get("untrained") or {}
-        v, vtext = _stored_verdict(e, "dsi_median")
+        v, vtext = _stored_verdict(e, DIRECTION_HEADLINE)
+        dv, dvtext = _stored_verdict(e, "dsi_median")
         counts[v if v in ("above", "below") else "other"] += 1
         tc = _task_cells(c.get("task"))
         rows.append({"name": c.get("name"), "label": c.get("label"), "seed": c.get("seed"),
                      "overrides": _overrides_text(c.get("overrides")), "status": c.get("status"),
-                     "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
+                     "head_trained": format_with_ci(tr, DIRECTION_HEADLINE),
+                     "head_untrained": format_with_ci(un, DIRECTION_HEADLINE),
                      "verdict": (v or "no verdict").replace("_", " "), "verdict_title": vtext,
                      "css": verdict_class(v, 1),
+                     "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
+                     "dsi_verdict": (dv or "no verdict").replace("_", " "), "dsi_verdict_title": dvtext,
+                     "dsi_css": verdict_class(dv, 1),
                      "frac_trained": format_with_ci(tr, "fraction_direction_selective"),
                      "frac_untrained": format_with_ci(un, "fraction_direction_selective"),
                      "metrics": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}" for k in shown],
@@ -508,11 +559,15 @@ def study_view(study: Path) -> dict:
             tr, un = e.get("trained") or {}, e.get("untrained") or {}
             if not tr and not un:
                 continue
-            v, vtext = _stored_verdict(e, "dsi_median")
-            orows.append({"name": c.get("name"), "block": b, "dsi_trained": format_with_ci(tr, "dsi_median"),
-                          "dsi_untrained": format_with_ci(un, "dsi_median"),
+            v, vtext = _stored_verdict(e, DIRECTION_HEADLINE)
+            dv, dvtext = _stored_verdict(e, "dsi_median")
+            orows.append({"name": c.get("name"), "block": b, "head_trained": format_with_ci(tr, DIRECTION_HEADLINE),
+                          "head_untrained": format_with_ci(un, DIRECTION_HEADLINE),
                           "verdict": (v or "no verdict").replace("_", " "), "verdict_title": vtext,
                           "css": verdict_class(v, 1),
+                          "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
+                          "dsi_verdict": (dv or "no verdict").replace("_", " "), "dsi_verdict_title": dvtext,
+                          "dsi_css": verdict_class(dv, 1),
                           "pairs": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}"
                                     for k in ("fraction_direction_selective", "direction_bias.resultant_length",
                                               "pinwheel_density", "smoothness")]})
@@ -536,6 +591,7 @@ def study_view(study: Path) -> dict:
         "kind": "study", "title": f"stdann {kind} report: {study.resolve().name}",
         "subtitle": f"{kind} with {len(conds)} conditions" + (f", created {s.get('created')}" if s.get("created") else ""),
         "mt_block": MT_BLOCK, "n_conditions": len(conds), "counts": counts,
+        "headline_label": metric(DIRECTION_HEADLINE).label,
         "columns": [metric(k).column for k in shown], "task_keys": task_keys, "rows": rows,
         "other_columns": [metric(k).column for k in ("fraction_direction_selective", "direction_bias.resultant_length",
                                                      "pinwheel_density", "smoothness")],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stdann.ephys.registry import STUDY_PANELS, get, metric
+from stdann.ephys.registry import DIRECTION_HEADLINE, STUDY_PANELS, get, metric
 from stdann.reports.figures.common import footer_text, new_figure, save
 
 
@@ -101,11 +101,12 @@ def _finish(fig, title: str, path: Path, study: dict, top: float) -> str:
 
 
 def emergence_figures(study: dict, folder: Path) -> list[str]:
-    """One figure per block: median DSI and fraction DS against step per variant (dotted: the
-    untrained network), and the final trained vs untrained medians with their 95% CIs."""
+    """One figure per block: the headline direction measure (``ephys.registry.DIRECTION_HEADLINE``)
+    and the median DSI against step per variant (dotted: the untrained network), and the final
+    trained vs untrained headline medians with their 95% CIs."""
     conds = study.get("conditions", [])
     names = list(dict.fromkeys(c["name"] for c in conds))
-    dsi, frac = metric("dsi_median"), metric("fraction_direction_selective")
+    head, dsi = metric(DIRECTION_HEADLINE), metric("dsi_median")
     written = []
     for block in study.get("blocks", []):
         fig = new_figure(16, 5.0)
@@ -115,13 +116,13 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
             for c in [c for c in conds if c["name"] == name]:
                 snaps = c.get("snapshots") or []
                 steps = [0] + [s["step"] for s in snaps]
-                for ax, m in zip(axes[:2], (dsi, frac)):
+                for ax, m in zip(axes[:2], (head, dsi)):
                     u = _value(c, block, m.key, "untrained")
                     ys = [u] + [np.nan if get((s["metrics"].get(block) or {}), m.key) is None
                                 else float(get(s["metrics"][block], m.key)) for s in snaps]
                     ax.plot(steps, ys, "-o", color=color, ms=3, label=c["label"] if c["seed"] == 0 else None)
                     ax.axhline(u, color=color, lw=0.6, ls=":")
-        for ax, m in zip(axes[:2], (dsi, frac)):
+        for ax, m in zip(axes[:2], (head, dsi)):
             ax.set_xlabel("training step")
             ax.set_title(f"{m.label} (dotted: untrained)")
         axes[0].legend(fontsize=8)
@@ -130,14 +131,14 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
             m = (c.get("metrics") or {}).get(block) or {}
             for off, d, col in ((-0.15, m.get("untrained") or {}, "0.5"),
                                 (0.15, m.get("trained") or {}, f"C{names.index(c['name']) % 10}")):
-                v, ci = get(d, dsi.key), get(d, dsi.ci_key)
+                v, ci = get(d, head.key), get(d, head.ci_key)
                 if v is None:
                     continue
                 err = None if not ci or None in ci else [[v - ci[0]], [ci[1] - v]]
                 ax.errorbar(j + off, v, yerr=err, fmt="o", color=col)
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels([f"{c['name']}\nseed {c['seed']}" for c in conds], rotation=60, fontsize=7)
-        ax.set_title(f"final {dsi.label}, 95% CI (grey: untrained)")
+        ax.set_title(f"final {head.label}, 95% CI (grey: untrained)", fontsize=9)
         written.append(_finish(fig, f"{block}: does direction selectivity emerge?", folder / f"emergence_{block}.png",
                                study, top=0.93))
     return written
