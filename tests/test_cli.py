@@ -7,7 +7,7 @@ import pytest
 
 from stdann.cli.main import build_parser, main
 
-COMMANDS = ["train", "positions", "data", "analyze", "demo", "sweep", "emergence", "report", "bench"]
+COMMANDS = ["train", "positions", "data", "import", "analyze", "demo", "sweep", "emergence", "report", "bench"]
 
 
 def test_every_command_has_help(capsys):

@@ -22,7 +22,7 @@ from stdann import cpu
 from stdann.errors import as_user_error
 
 # In pipeline order; each module adds one sub-command.
-COMMANDS = ("train", "positions", "data", "analyze", "demo", "study", "sweep", "report", "bench")
+COMMANDS = ("train", "positions", "data", "import_weights", "analyze", "demo", "study", "sweep", "report", "bench")  # modules
 # Modules that add more than one command (``sweep`` also adds ``emergence``).
 COMPUTE = ("train", "positions", "analyze", "demo", "sweep", "emergence", "bench", "study")  # say when threads were lowered
 
