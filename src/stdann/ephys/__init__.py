@@ -1,7 +1,10 @@
 """In-silico electrophysiology: stimuli, recording, tuning metrics, sheet maps, the analysis record.
 
-Modules: ``stimuli`` (gratings, plaids, random-dot kinematograms as model-input clips),
-``recording`` (time-averaged block responses, BatchNorm re-estimation), ``tuning`` (DSI, DI, CV,
+Modules: ``stimuli`` (gratings, plaids, random-dot kinematograms and the blank screen as
+model-input clips), ``recording`` (time-averaged block responses, BatchNorm re-estimation),
+``sampling`` (each block's strides read from the network; which grating conditions it samples
+without aliasing, phases, dot-field offsets), ``controls`` (hand-built direction-blind and
+motion-energy networks: tests of the measurement), ``tuning`` (DSI, DI, CV,
 axial ratio, bandwidth, pattern/component index, exact CIs), ``population`` (population direction
 bias R and its chance level), ``maps`` (direction/axial maps, kernel choice, column spacing,
 pinwheels, smoothness, controls), ``analyze`` (one block / one network, the metrics.json record),

@@ -11,6 +11,11 @@ Units: spatial frequency ``sf`` in cycles per pixel, temporal frequency ``tf`` i
 (a grating drifts at tf / sf pixels per frame), phases in degrees, sizes in pixels unless named
 otherwise. ``aperture`` is the diameter of a circular window in image widths (0 = full field; the
 surround is mean grey).
+
+Random-dot kinematograms draw one dot field per seed (a repeat), shared by every direction and
+coherence, centred on the clip's middle frame and shifted by whole frames (``offset``), so that the
+clip of θ + 180° is a time reversal of a clip of θ (``ephys.sampling``). ``blank_clips`` is the
+mean-grey screen each unit's blank response is measured on.
 """
 
 from __future__ import annotations
