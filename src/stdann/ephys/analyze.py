@@ -105,9 +105,7 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         s.update(n_responsive=0, n_excluded_unresponsive=int(n_units),
                  note="no grating condition this block samples without aliasing (see sampling): every metric is null; "
                       "add lower spatial / temporal frequencies")
-        return s, {"curves": None, "best": np.full(n_units, -1), "responsive": np.zeros(n_units, dtype=bool), "metrics": None,
-                   "peak": np.zeros(n_units), "coordinates": np.asarray(positions.coordinates, dtype=np.float64),
-                   "channel": unit_channels(positions.dims)}
+        return s, _unmeasured_details(positions)
     ranked = TU.ranked_conditions(grating_resp, valid, k=2)
     best = ranked[0]
     curves = TU.curves_at(grating_resp, best)
@@ -127,7 +125,7 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     details["bandwidth"] = bw
     s.update(_selectivity(m, bw, ecfg))
     if blank is not None:
-        bs, bd = _blank_metrics(curves[resp], np.asarray(blank, dtype=np.float64)[resp], dirs, ecfg)
+        bs, bd = _blank_metrics(curves[resp], np.asarray(blank, dtype=np.float64)[resp], dirs)
         s.update(bs)
         details.update(bd)
     second = ranked[1][resp]
@@ -161,7 +159,15 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     return s, details
 
 
-def _blank_metrics(curves: np.ndarray, blank: np.ndarray, dirs: np.ndarray, ecfg) -> tuple[dict, dict]:
+def _unmeasured_details(positions) -> dict:
+    """The details (tables, figures) of a block without a single sampled grating condition."""
+    n = positions.num_units
+    return {"curves": None, "best": np.full(n, -1), "responsive": np.zeros(n, dtype=bool), "metrics": None,
+            "peak": np.zeros(n), "coordinates": np.asarray(positions.coordinates, dtype=np.float64),
+            "channel": unit_channels(positions.dims)}
+
+
+def _blank_metrics(curves: np.ndarray, blank: np.ndarray, dirs: np.ndarray) -> tuple[dict, dict]:
     """Blank-subtracted DSI and vector strength, and the blank / peak ratio, of the responsive units'
     curves (units, directions) with their blank responses (units,)."""
     mb = TU.tuning_metrics(curves, dirs, baseline=blank)
@@ -325,7 +331,9 @@ def _rdk(rdk_resp, dirs, ecfg, n_offsets: int = 1, blank=None) -> dict:
     ``rdk_resp``: (directions, coherences, offsets, units), averaged here over the block's first
     ``n_offsets`` offsets (``ephys.sampling``)."""
     r = np.asarray(rdk_resp)
-    r = (r[:, :, None] if r.ndim == 3 else r)[:, :, :n_offsets].mean(axis=2)
+    r = r[:, :, None] if r.ndim == 3 else r
+    n_offsets = min(int(n_offsets), r.shape[2])  # as many as were recorded
+    r = r[:, :, :n_offsets].mean(axis=2)
     coh = np.asarray(ecfg.rdk_coherences, dtype=float)
     ic = int(np.argmax(coh))
     rc = r[:, ic, :].T

@@ -40,7 +40,8 @@ Rules (``rules`` in metrics.json says them in words):
   centre) that are symmetric about 0; the clip of θ + 180° is the clip of θ with time negated, so
   the block sees the same dot configurations for both directions, in reverse order. A network that
   cannot tell forward from backward time then gives the two directions the same response (up to
-  the clip's end frames, where the zero padding differs).
+  the clip's end frames, where the zero padding differs; exactly so when the clip length is a
+  multiple of n).
 """
 
 from __future__ import annotations
