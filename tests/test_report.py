@@ -24,7 +24,7 @@ from stdann.ephys.registry import DIRECTION_HEADLINE, format_value
 from stdann.orchestration.analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
-from stdann.reports.markdown import SHORT, markdown_for
+from stdann.reports.markdown import SHORT, markdown_for, study_markdown
 from stdann.reports.view import sampling_line, verdict_class, task_line
 from stdann.training.trainer import train
 
@@ -389,6 +389,20 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
     assert cells[13].startswith(format_value("direction_bias.resultant_length", b["resultant_length"]))
     excluded = e["trained"]["sampling"]["excluded_conditions"]
     assert cells[-1] == (", ".join(f"({sf:g}, {tf:g})" for sf, tf in excluded) or "none")
+
+
+def test_study_markdown_leads_with_the_headline_verdict(study_dir):
+    study = json.loads((study_dir / "study.json").read_text())
+    lines = study_markdown(study, block="layer3.1").splitlines()
+    header = next(line for line in lines if line.startswith("| condition | seed | InfoNCE"))
+    sep = lines[lines.index(header) + 1]
+    row = next(line for line in lines[lines.index(header):] if line.startswith("| α = 0.25 <b> |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(names, [c.strip() for c in row.strip("|").split("|")]))
+    assert len(names) == sep.count("---") == len(row.strip("|").split("|"))
+    e = study["conditions"][0]["metrics"]["layer3.1"]
+    assert cells["headline"] == SHORT[e["trained_vs_untrained"][DIRECTION_HEADLINE]["verdict"]] == "overlapping"
+    assert cells["DSI"] == "below" and cells["vector strength (blank-sub.) trained"].startswith("0.20 [0.18, 0.22]")
 
 
 def test_study_map_table_shows_what_tells_pinwheels_from_direction_fractures(tmp_path):
