@@ -270,7 +270,7 @@ def test_cli_json(capsys):
                "--json", "--set", "ephys.n_bootstrap=50"])
     assert rc == 0
     e = json.loads(capsys.readouterr().out)
-    assert e["benchmark"] == "ephys" and set(e["record"]) == {"gratings", "rdk", "plaids"}
+    assert e["benchmark"] == "ephys" and set(e["record"]) == {"blank", "gratings", "rdk", "plaids"}
     assert set(e["analyse"]) == {"layer1.0", "layer4.1"} and e["total_s"] > 0
     assert e["total_s"] == pytest.approx(e["record_s"] + e["analyse_s"], rel=0.1, abs=0.05)
 

@@ -21,7 +21,7 @@ from stdann.orchestration.study import emergence_conditions, run_study, sweep_co
 from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
 
-FAST = {"n_directions": 8, "spatial_frequencies": [0.08, 0.16], "temporal_frequencies": [0.25],
+FAST = {"n_directions": 8, "spatial_frequencies": [0.04, 0.08], "temporal_frequencies": [0.0625, 0.125],
         "n_phases": 1, "bn_calibration_clips": 16}
 
 

@@ -351,12 +351,13 @@ def cross_problems(cfg: Any, world_size: int = 1) -> list[str]:
     return out + analysis_problems(cfg.ephys, {b: s.sheet_side for b, s in sheets.items()})
 
 
-MAX_ANALYSIS_CLIPS = 200_000  # stimulus clips of one network's analysis (the paper-scale default is ~2,000)
+MAX_ANALYSIS_CLIPS = 200_000  # stimulus clips of one network's analysis (the demo's default is ~5,400)
 MAX_MAP_PIXELS = 4096  # pixels along a side of an analysed map
 
 
 def analysis_clips(e: Any) -> dict[str, int]:
-    """Stimulus clips per network of an analysis, by stimulus set (gratings count every phase)."""
+    """Stimulus clips per network of an analysis, by stimulus set (gratings count every phase; dot
+    fields are shown at up to 8 time offsets, one per frame of the deepest block's temporal stride)."""
     n_sf, n_tf = len(e.spatial_frequencies), len(e.temporal_frequencies)
     gratings = e.n_directions * n_sf * n_tf * e.n_phases
     return {"gratings": gratings, "plaids": gratings, "rdk": e.n_directions * len(e.rdk_coherences) * e.rdk_repeats}

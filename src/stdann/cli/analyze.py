@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from stdann.config import section_overrides
-from stdann.ephys.registry import NETWORKS, format_value
+from stdann.ephys.registry import DIRECTION_HEADLINE, NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES
 from stdann.orchestration.analysis import analyze_run
@@ -65,7 +65,8 @@ def run(args) -> int:
 
 def _network_line(label: str, s: dict) -> str:
     bias = s.get("direction_bias") or {}
-    return (f"{label}: DSI {format_value('dsi_median', s.get('dsi_median'))}, "
+    return (f"{label}: vector strength (blank-subtracted) {format_value(DIRECTION_HEADLINE, s.get(DIRECTION_HEADLINE))}, "
+            f"DSI {format_value('dsi_median', s.get('dsi_median'))}, "
             f"DS fraction {format_value('fraction_direction_selective', s.get('fraction_direction_selective'))}, "
             f"bias R {format_value('direction_bias.resultant_length', bias.get('resultant_length'))} "
             f"(chance {format_value('direction_bias.chance_resultant_length', bias.get('chance_resultant_length'))}), "

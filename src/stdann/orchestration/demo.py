@@ -13,7 +13,7 @@ from pathlib import Path
 from stdann import distributed as D
 from stdann.config import Config
 from stdann.devices import resolve_device
-from stdann.ephys.registry import HEADLINE, format_value, format_with_ci, get
+from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, format_with_ci, get
 from stdann.orchestration.analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
 from stdann.reports.html import write_report
@@ -83,12 +83,14 @@ def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = Non
 
 
 def print_summary(metrics: dict) -> None:
-    rows = [("block", "DSI trained", "DSI untrained", "DSI verdict", "frac DS trained", "frac DS untrained",
-             "bias R trained (chance)", "pinwheels/Λ²", "smoothness (p)")]
+    h = DIRECTION_HEADLINE
+    rows = [("block", "vector strength (blank-subtracted) trained", "untrained", "verdict", "DSI trained", "DSI untrained",
+             "frac DS trained", "frac DS untrained", "bias R trained (chance)", "pinwheels/Λ²", "smoothness (p)")]
     for block, e in metrics.get("blocks", {}).items():
         t, u = e.get("trained", {}), e.get("untrained", {})
-        verdict = get(e, "trained_vs_untrained.dsi_median.verdict") or "—"
-        rows.append((block, format_with_ci(t, "dsi_median"), format_with_ci(u, "dsi_median"), verdict.replace("_", " "),
+        verdict = get(e, f"trained_vs_untrained.{h}.verdict") or "—"
+        rows.append((block, format_with_ci(t, h), format_with_ci(u, h), verdict.replace("_", " "),
+                     format_with_ci(t, "dsi_median"), format_with_ci(u, "dsi_median"),
                      format_value("fraction_direction_selective", t.get("fraction_direction_selective")),
                      format_value("fraction_direction_selective", u.get("fraction_direction_selective")),
                      f"{format_value('direction_bias.resultant_length', get(t, 'direction_bias.resultant_length'))} "

@@ -4,7 +4,8 @@ An untrained r3d_18 at the preset's width (seeded with ``train.seed``; no checkp
 cost does not depend on the weights) with fresh retinotopic positions of all eight blocks, the
 preset's clip size and electrophysiology settings. Timed, in the order
 :func:`stdann.ephys.analyze.analyze_network` runs them: recording each stimulus set (gratings,
-rdk, plaids) through :func:`~stdann.ephys.recording.record_set` (all blocks in one pass per
+rdk, plaids, and the blank screen; :func:`~stdann.ephys.analyze.measurement_sets`, the sets
+``stdann analyze`` records) through :func:`~stdann.ephys.recording.record_set` (all blocks in one pass per
 batch, BatchNorm in eval mode), then :func:`~stdann.ephys.analyze.analyze_block` of every block
 (tuning metrics, population bias, maps, pinwheels, smoothness, exact CIs). Position initialisation
 is timed apart: a run folder already holds its positions. Files and figures are not written (that
@@ -26,7 +27,8 @@ import torch
 from stdann.config import ConfigError
 from stdann.devices import resolve_device
 from stdann.devices import select as select_device
-from stdann.ephys.analyze import analyze_block
+from stdann.ephys.analyze import analyze_block, measurement_sets
+from stdann.ephys.sampling import block_sampling
 from stdann.ephys.recording import record_set
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES, r3d_18
@@ -71,8 +73,8 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
     record: dict[str, dict] = {}
     resp = {}
     t_all = time.perf_counter()
-    for kind in stimuli:
-        sset = STIMULUS_SETS[kind](ecfg, frames, size)
+    sampling = block_sampling(model)
+    for kind, sset in measurement_sets(model, blocks, stimuli, ecfg, frames, size).items():  # what analyze records
         t = time.perf_counter()
         resp[kind] = record_set(model, sset, blocks, ecfg.batch_size, dev)
         _sync(dev)
@@ -84,7 +86,8 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
     for b in blocks:
         t = time.perf_counter()
         summary, _ = analyze_block(resp["gratings"][b], positions[b], ecfg, resp.get("plaids", {}).get(b),
-                                   resp.get("rdk", {}).get(b))
+                                   resp.get("rdk", {}).get(b), blank=resp["blank"][b][0], sampling=sampling[b],
+                                   frames=frames)
         dt = time.perf_counter() - t
         analyse[b] = {"units": int(positions[b].num_units), "responsive": int(summary.get("n_responsive", 0)),
                       "seconds": dt}
