@@ -156,8 +156,11 @@ class MocoConfig:
 @dataclass
 class OptimConfig:
     batch_size: int = 256  # global batch (clip pairs per step)
-    lr: float = 0.03  # at batch 256; scaled linearly with batch_size
-    momentum: float = 0.9
+    # sgd (MoCo's) or adamw: SGD (lr 0.01-0.2 at batch 32) left the supervised positive control at
+    # chance for 150-400 demo steps, AdamW (lr 1e-3 at batch 32) learned it (docs/emergence.md §8)
+    optimizer: str = "sgd"
+    lr: float = 0.03  # at batch 256; scaled linearly with batch_size (both optimisers)
+    momentum: float = 0.9  # SGD's momentum (AdamW keeps its betas 0.9, 0.999)
     weight_decay: float = 1e-4
     epochs: float = 200.0
     epoch_size: int = 9537  # clips per epoch (UCF101 split-1 train size) for generated data

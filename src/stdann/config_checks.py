@@ -30,6 +30,7 @@ from stdann.topography.spatial_loss import KINDS as SPATIAL_LOSS_KINDS
 ARCHITECTURES = ("r3d_18",)
 DATA_SOURCES = ("generated", "folder", "cache")
 PAIR_MODES = ("scene", "motion")
+OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "off", "true", "false")  # true / false: what YAML makes of on / off
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -189,6 +190,7 @@ RULES: dict[str, Check] = {
     "moco.head_bn": flag(),
     # optim
     "optim.batch_size": integer(2),
+    "optim.optimizer": choice(*OPTIMIZERS),
     "optim.lr": number(0, above=True),
     "optim.momentum": number(0, 1, below=True),
     "optim.weight_decay": number(0),

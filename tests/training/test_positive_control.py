@@ -154,6 +154,21 @@ def test_one_step_of_each_objective_with_and_without_the_spatial_loss(objective,
         assert changed, f"{part} did not learn"
 
 
+def test_adamw_is_an_optimiser_choice_and_part_of_the_run_structure(tmp_path):
+    dev = torch.device("cpu")
+    cfg = smoke("train.objective=supervised_direction", "optim.optimizer=adamw", "optim.lr=0.008", "topography.alpha=0")
+    step = build_step(cfg, dev, step_settings(cfg, dev), build_pair_source(cfg.data, cfg.optim.batch_size, dev, seed=0))
+    assert isinstance(step.optimizer, torch.optim.AdamW)
+    assert step.optimizer.param_groups[0]["lr"] == pytest.approx(0.008 * cfg.optim.batch_size / 256)
+    assert torch.isfinite(step(0).loss)
+    with pytest.raises(ConfigError, match="optim.optimizer.*one of sgd, adamw"):
+        smoke("optim.optimizer=adam")
+    train(cfg, tmp_path / "r", progress=False, stop_at_step=3)
+    with pytest.raises(Exception, match="optim.optimizer: checkpoint 'adamw', now 'sgd'"):
+        train(smoke("train.objective=supervised_direction", "topography.alpha=0"), tmp_path / "r", resume=True,
+              progress=False)
+
+
 # -- the trainer ---------------------------------------------------------------------------------------------------
 def test_trainer_logs_accuracy_and_chance_and_a_heldout_direction_check(tmp_path):
     train(smoke("train.objective=supervised_direction_speed", "topography.alpha=0.25"), tmp_path / "r", progress=False)

@@ -59,6 +59,10 @@ from stdann.runs.folder import CONDITION, SWAP, RunFolder
 from stdann.training.logger import read_log
 from stdann.training.readout import linear_probe_motion
 
+# The positive control's optimiser: SGD at the MoCo presets' learning rate left it at chance for 400
+# demo steps (and at 0.01-0.2 per 32 clips for 150); AdamW at 1e-3 per 32 clips learned it
+# (docs/emergence.md §8).
+POSITIVE_CONTROL_RECIPE = ("optim.optimizer=adamw", "optim.lr=0.008")
 DEFAULT_ALPHAS = (0.0, 0.1, 0.25, 1.0, 2.5)
 
 
@@ -73,6 +77,7 @@ class ProtocolPlan:
     # α values of the supervised positive control's joint runs (empty: no positive control)
     positive_control: tuple[float, ...] = ()
     positive_objective: str = "supervised_direction"  # its train.objective
+    positive_overrides: tuple[str, ...] = POSITIVE_CONTROL_RECIPE  # its recipe on top of the study's configuration
 
     def __post_init__(self) -> None:
         if not self.alphas:
@@ -258,6 +263,7 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
         "protocol": {"alphas": list(plan.alphas), "spatial_only": plan.spatial_only, "pretrain_steps": pre_steps,
                      "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
                      "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
+                     "positive_overrides": list(plan.positive_overrides),
                      "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
                               + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
                                  if plan.positive_control else "")},
@@ -305,7 +311,7 @@ def _positive_control(scfg: Config, plan: ProtocolPlan, seed: int, seed_dir: Pat
                       progress: bool, readout: bool, log, t_study: float) -> None:
     """The positive control of one seed: the MoCo sequence (pretrain -> swap -> joint at each α) with
     the supervised objective; one ``mode = "positive_control"`` row per α."""
-    pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}"])
+    pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}", *plan.positive_overrides])
     pre_steps, joint_steps = step_split(pcfg)
     t = time.time()
     log(f"[stdann study] seed {seed}: positive control ({plan.positive_objective}): pretraining ({pre_steps} steps)")

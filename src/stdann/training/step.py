@@ -6,7 +6,7 @@ One call of a :class:`TrainStep` is::
     batch (x1, x2) → draw the step's neighborhoods → query encoder on both views, keeping the
     sampled units inside the pass (UnitTap) → key encoder (shuffle-BN) → InfoNCE (fp32)
     → spatial loss of the kept units (gathered over the ranks) → L = L_task + α·ΣSL (+ extras)
-    → backward → (gradient clipping) → SGD → key-encoder EMA → enqueue the keys
+    → backward → (gradient clipping) → SGD (or AdamW) → key-encoder EMA → enqueue the keys
 
 The task (``train.objective``) is MoCo's InfoNCE, or for the supervised positive control
 (:mod:`stdann.models.motion_classifier`) the cross-entropy of both views' camera-motion classes,
@@ -185,13 +185,16 @@ def build_model(cfg: Config, device: torch.device, settings: StepSettings) -> Mo
     return model
 
 
-def build_optimizer(model: MoCo | MotionClassifier, cfg: Config, settings: StepSettings) -> torch.optim.SGD:
-    """SGD over the query encoder's trainable parameters (lr is set by the schedule every step)."""
+def build_optimizer(model: MoCo | MotionClassifier, cfg: Config, settings: StepSettings) -> torch.optim.Optimizer:
+    """SGD (or AdamW, ``optim.optimizer``) over the query encoder's trainable parameters (lr is set
+    by the schedule every step)."""
     params = [p for p in model.encoder_q.parameters() if p.requires_grad]
-    kwargs: dict[str, Any] = dict(lr=cfg.optim.scaled_lr(), momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
+    kwargs: dict[str, Any] = dict(lr=cfg.optim.scaled_lr(), weight_decay=cfg.optim.weight_decay)
     if settings.foreach is not None:
         kwargs["foreach"] = settings.foreach
-    return torch.optim.SGD(params, **kwargs)
+    if cfg.optim.optimizer == "adamw":
+        return torch.optim.AdamW(params, **kwargs)
+    return torch.optim.SGD(params, momentum=cfg.optim.momentum, **kwargs)
 
 
 def uses_spatial_loss(cfg: Config) -> bool:

@@ -89,6 +89,7 @@ STRUCTURAL_KEYS = (
     "data.frames",
     "data.size",
     "optim.batch_size",
+    "optim.optimizer",
     "topography.blocks",
     "train.objective",
     "train.direction_bins",
