@@ -362,7 +362,8 @@ def analysis_clips(e: Any) -> dict[str, int]:
     fields are shown at up to 8 time offsets, one per frame of the deepest block's temporal stride)."""
     n_sf, n_tf = len(e.spatial_frequencies), len(e.temporal_frequencies)
     gratings = e.n_directions * n_sf * n_tf * e.n_phases
-    return {"gratings": gratings, "plaids": gratings, "rdk": e.n_directions * len(e.rdk_coherences) * e.rdk_repeats}
+    rdk = e.n_directions * len(e.rdk_coherences) * e.rdk_repeats * 8
+    return {"gratings": gratings, "plaids": gratings, "rdk": rdk}
 
 
 def analysis_problems(e: Any, sheet_sides: dict[str, float]) -> list[str]:
