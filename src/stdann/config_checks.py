@@ -422,8 +422,13 @@ def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
     stem are counted), the generated video's texture bank and the held-out pairs. What exceeds
     the machine's memory cannot run; what stays below may still not fit."""
     width, frames, size = cfg.model.width, cfg.data.frames, cfg.data.size
-    params = r3d_parameter_count(width) + head_parameter_count(8 * width, cfg.moco.hidden_dim, cfg.moco.dim,
-                                                                cfg.moco.head_bn)
+    supervised = cfg.train.objective in SUPERVISED
+    if supervised:  # one encoder and a linear head per classification: weights, gradients, optimiser state
+        classes = cfg.train.direction_bins + (cfg.train.speed_bins if cfg.train.objective.endswith("speed") else 0)
+        params = (r3d_parameter_count(width) + (8 * width + 1) * classes) * 12 / 16
+    else:  # query encoder (weights, gradients, momentum) and its EMA key encoder
+        params = r3d_parameter_count(width) + head_parameter_count(8 * width, cfg.moco.hidden_dim, cfg.moco.dim,
+                                                                    cfg.moco.head_bn)
     shapes = block_output_shapes(width, frames, size)
     per_clip = 2 * math.prod(shapes["layer1.0"]) + sum(3 * math.prod(s) for s in shapes.values())  # stem + blocks
     local_batch = max(1, cfg.optim.batch_size // max(1, world_size))
@@ -433,7 +438,8 @@ def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
         "activations of both views (optim.batch_size, data.frames, data.size, model.width)": 2.0 * per_clip * 2 * local_batch,
         "input clips (optim.batch_size, data.frames, data.size)": 4.0 * clip * 2 * local_batch,
         "held-out pairs (train.eval_pairs)": 4.0 * clip * 2 * cfg.train.eval_pairs if cfg.train.eval_pairs >= 2 else 0.0,
-        "MoCo queue of negatives (moco.queue_size, moco.dim)": 4.0 * cfg.moco.queue_size * cfg.moco.dim,
+        "MoCo queue of negatives (moco.queue_size, moco.dim)": 0.0 if supervised else 4.0 * cfg.moco.queue_size * cfg.moco.dim,
+        "motion-only negative clips (moco.motion_negatives)": 0.0 if supervised else 4.0 * clip * cfg.moco.motion_negatives * local_batch,
         # each window keeps at least MIN_NEIGHBORHOOD candidate members (int64) while neighbourhoods are drawn
         "neighbourhood windows (topography.n_windows)": 8.0 * MIN_NEIGHBORHOOD * cfg.topography.n_windows,
     }

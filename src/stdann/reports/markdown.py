@@ -66,8 +66,11 @@ def _excluded(summary: dict) -> str:
 
 
 def _task_cells(task: dict) -> str:
-    """InfoNCE (nats below chance ln(K+1)) and held-out top-1 of a condition's training."""
+    """Task loss (nats below chance: ln(K+1) for InfoNCE, ln(classes) for the supervised positive
+    control's cross-entropy) and held-out top-1 (instances, or directions for the positive control)."""
     fin, below, top1 = task.get("final_infonce"), task.get("nats_below_chance"), task.get("heldout_top1")
+    if fin is None:
+        fin = task.get("final_loss")
     side = "" if below is None else (f" ({below:.2f} below)" if below >= 0 else f" ({-below:.2f} above)")
     loss = "—" if fin is None else f"{fin:.2f}{side}"
     return f"{loss} | {'—' if top1 is None else format(top1, '.2f')}"
@@ -80,7 +83,7 @@ def study_markdown(study: dict, block: str | None = None) -> str:
     out = []
     for b in ([block] if block else blocks):
         out.append(f"**{b}: task and selectivity**\n")
-        out.append("| condition | seed | InfoNCE (below chance) | held-out top-1 | vector strength (blank-sub.) trained "
+        out.append("| condition | seed | task loss (below chance) | held-out top-1 | vector strength (blank-sub.) trained "
                    "| untrained | headline | median DSI trained | median DSI untrained "
                    "| DSI | SF/TF consistency trained / untrained | fraction DS trained | fraction DS untrained | CV dir. "
                    "| axial ratio | bias R (chance) | probe dir. R² |")

@@ -381,13 +381,17 @@ def _versions(v) -> list[tuple[str, str]]:
 
 
 def task_line(rows: list[dict[str, float]]) -> str | None:
-    """The contrastive task at the end of a training log, in words: the InfoNCE of the last log line
-    (mean over its interval) against chance ln(K + 1), and the last held-out check (top-1 among n
-    held-out pairs, chance 1/n; InfoNCE against ln n)."""
+    """The task at the end of a training log, in words: the InfoNCE of the last log line (mean over
+    its interval) against chance ln(K + 1), and the last held-out check (top-1 among n held-out
+    pairs, chance 1/n; InfoNCE against ln n) — or, for the supervised positive control (a log with
+    ``acc_chance``), its cross-entropy against chance ln(classes) and the held-out direction top-1
+    against 1/bins."""
     rows = [r for r in rows if "loss_task" in r]
     if not rows:
         return None
     last = rows[-1]
+    if "acc_chance" in last:
+        return _supervised_task_line(rows)
     parts = [f"InfoNCE {format_number(last['loss_task'])}"]
     if "loss_task_chance" in last:
         parts[0] += (f" (chance ln(K+1) = {format_number(last['loss_task_chance'])}: "
@@ -400,6 +404,21 @@ def task_line(rows: list[dict[str, float]]) -> str | None:
                      f"(chance {format_number(1 / n)}), top-5 {format_number(h.get('heldout_top5'))}, InfoNCE "
                      f"{format_number(h.get('heldout_infonce'))} (chance ln n = {format_number(h['heldout_chance_infonce'])})")
     return "; ".join(parts) + f" at step {int(last['step'])}"
+
+
+def _supervised_task_line(rows: list[dict[str, float]]) -> str:
+    last = rows[-1]
+    parts = [f"direction cross-entropy {format_number(last['loss_task'])}"]
+    if "loss_task_chance" in last:
+        parts[0] += (f" (chance ln(classes) = {format_number(last['loss_task_chance'])}: "
+                     f"{format_number(last['loss_task_chance'] - last['loss_task'])} nats below)")
+    parts.append(f"training top-1 {format_number(last.get('acc'))} (chance {format_number(last.get('acc_chance'))})")
+    held = [r for r in rows if "heldout_top1" in r and "heldout_chance_top1" in r]
+    if held:
+        h = held[-1]
+        parts.append(f"held-out direction top-1 {format_number(h['heldout_top1'])} (chance "
+                     f"{format_number(h['heldout_chance_top1'])}, step {int(h['step'])})")
+    return "; ".join(parts) + f" at step {int(last['step'])} (supervised positive control)"
 
 
 def run_view(run: Path) -> dict:
@@ -424,9 +443,9 @@ def run_view(run: Path) -> dict:
                ("steps", f"{info.get('step', '?')} of {info.get('total_steps', optim.get('max_steps', '?'))}"),
                ("batch size", optim.get("batch_size")), ("device", info.get("device")),
                ("world size", info.get("world_size")), ("last update", info.get("updated")),
-               ("last logged loss", f"total {format_number(last.get('loss'))}, InfoNCE {format_number(last.get('loss_task'))}, "
+               ("last logged loss", f"total {format_number(last.get('loss'))}, task {format_number(last.get('loss_task'))}, "
                                     f"spatial (sum) {format_number(last.get('sl_total'))}" if last else None),
-               ("contrastive task", task_line(_read_train_log(run))),
+               ("task", task_line(_read_train_log(run))),
                ("contrastive pretraining", task_line(_read_train_log(run / "pretrain")) if (run / "pretrain").is_dir()
                 else None),
                ("folder", str(run.resolve()))]

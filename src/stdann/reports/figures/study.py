@@ -58,6 +58,8 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
                 elif c.get("mode") == "recipe" and c.get("alpha") is not None:
                     ax.plot(x_of(c["alpha"]), yt, "o", color="C0", alpha=0.8)
                     ax.plot(x_of(c["alpha"]), yu, "x", color="0.5", alpha=0.8)
+                elif c.get("mode") == "positive_control" and c.get("alpha") is not None:  # told the direction
+                    ax.plot(x_of(c["alpha"]), yt, "^", color="C1", alpha=0.8)
                 else:  # spatial-only and other ablations, at the right edge
                     ax.plot(right, yt, "s", color="C3", alpha=0.8)
             xs, ys = [], []
@@ -87,6 +89,8 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
         axes[0].plot([], [], "o", color="C0", label="trained")
         axes[0].plot([], [], "x", color="0.5", label="untrained control (same init)")
         axes[0].plot([], [], "s", color="C3", label="spatial loss only")
+        if any(c.get("mode") == "positive_control" for c in conds):
+            axes[0].plot([], [], "^", color="C1", label="positive control (supervised direction)")
         if any(c.get("mode") == "control" for c in conds):
             axes[0].plot([], [], "--", color="0.5", label="untrained row")
         axes[0].legend(fontsize=8)
