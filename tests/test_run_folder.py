@@ -404,3 +404,17 @@ def test_runs_imports_only_the_layers_below_it():
             for name in names:
                 if name == "stdann" or name.startswith("stdann."):
                     assert name == "stdann" or name.startswith(allowed), (path.name, name)
+
+
+def test_resume_auto_starts_then_continues_one_command_line(tmp_path, capsys):
+    """`train --resume auto`: the one command line of an elastic job — it starts a run that is not
+    there and continues one that has a checkpoint, every step logged once."""
+    run = tmp_path / "r"
+    argv = ["train", "--out", str(run), "--resume", "auto", "--preset", "smoke", "--no-progress",
+            "--set", "train.log_every=1", "--set", "train.threads=1", "--set", "train.tensorboard=false"]
+    assert main([*argv, "--set", "optim.max_steps=2"]) == 0
+    assert main([*argv, "--set", "optim.max_steps=4"]) == 0
+    assert log_steps(run) == [1, 2, 3, 4]
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(run), "--resume", "sometimes"])
+    assert "'auto'" in capsys.readouterr().err

@@ -31,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs, positions, config)")
     once = p.add_mutually_exclusive_group()
-    once.add_argument("--resume", action="store_true",
-                      help="continue the run in --out from its last checkpoint, with its own configuration (plus --set)")
+    once.add_argument("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
+                      help="continue the run in --out from its last checkpoint, with its own configuration (plus --set). "
+                           "`--resume auto`: continue it when it has a checkpoint, else start it — one command line "
+                           "for every restart (torchrun --max-restarts, a cluster's requeue)")
     once.add_argument("--overwrite", action="store_true",
                       help="discard the files a stdann run wrote in --out (never other files; keeps its positions) "
                            "and start again")
@@ -44,12 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _auto(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"--resume takes no value or 'auto', got {text!r}")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run_folder = RunFolder(out)
+    if args.resume == "auto":  # continue when there is a checkpoint to continue, else start (again)
+        args.resume = True if run_folder.has("checkpoints/last.pt") else "auto"
+        if args.resume == "auto":
+            return _train(args, load_config(args.preset or "demo", args.config, args.overrides), out)
     # On resume, read the run's configuration under its lock (a folder in use says so first); under
     # torchrun only rank 0 locks, as only rank 0 writes.
-    with run_folder.hold_for_resume() if args.resume and launch_rank() == 0 else contextlib.nullcontext():
+    with run_folder.hold_for_resume() if args.resume is True and launch_rank() == 0 else contextlib.nullcontext():
         if args.resume and args.preset is None and args.config is None:
             cfg = run_folder.resume_config(args.overrides)  # the run's own configuration, checked
         else:
