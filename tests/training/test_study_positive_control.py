@@ -83,3 +83,28 @@ def test_study_runs_the_positive_control_with_and_without_the_spatial_loss(tmp_p
     assert on_disk["protocol"]["positive_overrides"] == list(POSITIVE_CONTROL_RECIPE)
     assert "optimizer: adamw" in (seed / "supervised_direction_alpha_0.25" / "config.yaml").read_text()
     assert sorted(c["name"] for c in on_disk["conditions"]) == names
+
+
+def test_lever_option_and_its_background_command_line():
+    cfg = load_config("smoke", overrides=["topography.alpha=0.5"])
+    args = parse("--lever", "moco.reverse_negatives=true", "--preset", "smoke")
+    again = parse(*study_cli._argv_of(args)[2:])
+    assert again.lever == ["moco.reverse_negatives=true"] and again.lever_alphas is None
+    with pytest.raises(ValueError, match="lever needs both"):
+        ProtocolPlan(lever=("moco.reverse_negatives=true",))
+    assert parse("--lever-alphas", "0,2.5").lever_alphas == [0.0, 2.5]
+    assert cfg.topography.alpha == 0.5
+
+
+@pytest.mark.heavy
+def test_study_runs_a_lever_beside_moco(tmp_path):
+    cfg = load_config("smoke", overrides=SMOKE)
+    plan = ProtocolPlan(alphas=(0.0,), seeds=1, spatial_only=False, lever=("moco.reverse_negatives=true",),
+                        lever_alphas=(0.25,))
+    s = run_protocol(cfg, tmp_path, plan, progress=False, readout=False, log=lambda *_: None)
+    lever = [c for c in s["conditions"] if c["mode"] == "lever"]
+    assert [c["name"] for c in lever] == ["lever_alpha_0.25"] and "layer4.1" in lever[0]["metrics"]
+    conf = (tmp_path / "seed0" / "lever_alpha_0.25" / "config.yaml").read_text()
+    assert "reverse_negatives: true" in conf and str(tmp_path / "seed0" / "lever_pretrain") in conf
+    assert "reverse_negatives: true" not in (tmp_path / "seed0" / "alpha_0" / "config.yaml").read_text()
+    assert json.loads((tmp_path / "study.json").read_text())["protocol"]["lever"] == ["moco.reverse_negatives=true"]

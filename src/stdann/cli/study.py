@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frames per clip (shortcut for --set data.frames=N). 16 gives layer3 (MT) 4 time samples "
                         "instead of 2 and layer4 2 instead of 1, so that the deeper blocks sample motion themselves; "
                         "it doubles the time per step")
+    p.add_argument("--lever", action="append", default=[], metavar="KEY=VALUE",
+                   help="a MoCo lever compared in the same study (repeatable, e.g. --lever moco.reverse_negatives=true): "
+                        "the MoCo sequence again with these overrides (its own pretraining and swaps), joint at "
+                        "--lever-alphas; rows and folders lever_*")
+    p.add_argument("--lever-alphas", type=_floats, default=None, metavar="ALPHAS",
+                   help="α values of the lever's joint runs [default with --lever: 0 and topography.alpha]")
     p.add_argument("--blocks", nargs="+", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe")
     p.add_argument("--background", action="store_true",
@@ -88,17 +94,22 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     plan = ProtocolPlan(alphas=tuple(args.alphas), seeds=args.seeds, spatial_only=not args.no_spatial_only,
                         blocks=list(args.blocks or []), positive_control=positive_alphas(args.positive_control, cfg),
-                        positive_objective=args.positive_objective)
+                        positive_objective=args.positive_objective, lever=tuple(args.lever),
+                        lever_alphas=(tuple(args.lever_alphas) if args.lever_alphas else
+                                      tuple(dict.fromkeys((0.0, float(cfg.topography.alpha)))) if args.lever else ()))
     pre, joint = step_split(cfg)
     out = Path(args.out)
     if args.background:
         return _detach(out, args)
-    n_runs = plan.seeds * (len(plan.alphas) + plan.spatial_only + len(plan.positive_control) + bool(plan.positive_control))
+    n_runs = plan.seeds * (len(plan.alphas) + plan.spatial_only + len(plan.positive_control) + bool(plan.positive_control)
+                           + len(plan.lever_alphas) + bool(plan.lever))
     pc = (f", positive control ({plan.positive_objective}): pretraining {pre} steps + {len(plan.positive_control)} α x "
           f"{joint} joint steps" if plan.positive_control else "")
+    lever = (f", lever {', '.join(plan.lever)}: pretraining {pre} steps + {len(plan.lever_alphas)} α x {joint} joint steps"
+             if plan.lever else "")
     print(f"[stdann study] {args.preset or 'custom'} preset → {out}: {plan.seeds} seed(s) x (pretraining {pre} steps, "
           f"{len(plan.alphas)} α x {joint} joint steps" + (f", spatial only {joint} steps" if plan.spatial_only else "")
-          + pc + f"): {n_runs} trained networks + the untrained one per seed")
+          + pc + lever + f"): {n_runs} trained networks + the untrained one per seed")
     study = run_protocol(cfg, out, plan, progress=not args.no_progress)
     report = write_report(out)
     print(f"[stdann study] done: {out / STUDY_FILE}; report: {report} ({len(study['conditions'])} rows)")
@@ -140,6 +151,10 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     if args.positive_control is not None:
         argv += ["--positive-control"] + ([args.positive_control] if args.positive_control.strip() else [])
         argv += ["--positive-objective", args.positive_objective]
+    for o in args.lever:
+        argv += ["--lever", o]
+    if args.lever_alphas:
+        argv += ["--lever-alphas", ",".join(f"{a:g}" for a in args.lever_alphas)]
     if args.no_readout:
         argv.append("--no-readout")
     if args.blocks:

@@ -78,11 +78,18 @@ class ProtocolPlan:
     positive_control: tuple[float, ...] = ()
     positive_objective: str = "supervised_direction"  # its train.objective
     positive_overrides: tuple[str, ...] = POSITIVE_CONTROL_RECIPE  # its recipe on top of the study's configuration
+    # a MoCo lever compared in the same study: the MoCo sequence again with these overrides (e.g.
+    # moco.reverse_negatives=true), joint at lever_alphas; rows mode "lever", folders lever_*
+    lever: tuple[str, ...] = ()
+    lever_alphas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.alphas:
             raise ValueError("a study needs at least one α")
-        for what, values in (("α", self.alphas), ("positive-control α", self.positive_control)):
+        if bool(self.lever) != bool(self.lever_alphas):
+            raise ValueError("a lever needs both its overrides and its α values")
+        for what, values in (("α", self.alphas), ("positive-control α", self.positive_control),
+                             ("lever α", self.lever_alphas)):
             if any(not math.isfinite(a) or a < 0 for a in values):
                 raise ValueError(f"{what} values must be finite and >= 0, got {list(values)}")
         if self.seeds < 1:
@@ -264,6 +271,7 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
                      "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
                      "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
                      "positive_overrides": list(plan.positive_overrides),
+                     "lever": list(plan.lever), "lever_alphas": list(plan.lever_alphas),
                      "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
                               + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
                                  if plan.positive_control else "")},
@@ -302,6 +310,9 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
         _write_study(out, study, t_study)
         if plan.positive_control:
             _positive_control(scfg, plan, seed, seed_dir, study, blocks, progress, readout, log, t_study)
+        if plan.lever:
+            _variant(scfg.with_overrides(list(plan.lever)), LEVER_PREFIX, plan.lever_alphas, "lever",
+                     f"MoCo + {', '.join(plan.lever)}", seed, seed_dir, study, blocks, progress, readout, log, t_study)
     write_study_figures(RunFolder(out), study)
     _write_study(out, study, t_study)
     return study
@@ -312,21 +323,31 @@ def _positive_control(scfg: Config, plan: ProtocolPlan, seed: int, seed_dir: Pat
     """The positive control of one seed: the MoCo sequence (pretrain -> swap -> joint at each α) with
     the supervised objective; one ``mode = "positive_control"`` row per α."""
     pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}", *plan.positive_overrides])
-    pre_steps, joint_steps = step_split(pcfg)
+    _variant(pcfg, plan.prefix, plan.positive_control, "positive_control", f"positive control ({plan.positive_objective})",
+             seed, seed_dir, study, blocks, progress, readout, log, t_study)
+
+
+LEVER_PREFIX = "lever_"
+
+
+def _variant(vcfg: Config, prefix: str, alphas: tuple[float, ...], mode: str, what: str, seed: int, seed_dir: Path,
+             study: dict, blocks: list[str], progress: bool, readout: bool, log, t_study: float) -> None:
+    """The MoCo sequence of one seed again (pretrain -> swap -> joint at each α) with the configuration
+    ``vcfg`` of a variant (the positive control, a lever), in folders and rows named ``prefix``..."""
+    pre_steps, joint_steps = step_split(vcfg)
     t = time.time()
-    log(f"[stdann study] seed {seed}: positive control ({plan.positive_objective}): pretraining ({pre_steps} steps)")
-    pre = pretrain(pcfg, seed_dir, progress, plan.prefix)
-    log(f"[stdann study] seed {seed}: positive control: swap pre-optimisation of positions")
-    swap = swapped_positions(pcfg, pre, seed_dir, progress, plan.prefix)
+    log(f"[stdann study] seed {seed}: {what}: pretraining ({pre_steps} steps)")
+    pre = pretrain(vcfg, seed_dir, progress, prefix)
+    log(f"[stdann study] seed {seed}: {what}: swap pre-optimisation of positions")
+    swap = swapped_positions(vcfg, pre, seed_dir, progress, prefix)
     shared_seconds = time.time() - t
     untrained = None  # its own positions: the untrained network's maps are measured on them again
-    for alpha in plan.positive_control:
+    for alpha in alphas:
         t = time.time()
-        log(f"[stdann study] seed {seed}: positive control at alpha = {alpha:g} ({joint_steps} steps)")
-        run = joint(pcfg, alpha, pre, swap, seed_dir, progress, plan.prefix)
-        label = f"positive control ({plan.positive_objective}), α = {alpha:g}"
-        entry, untrained = condition_entry(run, pcfg, name=plan.prefix + alpha_name(alpha), label=label, seed=seed,
-                                           alpha=float(alpha), mode="positive_control", blocks=blocks,
+        log(f"[stdann study] seed {seed}: {what} at alpha = {alpha:g} ({joint_steps} steps)")
+        run = joint(vcfg, alpha, pre, swap, seed_dir, progress, prefix)
+        entry, untrained = condition_entry(run, vcfg, name=prefix + alpha_name(alpha), label=f"{what}, α = {alpha:g}",
+                                           seed=seed, alpha=float(alpha), mode=mode, blocks=blocks,
                                            untrained=untrained, readout=readout,
                                            seconds=time.time() - t + shared_seconds)
         _add(study, entry)

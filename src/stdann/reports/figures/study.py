@@ -60,6 +60,8 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
                     ax.plot(x_of(c["alpha"]), yu, "x", color="0.5", alpha=0.8)
                 elif c.get("mode") == "positive_control" and c.get("alpha") is not None:  # told the direction
                     ax.plot(x_of(c["alpha"]), yt, "^", color="C1", alpha=0.8)
+                elif c.get("mode") == "lever" and c.get("alpha") is not None:  # MoCo with a regime lever
+                    ax.plot(x_of(c["alpha"]), yt, "D", color="C4", alpha=0.8)
                 else:  # spatial-only and other ablations, at the right edge
                     ax.plot(right, yt, "s", color="C3", alpha=0.8)
             xs, ys = [], []
@@ -91,6 +93,8 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
         axes[0].plot([], [], "s", color="C3", label="spatial loss only")
         if any(c.get("mode") == "positive_control" for c in conds):
             axes[0].plot([], [], "^", color="C1", label="positive control (supervised direction)")
+        if any(c.get("mode") == "lever" for c in conds):
+            axes[0].plot([], [], "D", color="C4", label="MoCo + " + ", ".join(study.get("protocol", {}).get("lever", [])))
         if any(c.get("mode") == "control" for c in conds):
             axes[0].plot([], [], "--", color="0.5", label="untrained row")
         axes[0].legend(fontsize=8)
