@@ -394,7 +394,7 @@ def test_markdown_shows_stored_verdicts_and_the_bias(run_dir):
 def test_study_markdown_leads_with_the_headline_verdict(study_dir):
     study = json.loads((study_dir / "study.json").read_text())
     lines = study_markdown(study, block="layer3.1").splitlines()
-    header = next(line for line in lines if line.startswith("| condition | seed | InfoNCE"))
+    header = next(line for line in lines if line.startswith("| condition | seed | task loss"))
     sep = lines[lines.index(header) + 1]
     row = next(line for line in lines[lines.index(header):] if line.startswith("| α = 0.25 <b> |"))
     names = [c.strip() for c in header.strip("|").split("|")]

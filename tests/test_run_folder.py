@@ -418,3 +418,38 @@ def test_resume_auto_starts_then_continues_one_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--out", str(run), "--resume", "sometimes"])
     assert "'auto'" in capsys.readouterr().err
+
+
+def test_a_file_system_without_flock_gets_an_owner_file_lock(tmp_path, monkeypatch, capsys):
+    """Lustre without -o flock or NFSv3 without lockd (ENOLCK): the lock is a file created atomically,
+    named in one line; a live owner refuses, a dead owner on this host is taken over, another host's
+    owner is refused with the way to remove it."""
+    import errno
+    import json as _json
+    import os
+    import socket
+
+    import filelock._native._unix as native
+
+    def no_flock(fd):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(native, "lock_fd_nonblocking", no_flock)
+    run = RunFolder(tmp_path / "r")
+    with run.hold():
+        run.ensure_run().write_text("swap.json", "{}")
+        assert (run.root / ".stdann.lock.owner").is_file()
+    assert not (run.root / ".stdann.lock.owner").exists()
+    assert "without flock" in capsys.readouterr().err
+    owner = run.root / ".stdann.lock.owner"
+    for pid, host, words in ((os.getppid(), socket.gethostname(), "in use by another stdann process"),
+                             (os.getpid() + 10 ** 7, "another-node", "delete")):
+        owner.write_text(_json.dumps({"pid": pid, "host": host, "since": "now", "command": "stdann train"}))
+        with pytest.raises(FolderInUse, match=words):
+            with run.hold():
+                pass
+        assert owner.exists()
+    owner.write_text(_json.dumps({"pid": 2 ** 22 + 7, "host": socket.gethostname(), "since": "then", "command": "x"}))
+    with run.hold():  # its owner died on this host: taken over
+        assert _json.loads(owner.read_text())["pid"] == os.getpid()
+    assert not owner.exists()

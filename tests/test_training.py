@@ -188,3 +188,19 @@ def test_head_batchnorm_is_a_structural_choice():
     m = build_moco(load_config("smoke", overrides=["moco.head_bn=true"]))
     assert any(isinstance(x, torch.nn.BatchNorm1d) for x in m.encoder_q.head)
     assert not any(isinstance(x, torch.nn.BatchNorm1d) for x in build_moco(load_config("smoke")).encoder_q.head)
+
+
+def test_checkpoints_by_the_clock_between_step_checkpoints(tmp_path):
+    """train.ckpt_minutes: a checkpoint when that much time has passed, whatever train.ckpt_every says
+    (a preempted job loses minutes, not up to ckpt_every steps)."""
+    def poison(blocks, step):
+        return {"poison": torch.tensor(float("nan")) if step == 4 else torch.zeros(())}
+
+    with pytest.raises(TrainingDiverged):
+        train(cfg_for("train.ckpt_every=1000", "train.ckpt_minutes=0.00001", "topography.alpha=0"),
+              tmp_path / "clock", progress=False, extra_losses=[poison])
+    assert safe_load(tmp_path / "clock" / "checkpoints" / "last.pt")["step"] == 4
+    with pytest.raises(TrainingDiverged):
+        train(cfg_for("train.ckpt_every=1000", "topography.alpha=0"), tmp_path / "steps", progress=False,
+              extra_losses=[poison])
+    assert not (tmp_path / "steps" / "checkpoints" / "last.pt").exists()

@@ -193,6 +193,10 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = torch's default)
     log_every: int = 10  # steps between log lines (CSV/TensorBoard)
     ckpt_every: int = 200  # steps between checkpoints (and at the end)
+    # also a checkpoint when this many minutes have passed since the last one (0 = off), checked at the
+    # steps the ranks synchronise (every step on the CPU, the log steps on CUDA): a preempted job loses
+    # minutes, not up to ckpt_every steps
+    ckpt_minutes: float = 0.0
     max_minutes: float = 0.0  # wall-clock budget; stops cleanly and checkpoints (0 = none)
     deterministic: bool = False  # torch deterministic algorithms (tests)
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed

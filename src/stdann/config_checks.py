@@ -222,6 +222,7 @@ RULES: dict[str, Check] = {
     "train.threads": integer(0),
     "train.log_every": integer(1),
     "train.ckpt_every": integer(1),
+    "train.ckpt_minutes": number(0),
     "train.max_minutes": number(0),
     "train.deterministic": flag(),
     "train.tensorboard": flag(),

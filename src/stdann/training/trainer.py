@@ -396,6 +396,7 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     D.barrier()  # every rank starts its clock (train.max_minutes) here, after the main process's writes
     t_start = time.time()
     interval = _Interval(device, t_start)
+    ckpt_s, last_ckpt_t = 60.0 * cfg.train.ckpt_minutes, t_start  # train.ckpt_minutes: checkpoints by the clock too
     write_status("running", step)
     model.train()
     try:
@@ -414,9 +415,10 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                     "stopped": stop_at_step is not None and stop_at_step <= step < total_steps}
             # Decisions are taken by all ranks together, at the steps that synchronise anyway (on the
             # CPU every step; on CUDA the log and checkpoint steps); alone, at every step.
+            time_due = ckpt_s > 0 and time.time() - last_ckpt_t >= ckpt_s
             if must_log or must_ckpt or host_sync_every_step:
                 value = float(out.loss)  # one host sync, only where it is needed
-                diverged, *decided = D.agree([not math.isfinite(value), *asks.values()])
+                diverged, time_due, *decided = D.agree([not math.isfinite(value), time_due, *asks.values()])
                 if diverged:
                     where = f"loss became {value}" if not math.isfinite(value) else "the loss became non-finite on another rank"
                     raise TrainingDiverged(
@@ -425,6 +427,8 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                     )
             else:
                 decided = [False] * len(asks) if dist_info.enabled else list(asks.values())
+                time_due = time_due and not dist_info.enabled  # (ranks decide together, at synchronising steps)
+            must_ckpt = must_ckpt or time_due
 
             if must_log or must_ckpt or must_snapshot:
                 def main_writes() -> None:
@@ -453,7 +457,7 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
                 if must_log:
                     interval.reset(time.time())
                 if must_ckpt:
-                    saved_at = step
+                    saved_at, last_ckpt_t = step, time.time()
             reason = next((name for name, yes in zip(asks, decided) if yes), None)
             if reason is not None:
                 status = reason
