@@ -1,4 +1,4 @@
-"""CPU threads when other processes share the cores (issue 15, "Under load").
+"""CPU threads when other processes share the cores (docs/reliability.md, "Under load").
 
 PyTorch's CPU kernels run on OpenMP threads, one per core, that meet at a barrier after every
 operation. When another busy process takes one of the cores, the thread that lost its core holds

@@ -61,7 +61,7 @@ class DataConfig:
     flip_prob: float = 0.5  # horizontal flip (mirrors the motion direction too)
     # shared: both views of a positive pair are flipped or neither (the pair keeps one motion);
     # independent: each view on its own — half the flipped pairs then tell MoCo that a clip and its
-    # mirror image (opposite horizontal motion) are the same instance (issue 11)
+    # mirror image (opposite horizontal motion) are the same instance (docs/emergence.md §5)
     pair_flip: str = "shared"
 
     # -- built-in generated video ------------------------------------------------------

@@ -241,7 +241,7 @@ def axis_groups(preferred_axis_deg) -> dict[str, np.ndarray]:
 def by_axis(m: dict) -> dict[str, dict]:
     """DSI, axial ratio and CV_axial (medians with exact 95% CIs) of the horizontal- and the
     vertical-axis units. A horizontal flip reverses horizontal motion only, so flips that differ
-    between the two views of a positive pair would act on the first group (issue 11)."""
+    between the two views of a positive pair would act on the first group (docs/emergence.md §5)."""
     out = {}
     for name, mask in axis_groups(m["preferred_axis"]).items():
         g: dict[str, Any] = {"n_units": int(mask.sum())}

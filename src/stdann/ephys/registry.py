@@ -87,7 +87,7 @@ _M = [
     Metric("smoothness_detail.p_value", "map order p (permutation)", sense=-1, kind="p"),
     Metric("smoothness_detail.mean_delta_short", "mean |Δ pref| of close pairs", unit="°"),
     Metric("smoothness_detail.shuffled_delta_short", "same, positions shuffled", unit="°"),
-    # -- split by preferred axis (issue 11: flips act on horizontal motion only)
+    # -- split by preferred axis (flips act on horizontal motion only: docs/emergence.md §5)
     *(Metric(f"by_axis.{ax}.{k}", f"{label}, {ax}-axis units", sense=sense, reading=reading,
              ci_key=f"by_axis.{ax}.{k[:-len('_median')]}_ci")
       for ax in ("horizontal", "vertical")

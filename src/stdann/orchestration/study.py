@@ -160,7 +160,7 @@ def sweep_conditions(alphas, spatial_only: bool = False) -> list[Condition]:
     return conds
 
 
-# Design choices of the emergence study (issue 8; docs/emergence.md). Each is a set of
+# Design choices of the emergence study (docs/emergence.md). Each is a set of
 # overrides on top of the preset; all are trained with snapshots and measured beside the untrained net.
 EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "paper": ("MoCo v2 as in the paper (same scene, two times)", []),
