@@ -204,3 +204,13 @@ def test_checkpoints_by_the_clock_between_step_checkpoints(tmp_path):
         train(cfg_for("train.ckpt_every=1000", "topography.alpha=0"), tmp_path / "steps", progress=False,
               extra_losses=[poison])
     assert not (tmp_path / "steps" / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_on_another_number_of_processes_is_refused(tmp_path):
+    run = tmp_path / "r"
+    train(cfg_for("optim.max_steps=2"), run, progress=False)
+    ckpt = safe_load(run / "checkpoints" / "last.pt")
+    ckpt["world_size"] = 2
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="trained on 2.*nproc-per-node 2"):
+        train(cfg_for("optim.max_steps=4"), run, resume=True, progress=False)

@@ -70,6 +70,11 @@ def rank() -> int:
     return dist.get_rank() if is_dist() else 0
 
 
+def world_size() -> int:
+    """The number of processes of the job (1 without a process group)."""
+    return dist.get_world_size() if is_dist() else 1
+
+
 def is_main() -> bool:
     """Whether this process is the one that writes (rank 0, or the only process)."""
     return rank() == 0

@@ -201,10 +201,19 @@ def _restore(run: RunFolder, cfg: Config, model: MoCo | MotionClassifier, optimi
             f"cannot resume {run.root}: the checkpoint was trained with another configuration ({'; '.join(diffs)}). "
             "Resume with the run's own config.yaml, or use --overwrite / another --out"
         )
+    saved_world = int(ckpt.get("world_size", 1))
+    if saved_world != D.world_size():
+        raise CheckpointError(
+            f"cannot resume {run.root} on {D.world_size()} process(es): it was trained on {saved_world} (each rank draws "
+            f"its own clips and the batch is split among them); resume with torchrun --nproc-per-node {saved_world} "
+            "(or that many processes over the nodes), or start a new run from its weights with --set train.init_from=RUN"
+        )
     load_state_checked(model, ckpt["model"], f"checkpoint {run.checkpoint('last')}")
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available() and len(ckpt["rng"]["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
         raise CheckpointError(f"{run.checkpoint('last')} is damaged (its optimiser or random state does not fit this "
                               f"run: {type(e).__name__}: {str(e)[:160]}); resume from an earlier checkpoint or retrain") from None
