@@ -249,6 +249,7 @@ RULES: dict[str, Check] = {
     "ephys.rdk_repeats": integer(1, 256),
     "ephys.plaid_angle": number(0, 180, above=True),
     "ephys.responsive_threshold": number(0, 1),
+    "ephys.driven_ratio": number(0, 100),
     "ephys.dsi_criterion": number(0, 1),
     "ephys.map_window_mm": Check(lambda v: _finite(v) and (v == 0 or 1e-3 <= v <= 1e3),
                                  "0 (chosen from the measured column spacing) or a width from 0.001 to 1000 mm"),

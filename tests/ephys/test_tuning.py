@@ -233,3 +233,25 @@ def test_pattern_component_classification():
     comp16 = (vm(3.0, -60.0) + vm(3.0, 60.0))[None]
     assert pattern_component_index(comp16, g16, DIRS)["cls"][0] == -1
     assert pattern_component_index(g16, g16, DIRS)["cls"][0] == 1
+
+
+def test_driven_mask_keeps_units_the_stimulus_drives_above_the_grey_screen():
+    from stdann.ephys.tuning import driven_mask
+
+    peak = np.array([1.0, 1.0, 1.0, 0.5, np.nan, 1.0])
+    blank = np.array([0.1, 0.5, 0.8, -0.2, 0.1, np.nan])
+    assert driven_mask(peak, blank, 2.0).tolist() == [True, True, False, True, False, False]
+    assert driven_mask(peak, blank, 1.0).tolist() == [True, True, True, True, False, True]
+
+
+def test_a_pedestal_near_the_peak_is_what_driven_mask_removes():
+    """The artefact it guards against: a weak tuning on a grey-screen response near the peak reads as
+    sharp tuning once the blank is subtracted and clipped."""
+    from stdann.ephys.tuning import driven_mask, tuning_metrics
+
+    dirs = np.arange(16) * 22.5
+    curve = 1.0 + 0.05 * np.cos(np.deg2rad(dirs))  # 5% modulation
+    blank = np.array([1.0])
+    vs = 1 - tuning_metrics(curve[None], dirs, baseline=blank)["cv_direction"][0]
+    assert vs > 0.5 and (1 - tuning_metrics(curve[None], dirs)["cv_direction"][0]) < 0.05
+    assert not driven_mask(curve.max()[None], blank, 2.0)[0]

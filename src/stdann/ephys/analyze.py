@@ -17,7 +17,8 @@ Rules (written into metrics.json under ``rules``):
 * random-dot kinematograms: one dot field per repeat shared by every direction and coherence,
   trajectories centred on the middle frame and shifted by as many frames as the block's temporal
   stride (each block averages its own offsets);
-* responsive = peak > ``responsive_threshold`` × 99th percentile of the block's peaks (and > 0);
+* responsive = peak > ``responsive_threshold`` × 99th percentile of the block's peaks (and > 0),
+  and driven: peak ≥ ``driven_ratio`` × the unit's grey-screen response (tuning.driven_mask);
   direction selective = DSI > 1/3 (⇔ DI > 0.5);
 * medians with the exact order-statistic 95% CI, fractions with the exact Clopper–Pearson 95% CI
   (ephys.tuning);
@@ -57,7 +58,7 @@ from stdann.ephys.verdicts import MAP_ORDER_ALPHA, map_order, trained_vs_untrain
 
 MIN_UNITS_FOR_MAP = 10
 CONSISTENCY_TOLERANCE_DEG = 45.0  # preferred directions at the best and second-best condition "agree"
-MEASUREMENT_VERSION = 2  # metrics.json "measurement": phases, aliasing exclusions, blank, shared dot fields
+MEASUREMENT_VERSION = 3  # metrics.json "measurement": 2 = phases, aliasing, blank, shared dot fields; 3 = + driven units
 
 
 class AnalysisError(EphysError):
@@ -111,10 +112,16 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     curves = TU.curves_at(grating_resp, best)
     peak = curves.max(axis=1)
     resp = TU.responsive_mask(peak, ecfg.responsive_threshold)
+    n_undriven = 0
+    if blank is not None:  # and driven by the stimulus, well above the grey screen (TU.driven_mask)
+        driven = TU.driven_mask(peak, blank, ecfg.driven_ratio)
+        n_undriven = int((resp & ~driven).sum())
+        resp &= driven
     n_resp = int(resp.sum())
     coords_all = np.asarray(positions.coordinates, dtype=np.float64)
     channel = unit_channels(positions.dims)
-    s.update(n_responsive=n_resp, n_excluded_unresponsive=int(n_units - n_resp), n_all_zero=int((peak <= 0).sum()))
+    s.update(n_responsive=n_resp, n_excluded_unresponsive=int(n_units - n_resp), n_excluded_undriven=n_undriven,
+             n_all_zero=int((peak <= 0).sum()))
     m = TU.tuning_metrics(curves[resp], dirs) if n_resp else None
     details: dict[str, Any] = {"curves": curves, "best": best, "responsive": resp, "metrics": m, "peak": peak,
                                "coordinates": coords_all, "channel": channel}
@@ -338,6 +345,8 @@ def _rdk(rdk_resp, dirs, ecfg, n_offsets: int = 1, blank=None) -> dict:
     ic = int(np.argmax(coh))
     rc = r[:, ic, :].T
     rr = TU.responsive_mask(rc.max(axis=1), ecfg.responsive_threshold)
+    if blank is not None:
+        rr &= TU.driven_mask(rc.max(axis=1), blank, ecfg.driven_ratio)
     out: dict[str, Any] = {"coherence": float(coh[ic]), "n_responsive": int(rr.sum()),
                            "density_dots_per_px2": float(ecfg.rdk_density), "speed_px_per_frame": float(ecfg.rdk_speed),
                            "repeats": int(ecfg.rdk_repeats), "offsets": int(n_offsets)}
@@ -423,7 +432,10 @@ def rules(ecfg) -> dict[str, str]:
     """The rules behind the numbers, in words (metrics.json ``rules``)."""
     return {
         "response": "block output after its final ReLU, averaged over frames (and over phases / dot patterns)",
-        "responsive": f"peak > {ecfg.responsive_threshold} x 99th percentile of the block's peaks (and > 0)",
+        "responsive": f"peak > {ecfg.responsive_threshold} x 99th percentile of the block's peaks (and > 0), and driven: "
+                      f"peak >= {ecfg.driven_ratio:g} x the unit's grey-screen response (n_excluded_undriven; a unit "
+                      "whose responses ride on a grey-screen response near its peak has a blank-subtracted curve made "
+                      "of the small remainder, which reads as sharp tuning)",
         "direction_selective": f"DSI > {ecfg.dsi_criterion:.4g} (equivalently DI > 0.5); DI >= 0.5 also given",
         "headline": HEADLINE_RULE,
         "phases": f"grating and plaid responses average ephys.n_phases = {ecfg.n_phases} evenly spaced starting phases "

@@ -41,6 +41,9 @@ class EphysConfig:
     plaid_angle: float = 120.0  # degrees between the two component gratings
     # -- analysis -------------------------------------------------------------------------------------
     responsive_threshold: float = 0.1  # peak > threshold x 99th percentile of the block's peaks
+    # and driven: peak >= driven_ratio x the unit's grey-screen response (1 = off); units whose responses ride on a
+    # grey-screen response near their peak read as sharply tuned once the blank is subtracted (ephys.tuning.driven_mask)
+    driven_ratio: float = 2.0
     dsi_criterion: float = 1.0 / 3.0  # "direction selective" = DSI above this (DI >= 0.5 equivalently)
     # FWHM of the Gaussian map kernel; 0 = chosen against the measured column spacing
     # (ephys.maps.choose_kernel: max(2 unit spacings, Λ_fine / 4)), never the retinotopic tile
