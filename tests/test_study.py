@@ -14,6 +14,7 @@ from lock_helpers import hold_in_other_process
 
 import stdann.orchestration.study as S
 from stdann.config import load_config
+from stdann.ephys.analyze import MEASUREMENT_VERSION
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
 from stdann.orchestration.analysis import evaluate_network
@@ -62,7 +63,7 @@ def test_calibration_sets_running_stats_to_the_batch_average():
     assert not bn_net.training
 
 
-def test_study_stores_trained_and_untrained_from_the_right_checkpoints(tmp_path):
+def test_study_stores_trained_and_untrained_from_the_right_checkpoints(tmp_path, monkeypatch):
     base = load_config("smoke", overrides=["optim.max_steps=4", "train.snapshot_every=2"])
     study = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,
                       blocks=["layer3.1"], readout=False, snapshots=True, ephys_overrides=FAST)
@@ -86,6 +87,20 @@ def test_study_stores_trained_and_untrained_from_the_right_checkpoints(tmp_path)
     again = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,
                       blocks=["layer3.1"], readout=False, snapshots=True, ephys_overrides=FAST)
     assert again["conditions"][0]["metrics"] == study["conditions"][0]["metrics"]
+    assert entry["measurement"] == MEASUREMENT_VERSION
+    # an entry measured under older rules is measured again on resume, without training again
+    cached = tmp_path / "em" / "paper" / "seed0" / "condition.json"
+    old = json.loads(cached.read_text())
+    old["measurement"] = MEASUREMENT_VERSION - 1
+    old["metrics"]["layer3.1"]["trained"]["dsi_median"] = -1.0
+    cached.write_text(json.dumps(old))
+    import stdann.orchestration.recipe as T
+
+    monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    remeasured = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1,
+                           progress=False, blocks=["layer3.1"], readout=False, snapshots=True, ephys_overrides=FAST)
+    assert remeasured["conditions"][0]["metrics"] == study["conditions"][0]["metrics"]
+    assert json.loads(cached.read_text())["measurement"] == MEASUREMENT_VERSION
 
 
 def test_unknown_variant_is_refused_with_the_list():

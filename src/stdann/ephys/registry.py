@@ -103,6 +103,7 @@ _M = [
            reading="more direction selective", ci_key="rdk.vector_strength_ci"),
     # -- counts
     Metric("n_blank_excluded", "units never above their blank response", kind="count"),
+    Metric("n_excluded_undriven", "units excluded as undriven (peak < ephys.driven_ratio × grey-screen response)", kind="count"),
     Metric("n_responsive", "responsive units", kind="count"),
     Metric("n_units", "units", kind="count"),
 ]

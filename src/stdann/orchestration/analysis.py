@@ -20,6 +20,7 @@ from stdann.config import check_section
 from stdann.data.generator import VideoGenerator
 from stdann.devices import resolve_device
 from stdann.ephys.analyze import (
+    MEASUREMENT_VERSION,
     AnalysisError,
     analyze_network,
     block_entry,
@@ -67,6 +68,14 @@ def evaluate_network(model, cfg, positions: dict, blocks: list[str], device, eph
     prepare_network(model, cfg, ecfg, device)
     res = analyze_network(model, positions, blocks, stimuli, ecfg, cfg.data.frames, cfg.data.size, device)
     return {b: slim(res[b][0]) for b in blocks}
+
+
+def measured_now(entry: dict) -> bool:
+    """Whether a cached study entry (``condition.json``) was measured under today's rules: an entry
+    that names an older ``measurement`` is measured again when its study is resumed. Entries written
+    before they carried the number (up to measurement 3) are taken as they are."""
+    version = entry.get("measurement")
+    return version is None or version == MEASUREMENT_VERSION
 
 
 def compare_block(trained: dict, untrained: dict) -> dict:

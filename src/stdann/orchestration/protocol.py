@@ -51,7 +51,8 @@ from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.fileio import jsonable, read_json_cache
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.ephys.analyze import MEASUREMENT_VERSION
+from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
 from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
 from stdann.orchestration.study_files import STUDY_FILE, study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
@@ -233,11 +234,11 @@ def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed:
                     blocks: list[str], untrained: dict | None, readout: bool, seconds: float) -> tuple[dict, dict]:
     """A condition's study entry (cached in its ``condition.json``) and the untrained summaries."""
     cached = read_json_cache(run.path(CONDITION))  # a damaged one is measured again
-    if cached.get("complete") and cached.get("untrained_summary") is not None:
+    if cached.get("complete") and cached.get("untrained_summary") is not None and measured_now(cached):
         return cached, cached["untrained_summary"]
     measured, untrained = measure(run, cfg, blocks, untrained, readout)
     entry = jsonable({"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "run_dir": str(run.root),
-                      "train_seconds": seconds, **measured, "untrained_summary": untrained, "complete": True})
+                      "train_seconds": seconds, "measurement": MEASUREMENT_VERSION, **measured, "untrained_summary": untrained, "complete": True})
     with run.hold():
         run.write_json(CONDITION, entry, indent=1)
     return entry, entry["untrained_summary"]

@@ -23,7 +23,8 @@ from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.errors import MissingFileError
 from stdann.fileio import jsonable, read_json_cache
-from stdann.orchestration.analysis import compare_block, evaluate_network
+from stdann.ephys.analyze import MEASUREMENT_VERSION
+from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.orchestration.protocol import POSITIVE_CONTROL_RECIPE, task_summary
 from stdann.orchestration.recipe import topographic_recipe, train_stage
@@ -71,7 +72,7 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
         topographic_recipe(cfg, run_dir, progress=progress)
     elif not finished:
         train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
-    if cached.get("complete"):
+    if cached.get("complete") and measured_now(cached):
         return cached if D.is_main() else None
     return D.on_main(f"evaluating {run_dir}", lambda: _evaluate_condition(
         cond, cfg, seed, run, blocks=blocks, readout=readout, snapshots=snapshots,
@@ -87,7 +88,7 @@ def _evaluate_condition(cond: Condition, cfg: Config, seed: int, run: RunFolder,
     positions = load_run_positions(run_dir, blocks)
     entry: dict[str, Any] = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed,
                              "alpha": cond.alpha, "mode": cond.mode, "run_dir": str(run_dir),
-                             "train_seconds": train_seconds}
+                             "train_seconds": train_seconds, "measurement": MEASUREMENT_VERSION}
     untrained, _ = load_backbone(run_dir, "init", device=device)
     trained, _ = load_backbone(run_dir, "last", device=device)
     u = evaluate_network(untrained, cfg, positions, blocks, device, ephys_overrides)
