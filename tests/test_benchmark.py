@@ -131,7 +131,13 @@ def test_flops_counted_like_torchvision():
     f = B.model_flops_per_clip(load_config("paper"))
     # torchvision documents 40.7 GMACs for r3d_18 at 16x112x112 -> ~81.4 GFLOPs (2 per MAC)
     assert f["forward_per_clip"] / 1e9 == pytest.approx(81.4, rel=0.01)
-    assert f["train_per_clip"] > 4 * f["forward_per_clip"]
+    # per pair: a query (3 forwards' worth, with backward) and a key (1 forward) per view that queries,
+    # plus the queue's logits; the paper preset's MoCo v2 has one such view, the symmetrised loss two
+    fwd, queue = f["forward_per_clip"], 3 * 2.0 * 128 * 65536
+    assert f["train_per_pair"] == pytest.approx(4 * fwd + queue)
+    assert f["train_per_clip"] == pytest.approx(f["train_per_pair"] / 2)
+    sym = B.model_flops_per_clip(load_config("paper", overrides=["moco.symmetric=true"]))
+    assert sym["train_per_pair"] == pytest.approx(2 * f["train_per_pair"])
 
 
 def test_peak_table():

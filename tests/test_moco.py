@@ -128,3 +128,27 @@ def test_reverse_negatives_add_one_logit_per_query():
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     out = m(torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32))
     assert torch.isfinite(out["loss"])
+
+
+def test_asymmetric_moco_is_one_query_against_the_other_views_key():
+    """moco.symmetric = false: view 1's query against view 2's key (and its reversed clip), one key
+    per pair for the queue, and the block outputs of view 1 only."""
+    sym = tiny(shuffle_bn=False, reverse_negatives=True)
+    asym = tiny(shuffle_bn=False, reverse_negatives=True, symmetric=False)
+    asym.load_state_dict(sym.state_dict())
+    x1, x2 = torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32)
+    out = asym(x1, x2, blocks=("layer3.1",))
+    (v1,) = out["blocks"]["layer3.1"]
+    assert v1.shape == (2, 32, 1, 4, 4) and v1.requires_grad
+    assert out["keys"].shape == (2, 16)
+    with torch.no_grad():
+        q1 = sym.encoder_q(x1)[0]
+        k2 = F.normalize(sym.encoder_k(x2)[0], dim=1)
+        r2 = F.normalize(sym.encoder_k(x2.flip(2))[0], dim=1)
+        expected, _ = sym.info_nce(q1, k2, r2)
+    assert float(out["loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(out["keys"], k2, atol=1e-6)
+    # the symmetrised loss is a different number: the mean over both directions
+    assert float(sym(x1, x2)["loss"].detach()) != pytest.approx(float(expected), rel=1e-3)
+    asym.enqueue(out["keys"])
+    assert int(asym.queue_ptr) == 2

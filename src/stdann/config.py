@@ -151,6 +151,10 @@ class MocoConfig:
     # head has none; at CPU scale the head's BN keeps the embeddings from collapsing onto a few
     # directions, which is what stalls short runs (docs/results.md, "Making the task learn").
     head_bn: bool = False
+    # symmetrised loss: each view is a query once and a key once (two query and two key passes per
+    # pair, the spatial loss sees both views' clips). False = MoCo v2 as He/Chen et al. wrote it: view 1
+    # queries, view 2 is its key, half the compute per pair (the paper preset; docs/benchmarks.md)
+    symmetric: bool = True
 
 
 @dataclass

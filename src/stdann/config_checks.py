@@ -186,6 +186,7 @@ RULES: dict[str, Check] = {
     "moco.shuffle_bn": flag(),
     "moco.bn_groups": integer(1),
     "moco.reverse_negatives": flag(),
+    "moco.symmetric": flag(),
     "moco.motion_negatives": integer(0, 64),  # each one is a key-encoder pass per clip of both views
     "moco.head_bn": flag(),
     # optim
@@ -419,7 +420,8 @@ def head_parameter_count(features: int, hidden: int, dim: int, head_bn: bool) ->
 
 def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
     """A lower bound of the bytes one training process allocates, by part: the encoders' weights,
-    gradients and SGD momentum (fp32), the activations kept for the backward pass of both views
+    gradients and SGD momentum (fp32), the activations kept for the backward pass of the query views (both, or view 1 when
+    ``moco.symmetric`` is off)
     (at 2 bytes a value: bf16 at best; only the three largest tensors of each block and two of the
     stem are counted), the generated video's texture bank and the held-out pairs. What exceeds
     the machine's memory cannot run; what stays below may still not fit."""
@@ -434,10 +436,12 @@ def estimate_memory(cfg: Any, world_size: int = 1) -> dict[str, float]:
     shapes = block_output_shapes(width, frames, size)
     per_clip = 2 * math.prod(shapes["layer1.0"]) + sum(3 * math.prod(s) for s in shapes.values())  # stem + blocks
     local_batch = max(1, cfg.optim.batch_size // max(1, world_size))
+    queried = 1 if (not supervised and not cfg.moco.symmetric) else 2  # views whose activations backward keeps
     clip = 3 * frames * size * size
     parts = {
         "weights, gradients and optimiser state (model.width)": 16.0 * params,
-        "activations of both views (optim.batch_size, data.frames, data.size, model.width)": 2.0 * per_clip * 2 * local_batch,
+        "activations of the query views (optim.batch_size, data.frames, data.size, model.width, moco.symmetric)":
+            2.0 * per_clip * queried * local_batch,
         "input clips (optim.batch_size, data.frames, data.size)": 4.0 * clip * 2 * local_batch,
         "held-out pairs (train.eval_pairs)": 4.0 * clip * 2 * cfg.train.eval_pairs if cfg.train.eval_pairs >= 2 else 0.0,
         "MoCo queue of negatives (moco.queue_size, moco.dim)": 0.0 if supervised else 4.0 * cfg.moco.queue_size * cfg.moco.dim,

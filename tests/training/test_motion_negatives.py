@@ -115,3 +115,26 @@ def test_one_training_step_with_motion_negatives():
 def test_motion_negatives_need_the_generator(tmp_path):
     with pytest.raises(ConfigError, match="moco.motion_negatives = 2 is not valid: it must be 0 for data.source=folder"):
         load_config("smoke", overrides=["moco.motion_negatives=2", "data.source=folder", f"data.root={tmp_path}"])
+
+
+@pytest.mark.parametrize("tapped", [True, False])
+def test_asymmetric_moco_trains_with_the_spatial_loss_on_the_query_view(tapped):
+    """moco.symmetric = false (MoCo v2, the paper preset): a step with α > 0 through the unit tap
+    (the trainer's path) and through the plain loop gives one spatial loss from view 1's clips, and
+    the queue advances by one key per pair."""
+    from stdann.topography import init_model_positions, sheets_from_config
+    from stdann.training.step import plain_settings
+
+    cfg = load_config("smoke", overrides=["moco.symmetric=false", "topography.alpha=0.5", "train.threads=1"])
+    dev = torch.device("cpu")
+    positions = init_model_positions(width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size,
+                                     blocks=list(cfg.topography.blocks), sheets=sheets_from_config(cfg.topography),
+                                     seed=0, n_windows=cfg.topography.n_windows)
+    settings = step_settings(cfg, dev) if tapped else plain_settings()
+    step = build_step(cfg, dev, settings, build_pair_source(cfg.data, cfg.optim.batch_size, dev, seed=0),
+                      positions=positions)
+    assert (step.tap is not None) == tapped
+    out = step(0)
+    assert torch.isfinite(out.loss) and out.sl and float(out.sl_total) > 0
+    assert float(out.loss) == pytest.approx(float(out.task) + 0.5 * float(out.sl_total), rel=1e-5)
+    assert int(step.model.queue_ptr) == cfg.optim.batch_size

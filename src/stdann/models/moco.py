@@ -3,8 +3,10 @@
 Query encoder = 3D ResNet-18 + 2-layer MLP head; key encoder = its exponential moving average;
 a queue of K negatives; InfoNCE over [positive, queue] at temperature τ.
 
-The loss is symmetrised: each view is a query once and a key once, so the spatial loss sees the
-block outputs of every clip of both views. Each view goes through the query
+By default the loss is symmetrised: each view is a query once and a key once, so the spatial loss
+sees the block outputs of every clip of both views. ``symmetric=False`` is MoCo v2 as published
+(view 1 the query, view 2 its key): one query and one key pass per pair instead of two each, half
+the compute, and the spatial loss sees the query view's clips only. Each view goes through the query
 encoder in its own pass (BatchNorm statistics never mix a clip with its positive), and the key
 batch is shuffled before the key encoder — across ranks under DDP (shuffle-BN), or split into
 ``bn_groups`` groups on one device — so that BatchNorm cannot leak which key is the positive.
@@ -71,8 +73,10 @@ class MoCo(nn.Module):
         shuffle_bn: bool = True,
         reverse_negatives: bool = False,
         head_bn: bool = False,
+        symmetric: bool = True,
     ):
         super().__init__()
+        self.symmetric = bool(symmetric)
         self.reverse_negatives = reverse_negatives
         self.momentum = momentum
         self.temperature = temperature
@@ -84,6 +88,11 @@ class MoCo(nn.Module):
             p.requires_grad_(False)
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def views(self) -> int:
+        """Views of each pair that are queries (and keys) per step: 2 symmetrised, 1 as in MoCo v2."""
+        return 2 if self.symmetric else 1
 
     @property
     def backbone(self) -> VideoResNet:
@@ -103,7 +112,8 @@ class MoCo(nn.Module):
         n, k = keys.shape[0], self.queue.shape[1]
         if k % n:
             raise ValueError(
-                f"queue size {k} must be a multiple of the keys enqueued per step ({n} = 2 views x global batch); "
+                f"queue size {k} must be a multiple of the keys enqueued per step ({n} = global batch x "
+                f"{self.views} view(s) that are keys); "
                 f"set moco.queue_size to a multiple of {n}"
             )
         # Index arithmetic on the device: no host synchronisation in the hot loop.
@@ -163,7 +173,7 @@ class MoCo(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, blocks: tuple[str, ...] = (), generator: torch.Generator | None = None,
                 tap=None, task_grad: bool = True, negatives: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (out_view1, out_view2)}, "keys": (2B, dim)}``;
+        """Returns ``{"loss": InfoNCE, "acc": top-1, "blocks": {name: (out_view1, out_view2)}, "keys": (views·B, dim)}``;
         each block output is (B, C, T, H, W).
 
         ``negatives`` = (neg1, neg2), each (B, k, 3, T, H, W): the motion-only negatives of each view
@@ -178,6 +188,8 @@ class MoCo(nn.Module):
         """
         if generator is None:
             generator = torch.Generator().manual_seed(0)
+        if not self.symmetric:
+            return self._forward_asymmetric(x1, x2, blocks, generator, tap, task_grad, negatives)
         q1, b1 = self.encoder_q(x1, blocks, tap)
         q2, b2 = self.encoder_q(x2, blocks, tap)
         if not task_grad:
@@ -199,6 +211,20 @@ class MoCo(nn.Module):
         outs = {name: (b1[name], b2[name]) for name in b1}
         return {"loss": 0.5 * (l1 + l2), "acc": 0.5 * (a1 + a2), "blocks": outs, "keys": torch.cat([k1, k2], dim=0)}
 
+    def _forward_asymmetric(self, x1, x2, blocks, generator, tap, task_grad, negatives):
+        """MoCo v2 as published: view 1 is the query, view 2 its key (and the source of its hard
+        negatives); block outputs are view 1's only, as a 1-tuple."""
+        q1, b1 = self.encoder_q(x1, blocks, tap)
+        if not task_grad:
+            q1 = q1.detach()
+        with torch.no_grad():
+            k2, h2 = self._keys_with(x2, negatives[1] if negatives is not None else None, generator)
+            if self.reverse_negatives:
+                r2 = self._keys(x2.flip(2), generator)[:, None]
+                h2 = r2 if h2 is None else torch.cat([r2, h2], dim=1)
+        loss, acc = self.info_nce(q1, k2, h2)
+        return {"loss": loss, "acc": acc, "blocks": {name: (b1[name],) for name in b1}, "keys": k2}
+
 
 def build_moco(cfg) -> MoCo:
     """MoCo from a :class:`stdann.config.Config`."""
@@ -214,4 +240,5 @@ def build_moco(cfg) -> MoCo:
         shuffle_bn=m.shuffle_bn,
         reverse_negatives=m.reverse_negatives,
         head_bn=m.head_bn,
+        symmetric=m.symmetric,
     )

@@ -108,12 +108,16 @@ def model_flops_per_clip(cfg: Config) -> dict[str, Any]:
         enc(x)
     fwd = float(fc.get_total_flops())
     infonce = 3 * 2.0 * cfg.moco.dim * cfg.moco.queue_size
+    views = 2 if cfg.moco.symmetric else 1  # queries (and keys) per pair
+    per_pair = views * (3 * fwd + fwd + infonce)
     return {
         "forward_per_clip": fwd,
-        "train_per_clip": 3 * fwd + fwd + infonce,
+        "train_per_pair": per_pair,
+        "train_per_clip": per_pair / 2,
         "method": "FlopCounterMode on a meta-device forward of backbone+head for one clip (conv + matmul, "
-        "2 FLOPs per multiply-add); per trained clip = 3 x forward (fwd+bwd) + 1 x key-encoder forward + "
-        "InfoNCE logits vs the queue (3 x 2*dim*K); BN, element-wise ops and the spatial loss excluded",
+        "2 FLOPs per multiply-add); per query = 3 x forward (fwd+bwd) + InfoNCE logits vs the queue "
+        "(3 x 2*dim*K), per key = 1 forward; a pair has 2 queries and 2 keys (moco.symmetric) or 1 and 1; "
+        "per clip = per pair / 2; BN, element-wise ops and the spatial loss excluded",
     }
 
 
@@ -165,10 +169,12 @@ def check_batch(cfg: Config) -> None:
     b = cfg.optim.batch_size
     if b < 2:
         raise ConfigError(f"optim.batch_size must be >= 2 for the benchmark, got {b}")
-    if cfg.moco.queue_size % (2 * b):
+    keys = (2 if cfg.moco.symmetric else 1) * b  # keys enqueued per step
+    if cfg.moco.queue_size % keys:
         raise ConfigError(
-            f"moco.queue_size={cfg.moco.queue_size} must be a multiple of 2 x optim.batch_size = {2 * b}; "
-            f"add --set moco.queue_size={2 * b * max(1, round(cfg.moco.queue_size / (2 * b)))}"
+            f"moco.queue_size={cfg.moco.queue_size} must be a multiple of the {keys} keys enqueued per step "
+            f"(optim.batch_size x {keys // b} view(s)); "
+            f"add --set moco.queue_size={keys * max(1, round(cfg.moco.queue_size / keys))}"
         )
 
 
@@ -329,7 +335,7 @@ def bench_train(
     for v in variants.values():
         if "error" in v:
             continue
-        v["achieved_tflops"] = flops["train_per_clip"] * v["clips_per_s"] / 1e12
+        v["achieved_tflops"] = flops["train_per_pair"] * v["pairs_per_s"] / 1e12
         v["fraction_of_bf16_peak"] = v["achieved_tflops"] / peak if peak else None
     opt = variants["optimized"]
     result: dict[str, Any] = {
@@ -345,6 +351,7 @@ def bench_train(
         "config": {
             "width": cfg.model.width, "frames": cfg.data.frames, "size": cfg.data.size,
             "batch_size_pairs": cfg.optim.batch_size, "clips_per_step": 2 * cfg.optim.batch_size,
+            "symmetric": cfg.moco.symmetric,
             "queue_size": cfg.moco.queue_size, "data_source": cfg.data.source,
             "spatial_blocks": list(cfg.topography.blocks) if use_spatial else [],
             "neighborhoods_per_step": cfg.topography.neighborhoods_per_step, "alpha": cfg.topography.alpha,
@@ -379,7 +386,7 @@ def format_train(r: dict[str, Any]) -> str:
         f"stdann bench train — {r['date']} — {r['device']} ({r['device_name']}), torch {r['torch']}, "
         f"{r['threads']} threads, load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}",
         f"network r3d_18 width {c['width']}, clips {c['frames']}x{c['size']}², batch {c['batch_size_pairs']} pairs "
-        f"= {c['clips_per_step']} clips/step, queue {c['queue_size']}, data {c['data_source']}, spatial loss on "
+        f"= {c['clips_per_step']} clips/step, {'symmetrised' if c.get('symmetric', True) else 'asymmetric (MoCo v2)'} loss, queue {c['queue_size']}, data {c['data_source']}, spatial loss on "
         f"{len(c['spatial_blocks'])} blocks x {c['neighborhoods_per_step']} neighborhoods (alpha {c['alpha']})",
         f"model FLOPs: {r['flops']['forward_per_clip'] / 1e9:.3f} GFLOP forward/clip, "
         f"{r['flops']['train_per_clip'] / 1e9:.3f} GFLOP per trained clip",
@@ -396,6 +403,7 @@ def format_train(r: dict[str, Any]) -> str:
     lines.append(f"{'step':<18}" + "".join(f"{r['variants'][n]['step_s_median']:>14.4f}" for n in names))
     lines.append(f"{'step (fastest)':<18}" + "".join(f"{r['variants'][n]['step_s_min']:>14.4f}" for n in names))
     lines.append(f"{'clips/s':<18}" + "".join(f"{r['variants'][n]['clips_per_s']:>14.1f}" for n in names))
+    lines.append(f"{'pairs/s':<18}" + "".join(f"{r['variants'][n]['pairs_per_s']:>14.1f}" for n in names))
     lines.append(f"{'peak memory MB':<18}" + "".join(f"{r['variants'][n]['peak_memory_mb']:>14.0f}" for n in names))
     lines.append(f"{'TFLOP/s':<18}" + "".join(f"{r['variants'][n]['achieved_tflops']:>14.3f}" for n in names))
     lines.append("")
