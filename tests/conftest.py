@@ -14,6 +14,13 @@ import torch  # noqa: E402
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _positions_cache(tmp_path_factory):
+    """Cached positions (stdann.topography.cache) go to a folder of this test session, never to the
+    user's ~/.cache; commands the tests start inherit it."""
+    os.environ["STDANN_CACHE_DIR"] = str(tmp_path_factory.mktemp("stdann-cache"))
+
+
 @pytest.fixture
 def smoke_cfg():
     from stdann.config import load_config

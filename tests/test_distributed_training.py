@@ -113,6 +113,36 @@ def test_stop_decisions_are_taken_by_both_ranks_at_the_same_step(tmp_path):
     assert r[1]["save"][0] == "RuntimeError" and "rank 0" in r[1]["save"][1]
 
 
+def _mismatch_worker(rank, port, q, root):
+    """Rank 1 cannot see the positions that rank 0 reads from the run folder (as on a node without
+    the shared filesystem): it makes its own, and both ranks must refuse before the first step."""
+    _join(rank, port)
+    cfg = load_config("smoke", overrides=SMOKE)
+    if rank == 1:
+        RunFolder.load_positions = lambda self, *a, **k: None
+    out = {"train": _outcome(lambda: train(cfg, Path(root) / "run", progress=False))}
+    q.put((rank, out))
+
+
+@pytest.mark.heavy
+def test_ranks_that_read_different_positions_refuse_to_train(tmp_path):
+    from stdann.topography import init_model_positions, sheets_from_config
+
+    cfg = load_config("smoke", overrides=SMOKE)
+    other = init_model_positions(width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size,
+                                 blocks=list(cfg.topography.blocks), sheets=sheets_from_config(cfg.topography),
+                                 seed=cfg.topography.position_seed + 1, n_windows=cfg.topography.n_windows)
+    folder = RunFolder(tmp_path / "run")
+    with folder.hold():
+        folder.ensure_run().save_positions(other)  # as `stdann positions optimize` leaves them
+    r = _spawn(_mismatch_worker, str(tmp_path))
+    for rank in (0, 1):
+        kind, msg = r[rank]["train"]
+        assert kind == "RankMismatchError", (rank, r[rank])
+        assert "the positions on rank 1" in msg and "filesystem that every node mounts" in msg
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()  # no step was taken
+
+
 def _ddp_worker(rank, port, q, root):
     _join(rank, port)
     out = {}
@@ -191,3 +221,13 @@ def test_demo_and_a_study_run_under_torchrun(tmp_path):
     assert [c["name"] for c in study["conditions"]] == ["paper"]
     info = json.loads((tmp_path / "study" / "paper" / "seed0" / "run.json").read_text())
     assert info["world_size"] == WORLD and info["status"] == "finished"
+
+
+def test_the_ranks_compare_the_configuration_without_per_process_settings():
+    from stdann.training.trainer import _shared_config
+
+    base = load_config("smoke")
+    own = load_config("smoke", overrides=["train.max_minutes=3", "train.threads=1", "data.root=/mnt/node2/videos"])
+    assert _shared_config(base) == _shared_config(own)  # a node's own budget, threads and mount point
+    for change in ("topography.alpha=0.7", "optim.lr=0.1", "train.log_every=3", "moco.symmetric=false"):
+        assert _shared_config(base) != _shared_config(load_config("smoke", overrides=[change])), change

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from stdann.devices import upload
+from stdann.errors import StdannError
 
 # How long the other ranks wait for the main process's work between trainings (swap
 # pre-optimisation of positions, analyses): far longer than a collective's usual timeout.
@@ -211,6 +212,53 @@ def on_main(what: str, work: Callable[[], Any]) -> Any:
     if failure is not None:
         raise RuntimeError(f"{what} failed on the main process (rank 0): {failure}")
     return result
+
+
+class RankMismatchError(StdannError, RuntimeError):
+    """The ranks of one job read different things where they must read the same (a run folder that
+    not every node sees, a config changed between the nodes' starts)."""
+
+
+SHARED_FOLDER_FIX = ("every rank must read the same run folder: put --out on a filesystem that every node mounts "
+                     "(or copy the run folder to each node before starting), and start every node with the same "
+                     "command line")
+
+
+def on_every_rank(what: str, work: Callable[[], Any]) -> Any:
+    """``work()`` on every rank (local work, no collectives inside); if it raises on any rank, every
+    rank raises — that rank its own error, the others a RuntimeError that names the rank and the
+    error — instead of the others waiting in their next collective until a timeout."""
+    if not is_dist():
+        return work()
+    result, error = None, None
+    try:
+        result = work()
+    except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+        error = e
+    reports: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(reports, None if error is None else f"{type(error).__name__}: {error}", group=_host_group())
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(reports) if m is not None]
+    if failed:
+        r, m = failed[0]
+        raise RuntimeError(f"{what} failed on rank {r}: {m}")
+    return result
+
+
+def same_on_every_rank(values: dict[str, Any], fix: str = SHARED_FOLDER_FIX) -> None:
+    """Refuse, on every rank, when any rank's ``values`` (small fingerprints: hashes, steps) differ
+    from rank 0's: :class:`RankMismatchError` naming what differs and where, then ``fix``."""
+    if not is_dist():
+        return
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, dict(values), group=_host_group())
+    ref = everyone[0]
+    diffs = [f"{key} on rank {r} ({theirs.get(key)!r}) is not rank 0's ({ref.get(key)!r})"
+             for r, theirs in enumerate(everyone[1:], start=1) for key in ref if theirs.get(key) != ref.get(key)]
+    if diffs:
+        raise RankMismatchError(f"the processes of this job disagree: {'; '.join(diffs[:4])}"
+                                f"{f' (and {len(diffs) - 4} more)' if len(diffs) > 4 else ''}; {fix}")
 
 
 def cleanup() -> None:

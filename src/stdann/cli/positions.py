@@ -17,7 +17,7 @@ from stdann.resources import check_memory
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import POSITIONS, SWAP, RunFolder
-from stdann.topography.init import init_model_positions
+from stdann.topography.cache import cached_model_positions
 from stdann.topography.positions import load_run_positions
 from stdann.topography.sheets import sheets_from_config
 
@@ -69,9 +69,9 @@ def run_init(args: argparse.Namespace) -> int:
         if run.path(POSITIONS).is_dir() and any(run.path(POSITIONS).glob("*.npz")) and not args.force:
             raise RunFolderError(f"{run.root}/positions already holds positions; --force replaces them (swap-optimised "
                                  "ones included: a run trained on them then trains on other positions)")
-        pos = init_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
-                                   sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
-                                   n_windows=cfg.topography.n_windows)
+        pos = cached_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, cfg.topography.blocks,
+                                     sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
+                                     n_windows=cfg.topography.n_windows)
         _refuse_other_geometry(run, pos)
         replaced = run.has(SWAP)
         run.ensure_run().save_positions(pos)

@@ -32,7 +32,8 @@ from stdann.ephys.sampling import block_sampling
 from stdann.ephys.recording import record_set
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES, r3d_18
-from stdann.topography import init_model_positions, sheets_from_config
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
 
 DEFAULT_STIMULI = ("gratings", "rdk", "plaids")
 
@@ -64,7 +65,7 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
     torch.manual_seed(cfg.train.seed)
     model = r3d_18(None, cfg.model.width).to(dev).eval()
     t = time.perf_counter()
-    positions = init_model_positions(
+    positions = cached_model_positions(
         width=cfg.model.width, frames=frames, size=size, blocks=blocks, sheets=sheets_from_config(cfg.topography),
         seed=cfg.topography.position_seed, n_windows=cfg.topography.n_windows, device=dev,
     )

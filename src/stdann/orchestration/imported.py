@@ -29,7 +29,8 @@ from stdann.errors import MissingFileError
 from stdann.models.r3d import r3d_18
 from stdann.runs.checkpoint import CheckpointError, backbone_checkpoint, describe_mismatch
 from stdann.runs.folder import RunFolder
-from stdann.topography import init_model_positions, sheets_from_config
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
 
 PREFIXES = ("module.", "backbone.", "encoder_q.backbone.", "model.")  # DDP / wrappers around the backbone
 WRAPPERS = ("state_dict", "model", "backbone")  # checkpoint dicts that hold the state dict under a key
@@ -91,7 +92,7 @@ def import_network(weights: str | Path, out: str | Path, cfg: Config) -> dict:
     torch.manual_seed(cfg.train.seed)
     control = r3d_18(None, width=width)  # the untrained control: stdann's initialisation at this width and seed
     blocks = list(cfg.topography.blocks)
-    positions = init_model_positions(width=width, frames=cfg.data.frames, size=cfg.data.size, blocks=blocks,
+    positions = cached_model_positions(width=width, frames=cfg.data.frames, size=cfg.data.size, blocks=blocks,
                                      sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
                                      n_windows=cfg.topography.n_windows)
     run = RunFolder(out)

@@ -8,8 +8,9 @@ integer array of precomputed neighborhoods used by the spatial loss. Field names
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
 import zipfile
+from dataclasses import dataclass
 import zlib
 from pathlib import Path
 
@@ -123,6 +124,18 @@ def _check_expansion(path: Path) -> None:
     if expanded > limit:
         raise PositionsError(f"{path} would expand to {expanded:,} bytes from {path.stat().st_size:,}: it is not a "
                              f"positions file that stdann wrote; {DAMAGED_FIX}")
+
+
+def positions_fingerprint(positions: dict[str, LayerPositions]) -> str:
+    """A short hash of every block's geometry, coordinates and neighbourhoods: equal exactly when the
+    positions are (to compare what several processes read)."""
+    h = hashlib.sha256()
+    for name in sorted(positions):
+        p = positions[name]
+        h.update(f"{name}|{p.dims}|{p.neighborhood_width!r}|{p.sheet_side!r}|".encode())
+        h.update(np.ascontiguousarray(p.coordinates).tobytes())
+        h.update(np.ascontiguousarray(p.neighborhood_indices).tobytes())
+    return h.hexdigest()[:16]
 
 
 def positions_path(run_dir: str | Path, block: str) -> Path:

@@ -57,7 +57,8 @@ from stdann.devices import resolve_device
 from stdann.devices import select as select_device
 from stdann.models.moco import Encoder
 from stdann.models.r3d import r3d_18
-from stdann.topography import init_model_positions, sheets_from_config
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
 from stdann.training.step import (
     TrainStep,
     build_step,
@@ -180,7 +181,7 @@ def check_batch(cfg: Config) -> None:
 
 def make_positions(cfg: Config) -> dict:
     """The trainer's fresh positions (retinotopic initialisation from the config)."""
-    return init_model_positions(
+    return cached_model_positions(
         width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size, blocks=list(cfg.topography.blocks),
         sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
         n_windows=cfg.topography.n_windows,

@@ -25,6 +25,7 @@ autotuning off and asks PyTorch for deterministic kernels (slower).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import secrets
@@ -63,7 +64,9 @@ from stdann.runs.checkpoint import (
 )
 from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
 from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder, training_folder
-from stdann.topography import init_model_positions, sheets_from_config
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
+from stdann.topography.positions import positions_fingerprint
 from stdann.training.evaluation import heldout_classification, heldout_seed, instance_discrimination
 from stdann.training.logger import RunLogger
 from stdann.training.step import (
@@ -164,7 +167,7 @@ def _positions(cfg: Config, run: RunFolder, is_main: bool):
     pos = run.load_positions(blocks, dims={b: (shapes[b][0], shapes[b][2], shapes[b][3]) for b in blocks})
     if pos is not None:
         return pos
-    pos = init_model_positions(
+    pos = cached_model_positions(
         width=cfg.model.width,
         frames=cfg.data.frames,
         size=cfg.data.size,
@@ -179,10 +182,43 @@ def _positions(cfg: Config, run: RunFolder, is_main: bool):
 
 
 def _shared_positions(cfg: Config, run: RunFolder, is_main: bool):
-    """The same positions on every rank: the main process writes any new ones first."""
-    positions = _positions(cfg, run, is_main) if is_main else None
-    D.barrier()
-    return positions if is_main else _positions(cfg, run, is_main)
+    """The positions, the main process first (it writes any new ones), then the other ranks read them
+    (a failure on any rank stops every rank). Whether they are the same everywhere is checked by
+    :func:`_check_ranks_agree`."""
+    made = D.on_main("making the positions", lambda: _positions(cfg, run, is_main))
+    return D.on_every_rank("reading the positions", lambda: made if is_main else _positions(cfg, run, is_main))
+
+
+# What one process of a job may set for itself: where it runs and its own budget, the mount point of
+# the video folder on its node, and what only the main process uses (the rest must be the same on every rank)
+PER_PROCESS_KEYS = {"train": ("device", "threads", "max_minutes", "ckpt_minutes", "tensorboard"), "data": ("root",),
+                    "ephys": None}
+
+
+def _shared_config(cfg: Config) -> str:
+    """A hash of the configuration without :data:`PER_PROCESS_KEYS`."""
+    d = cfg.to_dict()
+    for section, keys in PER_PROCESS_KEYS.items():
+        if keys is None:
+            d.pop(section, None)
+        else:
+            for k in keys:
+                d.get(section, {}).pop(k, None)
+    return hashlib.sha256(repr(sorted((k, sorted(v.items())) for k, v in d.items())).encode()).hexdigest()[:16]
+
+
+def _check_ranks_agree(cfg: Config, start_step: int, positions: dict | None) -> None:
+    """Every rank must train the same configuration from the same step with the same positions: a
+    rank that cannot see the main process's run folder (several nodes, no shared filesystem) would
+    otherwise make its own positions and start from step 0 — training on other neighbourhoods with
+    no error. One small all-gather at the start; nothing without a process group."""
+    if not D.is_dist():
+        return
+    D.same_on_every_rank({
+        "the configuration": _shared_config(cfg),
+        "the step to start from": int(start_step),
+        "the positions": positions_fingerprint(positions) if positions else None,
+    })
 
 
 def _rng_state() -> dict[str, Any]:
@@ -365,11 +401,12 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     model = build_model(cfg, device, settings)
     optimizer = build_optimizer(model, cfg, settings)
     if resuming:  # the checkpoint's configuration first: its error names every difference
-        start_step = _restore(run, cfg, model, optimizer, device, is_main)
+        start_step = D.on_every_rank("restoring the checkpoint", lambda: _restore(run, cfg, model, optimizer, device, is_main))
         positions = _shared_positions(cfg, run, is_main)
     else:  # the positions first: ones made for another network are refused before the run is started
         positions = _shared_positions(cfg, run, is_main)
-        start_step = _start(run, cfg, model, device, is_main)
+        start_step = D.on_every_rank("starting the run", lambda: _start(run, cfg, model, device, is_main))
+    _check_ranks_agree(cfg, start_step, positions)
     if source is None:
         source = build_pair_source(cfg.data, local_batch, device, seed=cfg.data.seed + cfg.train.seed,
                                    rank=dist_info.rank, world_size=dist_info.world_size)
