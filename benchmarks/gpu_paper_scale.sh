@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Paper-scale GPU protocol for short allocations (every call ends within CALL_MINUTES, default 9):
 #
+#   bash benchmarks/gpu_paper_scale.sh session       # the first GPU session in ONE call (<= CALL_MINUTES): positions once,
+#                                                    # bench 256 pairs (no baseline) and 64 pairs (with it), a 2-step
+#                                                    # profiler table, ~SESSION_TRAIN_MINUTES of paper-scale training at
+#                                                    # alpha 0.25 with held-out top-1 every 100 steps; one tar in $OUT
 #   bash benchmarks/gpu_paper_scale.sh bench         # (a) trainer's step vs plain fp32 baseline vs alpha=0, paper batch
 #   bash benchmarks/gpu_paper_scale.sh bench-b64     #     the same at 64 pairs/step (an fp32 baseline that fits)
 #   bash benchmarks/gpu_paper_scale.sh bench-compile #     the trainer's step with train.compile=true
@@ -27,7 +31,9 @@
 #
 # Settings (environment): PRESET (paper), DEVICE (cuda), ALPHA (0.25), PRE_STEPS (30 % of the preset's
 # schedule, as the recipe), JOINT_STEPS (the rest), SWAP_STEPS (0), CALL_MINUTES (9), RESERVE_MINUTES (2.5),
-# BENCH_STEPS (10), BENCH_WARMUP (3), STIMULI ("gratings rdk plaids"), PYTHON. SMOKE=1: the smoke preset on
+# BENCH_STEPS (10), BENCH_WARMUP (3), STIMULI ("gratings rdk plaids"), PYTHON; for `session`: SESSION_BATCH (256),
+# B64 (64, the batch of the baseline comparison), SESSION_STEPS (3000, the schedule's length: the warm-up is 5 % of
+# it), SESSION_TRAIN_MINUTES (4). SMOKE=1: the smoke preset on
 # the CPU, a few steps, RUN = runs/gpu-paper-smoke (a dry run of every stage, seconds to minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +55,14 @@ else
   STIMULI=${STIMULI:-gratings rdk plaids}; RUN=${2:-runs/gpu-paper}; EXTRA_SET=()
 fi
 ALPHA=${ALPHA:-0.25}
+if [ "${SMOKE:-0}" = 1 ]; then B64=${B64:-4}; SESSION_BATCH=${SESSION_BATCH:-8}; SESSION_STEPS=${SESSION_STEPS:-6}; SESSION_TRAIN_MINUTES=${SESSION_TRAIN_MINUTES:-1}
+else SESSION_BATCH=${SESSION_BATCH:-256}; SESSION_STEPS=${SESSION_STEPS:-3000}; SESSION_TRAIN_MINUTES=${SESSION_TRAIN_MINUTES:-4}; fi
 CALL_MINUTES=${CALL_MINUTES:-9}
 RESERVE_MINUTES=${RESERVE_MINUTES:-2.5}
 RES=${OUT:-$ROOT/benchmarks/results}/gpu_paper_scale
+# session: the results gather beside the run and only their tar goes to $OUT (the device tool brings back
+# at most 8 files, 2 folders deep)
+[ "$CMD" = session ] && RES="$RUN/session_results" && rm -rf "$RES"
 mkdir -p "$RES" "$RUN"
 T0=$(date +%s)
 DEADLINE=$(( T0 + ${CALL_MINUTES%.*} * 60 ))
@@ -184,8 +195,53 @@ do_analyze() {
   save_small "$RUN/joint"
 }
 
+do_session() {  # everything of a first GPU session in one call; results packed into one tar under $OUT (or RES)
+  preflight train
+  export STDANN_CACHE_DIR="$RUN/cache"  # positions made once, read by the benchmarks and the training
+  log "positions of every block (cached by geometry in $STDANN_CACHE_DIR)"
+  $PY - "$PRESET" <<'PYEOF' 2>&1 | tee "$RES/positions.txt" >&2
+import sys, time
+from stdann.config import load_config
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
+cfg = load_config(sys.argv[1])
+t = time.perf_counter()
+pos = cached_model_positions(cfg.model.width, cfg.data.frames, cfg.data.size, list(cfg.topography.blocks),
+                             sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
+                             n_windows=cfg.topography.n_windows)
+print(f"positions of {len(pos)} blocks ({sum(p.num_units for p in pos.values())} units): {time.perf_counter() - t:.1f} s")
+PYEOF
+  bench train_b${SESSION_BATCH} bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --batch-size "$SESSION_BATCH" --no-baseline
+  bench train_b${B64:-64}_baseline bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --batch-size "${B64:-64}" --no-ablation
+  log "profiler: 2 steps of the trainer's step"
+  bounded "$(( $(left_s) - 30 ))" $PY benchmarks/profile_step.py --preset "$PRESET" --device "$DEVICE" --steps 2 --warmup 1 \
+    --out "$RES/profile.txt" "${EXTRA_SET[@]}" > /dev/null || log "!! profiler failed or ran out of time (rc $?)"
+  local left minutes steps warm
+  left=$(( $(left_s) - 45 ))
+  minutes=$($PY -c "print(round(max(0.0, min(${SESSION_TRAIN_MINUTES}, ($left - 60 * $RESERVE_MINUTES) / 60)), 2))")
+  steps=${SESSION_STEPS}
+  # a warm-up of 5 % of the steps (the preset's is 5 of 200 epochs: 2.5 %; at a few hundred steps a longer one is safer)
+  warm=$($PY -c "
+from stdann.config import load_config
+c = load_config('$PRESET'); print(round(0.05 * $steps * c.optim.batch_size / c.optim.epoch_size, 4))")
+  if [ "$($PY -c "print(int($minutes >= 0.5))")" = 1 ]; then
+    log "training $RUN/session: $steps steps at most, alpha $ALPHA, $minutes min, warm-up $warm epochs, held-out every 100 steps"
+    bounded "$(( $(left_s) - 20 ))" $PY -m stdann train --preset "$PRESET" --out "$RUN/session" --device "$DEVICE" --steps "$steps" \
+      --no-progress --overwrite --set "topography.alpha=$ALPHA" --set "optim.warmup_epochs=$warm" --set train.eval_every=100 \
+      --set "train.max_minutes=$minutes" --set train.ckpt_minutes=2 "${EXTRA_SET[@]}" 2>&1 | tail -n 40 >&2 || true
+    save_small "$RUN/session"
+  else
+    log "!! no time left to train ($left s)"
+  fi
+  do_status > "$RES/status.txt" 2>/dev/null || true
+  local tarball="${OUT:-$ROOT/benchmarks/results}/gpu_session.tar.gz"
+  tar -czf "$tarball" -C "$RES" .
+  log "packed $(tar -tzf "$tarball" | wc -l) entries into $tarball"
+}
+
 do_status() {
-  for d in "$RUN/pretrain" "$RUN/joint"; do
+  for d in "$RUN/pretrain" "$RUN/joint" "$RUN/session"; do
+    [ -d "$d" ] || continue
     echo "$d: $(run_status "$d")"
     [ -f "$d/logs/train.csv" ] && tail -n 1 "$d/logs/train.csv"
   done
@@ -200,6 +256,7 @@ case "$CMD" in
     preflight bench
     bench train_paper_compile bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --no-baseline --no-ablation --set train.compile=true ;;
   bench-ephys) preflight bench; bench ephys_paper bench ephys --preset "$PRESET" --device "$DEVICE" "${EXTRA_SET[@]}" ;;
+  session) do_session ;;
   train) do_train ;;
   analyze) do_analyze ;;
   status) do_status ;;
@@ -210,7 +267,7 @@ case "$CMD" in
     bench train_paper_b64 bench train --preset "$PRESET" "${BENCH_COMMON[@]}" --batch-size "${B64:-64}" --no-ablation
     bench ephys_paper bench ephys --preset "$PRESET" --device "$DEVICE" "${EXTRA_SET[@]}"
     do_train && do_analyze ;;
-  *) sed -n '2,33p' "$0"; exit 2 ;;
+  *) sed -n '2,37p' "$0"; exit 2 ;;
 esac
 do_status > "$RES/status.txt" 2>/dev/null || true
 log "results in $RES; run folder $RUN"
