@@ -18,7 +18,14 @@ def _worker(rank, world, port, q):
     everything = D.all_gather_cat(x)
     ok_local = torch.equal(xs, everything[perm[rank * 4 : (rank + 1) * 4]])
     back = D.unshuffle_across_ranks(xs * 2, perm)
-    q.put((rank, ok_local, torch.equal(back, x * 2)))
+    # clips travel in bf16 when asked (the key encoder rounds them to bf16 under autocast) and keep
+    # their channels_last_3d layout
+    clips = (torch.randn(4, 3, 2, 4, 4, generator=torch.Generator().manual_seed(rank)) + rank).contiguous(
+        memory_format=torch.channels_last_3d)
+    cs, cperm = D.shuffle_across_ranks(clips, torch.Generator().manual_seed(7), wire_dtype=torch.bfloat16)
+    want = D.all_gather_cat(clips.to(torch.bfloat16))[cperm[rank * 4 : (rank + 1) * 4]]
+    ok_bf16 = cs.dtype == torch.bfloat16 and torch.equal(cs, want) and cs.is_contiguous(memory_format=torch.channels_last_3d)
+    q.put((rank, ok_local and ok_bf16, torch.equal(back, x * 2)))
     dist.destroy_process_group()
 
 

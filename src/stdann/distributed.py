@@ -92,18 +92,27 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def shuffle_across_ranks(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def shuffle_across_ranks(x: torch.Tensor, generator: torch.Generator,
+                         wire_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle-BN (He et al. 2020): gather the key batch, permute it globally, keep this rank's share.
 
     Returns the local shuffled batch and the permutation needed by :func:`unshuffle_across_ranks`.
     Every rank draws the same permutation (same generator seed), so no broadcast is needed.
+    ``wire_dtype`` (e.g. bf16 under bf16 autocast, where the key encoder's first convolution rounds
+    its input to bf16 anyway) is the dtype the clips travel in: half the bytes of fp32 and, then, the
+    same keys. The batch comes back in ``x``'s memory format (channels_last_3d stays so).
     """
-    gathered = all_gather_cat(x)
+    channels_last = x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+    sent = x if wire_dtype is None else x.to(wire_dtype)
+    gathered = all_gather_cat(sent)
     n = gathered.shape[0]
     perm = upload(torch.randperm(n, generator=generator), x.device)
     r, world = (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
     local = n // world
-    return gathered[perm[r * local : (r + 1) * local]], perm
+    mine = gathered[perm[r * local : (r + 1) * local]]
+    if channels_last:
+        mine = mine.contiguous(memory_format=torch.channels_last_3d)
+    return mine, perm
 
 
 @torch.no_grad()

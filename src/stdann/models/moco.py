@@ -39,6 +39,15 @@ from stdann.devices import upload
 from stdann.models.r3d import VideoResNet, r3d_18
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """bf16 when autocast will round ``x`` to bf16 at the key encoder's first convolution (then the
+    clips can travel between ranks in bf16 at no cost in accuracy), else None."""
+    kind = x.device.type
+    if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16:
+        return torch.bfloat16
+    return None
+
+
 class Encoder(nn.Module):
     """Backbone + MLP projection head."""
 
@@ -126,7 +135,7 @@ class MoCo(nn.Module):
         if not self.shuffle_bn:
             return F.normalize(self.encoder_k(x)[0].float(), dim=1)
         if D.is_dist():
-            xs, perm = D.shuffle_across_ranks(x, generator)
+            xs, perm = D.shuffle_across_ranks(x, generator, wire_dtype=_autocast_dtype(x))
             return F.normalize(D.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
         perm = upload(torch.randperm(x.shape[0], generator=generator), x.device)
         groups = torch.chunk(x[perm], min(self.bn_groups, x.shape[0]), dim=0)
