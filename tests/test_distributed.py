@@ -44,3 +44,44 @@ def test_shuffle_and_unshuffle_across_ranks():
     for p in procs:
         p.join(timeout=60)
     assert results == [(0, True, True), (1, True, True)]
+
+
+def _timeout_worker(rank, world, port, q):
+    import time
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    from stdann import distributed as D
+    from stdann.errors import as_user_error
+
+    D.init_distributed("cpu", timeout_minutes=0.05)  # train.collective_minutes: 3 s
+    if rank == 1:  # a rank that never joins the collective (hung, or stuck on its own work)
+        time.sleep(8)
+        q.put((rank, None))
+        return
+    try:
+        dist.all_reduce(torch.ones(1))
+        q.put((rank, "no error"))
+    except Exception as e:  # noqa: BLE001 - what the command line would show
+        user = as_user_error(e)
+        q.put((rank, None if user is None else str(user)))
+
+
+def test_a_collective_that_times_out_names_the_network_settings():
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = [ctx.Process(target=_timeout_worker, args=(r, 2, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(q.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        if p.is_alive():
+            p.kill()
+    message = results[0]
+    assert message is not None and message.startswith("a collective between the ranks failed"), message
+    assert "GLOO_SOCKET_IFNAME" in message and "--resume auto" in message

@@ -202,6 +202,9 @@ class TrainConfig:
     # minutes, not up to ckpt_every steps
     ckpt_minutes: float = 0.0
     max_minutes: float = 0.0  # wall-clock budget; stops cleanly and checkpoints (0 = none)
+    # under torchrun: how long a collective (all-reduce, gather) waits for a missing rank before the job
+    # stops with an error that names the usual causes (0 = torch's default: 10 min NCCL, 30 min gloo)
+    collective_minutes: float = 0.0
     deterministic: bool = False  # torch deterministic algorithms (tests)
     tensorboard: bool = True  # also write TensorBoard events when tensorboard is installed
     snapshot_every: int = 0  # also keep backbone snapshots checkpoints/step_NNNNNN.pt (0 = none)

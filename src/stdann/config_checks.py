@@ -225,6 +225,7 @@ RULES: dict[str, Check] = {
     "train.ckpt_every": integer(1),
     "train.ckpt_minutes": number(0),
     "train.max_minutes": number(0),
+    "train.collective_minutes": number(0),
     "train.deterministic": flag(),
     "train.tensorboard": flag(),
     "train.snapshot_every": integer(0),

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from stdann.devices import upload
-from stdann.errors import StdannError
+from stdann.errors import NETWORK_FIX, DistributedError, StdannError
 
 # How long the other ranks wait for the main process's work between trainings (swap
 # pre-optimisation of positions, analyses): far longer than a collective's usual timeout.
@@ -49,15 +49,22 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def init_distributed(device_kind: str) -> DistInfo:
+def init_distributed(device_kind: str, timeout_minutes: float = 0.0) -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); no-op otherwise.
-    Idempotent: the recipe, the studies and every training stage in one process share one group."""
+    Idempotent: the recipe, the studies and every training stage in one process share one group.
+    ``timeout_minutes`` > 0 is how long a collective waits for the other ranks (``train.collective_minutes``;
+    0 = torch's default)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        kwargs = {"timeout": datetime.timedelta(minutes=timeout_minutes)} if timeout_minutes > 0 else {}
+        try:
+            dist.init_process_group(backend=backend, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a rendezvous or network failure becomes one line with the fix
+            raise DistributedError(f"could not join the {backend} process group ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200] if str(e) else ''}); {NETWORK_FIX}") from e
         atexit.register(cleanup)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 

@@ -84,10 +84,31 @@ def storage_error(e: OSError, path: str | Path | None = None) -> StorageError | 
     return err
 
 
+NETWORK_FIX = ("if the job hangs or times out at start or in its first steps, the ranks probably cannot reach each "
+               "other on the network interface NCCL/gloo chose: export GLOO_SOCKET_IFNAME=IFACE NCCL_SOCKET_IFNAME=IFACE "
+               "(the interface holding the --rdzv-endpoint address; `ip -brief addr` lists them) on every node, check that "
+               "--rdzv-endpoint is reachable from every node, and see NCCL_DEBUG=INFO; if one rank died (out of memory, "
+               "killed), its own log says why — restart with `torchrun --max-restarts N ... --resume auto`")
+
+
+class DistributedError(StdannError, RuntimeError):
+    """A collective or the rendezvous failed (a rank died, timed out, or the network is wrong)."""
+
+
+# torch.distributed's errors (named, so that this module does not import torch): a rank that died,
+# a collective that timed out, a rendezvous that failed
+_DIST_ERRORS = {"DistError", "DistBackendError", "DistNetworkError", "DistStoreError"}
+
+
 def as_user_error(e: BaseException) -> StdannError | None:
-    """The user-facing form of ``e`` (itself, or a storage error), or None when ``e`` is a bug."""
+    """The user-facing form of ``e`` (itself, a storage error, or a failed collective under torchrun),
+    or None when ``e`` is a bug."""
     if isinstance(e, StdannError):
         return e
+    if _DIST_ERRORS & {c.__name__ for c in type(e).__mro__} or (
+            isinstance(e, RuntimeError) and "gloo" in str(e).lower() and "timed out" in str(e).lower()):
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return DistributedError(f"a collective between the ranks failed ({type(e).__name__}: {first}); {NETWORK_FIX}")
     if isinstance(e, OSError):
         return storage_error(e)
     return None

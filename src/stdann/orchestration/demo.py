@@ -26,7 +26,7 @@ def run_demo(cfg: Config, out: str | Path, *, preset: str | None, overwrite: boo
     ``stimuli`` default to gratings, rdk and plaids (gratings only for the smoke preset)."""
     run_folder = RunFolder(out)
     # Under torchrun every rank trains (DDP); the main process alone locks, writes and analyses.
-    D.init_distributed(resolve_device(cfg.train.device).type)
+    D.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
     with run_folder.hold() if D.is_main() else contextlib.nullcontext():  # the recipe's stages take the same lock
         D.on_main(f"preparing {run_folder.root}", lambda: prepare_demo_folder(run_folder, overwrite))
         return demo_stages(cfg, run_folder, preset=preset, stimuli=stimuli, progress=progress)

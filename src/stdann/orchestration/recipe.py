@@ -129,7 +129,7 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
     Under torchrun every rank runs the two trainings (DDP); the main process alone holds the lock,
     writes, and runs the swap pre-optimisation while the others wait; then every rank trains on
     the positions it wrote."""
-    D.init_distributed(resolve_device(cfg.train.device).type)
+    D.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
     run = RunFolder(out)
     with run.hold() if D.is_main() else contextlib.nullcontext():
         return _recipe(cfg, run, pretrain_steps, swap_steps, progress)

@@ -116,7 +116,7 @@ def run_study(kind: str, base: Config, conditions: list[Condition], out: str | P
     Under torchrun every rank trains, the main process alone locks, evaluates and writes, and every
     rank returns the main process's study."""
     out = Path(out)
-    D.init_distributed(resolve_device(base.train.device).type)
+    D.init_distributed(resolve_device(base.train.device).type, base.train.collective_minutes)
     # one process per study folder (two would train the same run folders at once); under torchrun
     # the ranks of one job are that one process
     with study_folder(out) if D.is_main() else contextlib.nullcontext():

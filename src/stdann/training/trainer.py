@@ -376,7 +376,7 @@ def train(
     out = Path(out_dir)
     cfg.validate()  # every value, before any device or process group is touched
     device = resolve_device(cfg.train.device)
-    dist_info = D.init_distributed(device.type)
+    dist_info = D.init_distributed(device.type, cfg.train.collective_minutes)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     device = select_device(device)  # cuda:N becomes this process's current GPU (streams, events, kernels)
