@@ -220,3 +220,45 @@ def test_training_on_a_folder_reports_the_skipped_files(video_root, capsys, monk
     assert "4 usable videos" in lines[0] and "1 file(s) skipped" in lines[0] and "stdann data index" in lines[0]
     src.close()
     again.close()
+
+
+@pytest.mark.video
+def test_a_folder_is_indexed_once_per_process_and_again_when_it_changes(video_root, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "vids"
+    shutil.copytree(video_root, root)
+    calls = []
+    real = loader.index_folder
+    monkeypatch.setattr(loader, "index_folder", lambda r, c, **k: calls.append(r) or real(r, c, **k))
+    cfg = DataConfig(source="folder", root=str(root), frames=4, size=24, frame_stride=2, pair_max_gap=0.4, prefetch=0)
+    a = build_pair_source(cfg, 4, "cpu", seed=1)
+    b = build_pair_source(cfg, 8, "cpu", seed=2)  # e.g. the held-out pairs of the same run
+    assert len(calls) == 1 and b.stats()["videos"] == a.stats()["videos"] == 4
+    encode_video(root / "c1" / "new.mp4", frames=40, seed=9)  # the folder changed: indexed again
+    assert build_pair_source(cfg, 4, "cpu", seed=1).stats()["videos"] == 5 and len(calls) == 2
+    (root / "c1" / "new.mp4").write_bytes(b"now broken" * 20)
+    assert build_pair_source(cfg, 4, "cpu", seed=1).stats()["videos"] == 4 and len(calls) == 3
+
+
+def _shared_index_worker(rank, port, q, root):
+    from test_distributed_training import _join
+
+    _join(rank, port)
+    if rank == 1:  # only the main process may probe the videos
+        loader.index_folder = lambda *a, **k: (_ for _ in ()).throw(AssertionError("rank 1 probed the folder"))
+    cfg = DataConfig(source="folder", root=root, frames=4, size=24, frame_stride=2, pair_max_gap=0.4, prefetch=0)
+    try:
+        src = build_pair_source(cfg, 4, "cpu", seed=1, rank=rank, world_size=2)
+        q.put((rank, (src.stats()["videos"], len(src.stats()["skipped"]))))
+    except Exception as e:  # noqa: BLE001 - the test compares what each rank saw
+        q.put((rank, repr(e)))
+
+
+@pytest.mark.video
+@pytest.mark.heavy
+def test_under_torchrun_the_main_process_indexes_the_folder_for_every_rank(video_root):
+    from test_distributed_training import _spawn
+
+    r = _spawn(_shared_index_worker, str(video_root), timeout=300)
+    assert r[0] == r[1] == (4, 1)

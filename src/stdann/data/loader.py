@@ -15,10 +15,12 @@ the caller's thread, so training never stops in the middle.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +28,8 @@ import torch
 from stdann.data import augment as aug
 from stdann.data.cache import CacheStore
 from stdann.data.config import DataConfig
-from stdann.data.folder import DataError, clip_span, decode_frames, index_folder
+from stdann import distributed as D
+from stdann.data.folder import DataError, FolderIndex, clip_span, decode_frames, index_folder, list_video_files
 from stdann.data.generator import VideoGenerator, make_generator
 from stdann.devices import resolve_device, upload
 
@@ -62,11 +65,46 @@ class GeneratedPairSource:
         pass
 
 
+# Folder indexes made by this process, keyed by the folder, the index settings and the files' names,
+# sizes and modification times: the held-out pairs and every later stage reuse the training's index
+# instead of probing every video again (minutes at UCF101 size on network storage).
+_INDEXES: dict[tuple, FolderIndex] = {}
+
+
+def _index_key(cfg: DataConfig) -> tuple:
+    root = Path(cfg.root).expanduser()
+    files = list_video_files(root, cfg.extensions) if root.is_dir() else []
+    stamp = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        stamp.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return (str(root.resolve()) if root.exists() else str(root), cfg.split, tuple(cfg.extensions), clip_span(cfg),
+            cfg.min_side, cfg.max_side, stamp.hexdigest())
+
+
+def folder_index(cfg: DataConfig, collective: bool = False) -> FolderIndex:
+    """The index of ``cfg.root``, made once per process (see ``_INDEXES``). ``collective``: every rank
+    of a torchrun job calls this together (the training's data source) — the main process probes
+    the videos and the others receive its index, so the folder is probed once per job, not once per
+    rank (a failure on the main process stops every rank with its error)."""
+    if collective and D.is_dist():
+        index = D.broadcast_from_main(D.on_main(f"indexing the videos of {cfg.root}", lambda: folder_index(cfg)))
+        _INDEXES[_index_key(cfg)] = index
+        return index
+    key = _index_key(cfg)
+    if key not in _INDEXES:
+        _INDEXES[key] = index_folder(cfg.root, cfg)
+    return _INDEXES[key]
+
+
 class _FolderStore:
     """Videos of a folder as items (decoded on demand)."""
 
-    def __init__(self, cfg: DataConfig):
-        self.index = index_folder(cfg.root, cfg)
+    def __init__(self, cfg: DataConfig, collective: bool = False):
+        self.index = folder_index(cfg, collective)
         if not self.index.videos:
             reasons = self.index.summary()["skipped_by_reason"]
             raise DataError(f"no usable video under {cfg.root} ({len(self.index.skipped)} files skipped: {reasons})")
@@ -96,7 +134,7 @@ class VideoPairSource:
         self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
         self.device = as_device(device)
         if store is None:
-            store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg)
+            store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg, collective=self.world_size > 1)
         self.store = store
         self.span = clip_span(cfg)
         self.failed: dict[int, str] = {}
