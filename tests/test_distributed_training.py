@@ -231,3 +231,40 @@ def test_the_ranks_compare_the_configuration_without_per_process_settings():
     assert _shared_config(base) == _shared_config(own)  # a node's own budget, threads and mount point
     for change in ("topography.alpha=0.7", "optim.lr=0.1", "train.log_every=3", "moco.symmetric=false"):
         assert _shared_config(base) != _shared_config(load_config("smoke", overrides=[change])), change
+
+
+@pytest.mark.slow
+def test_an_elastic_restart_after_a_killed_worker_resumes_and_logs_every_step_once(tmp_path):
+    """torchrun --max-restarts: a worker killed with SIGKILL after the first checkpoints makes torchrun
+    start every worker again with the same command line; `--resume auto` continues from the last
+    checkpoint and the job finishes with each step in train.csv once."""
+    import csv
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    steps = 150
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD), "--max-restarts", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "stdann", "train",
+           "--preset", "smoke", "--out", str(run), "--resume", "auto", "--no-progress",
+           "--set", f"optim.max_steps={steps}", "--set", "train.ckpt_every=5", "--set", "train.log_every=1",
+           "--set", "train.threads=1"]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+    killed = None
+    deadline = time.time() + 600
+    while killed is None and time.time() < deadline and job.poll() is None:
+        if (run / "checkpoints" / "last.pt").is_file() and safe_load(run / "checkpoints" / "last.pt")["step"] >= 10:
+            workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+            if workers:
+                killed = int(workers[-1])
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    out, _ = job.communicate(timeout=900)
+    assert killed is not None, "the job ended before a worker could be killed: " + out[-2000:]
+    assert job.returncode == 0, out[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["step"] == steps
+    with open(run / "logs" / "train.csv") as f:
+        logged = [int(row["step"]) for row in csv.DictReader(f)]
+    assert logged == sorted(set(logged)) and logged[-1] == steps, logged  # each step once, in order
