@@ -1,5 +1,6 @@
 """The backbone against torchvision's r3d_18: names, shapes, parameter count, and outputs."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -130,3 +131,17 @@ def test_normalize():
 
     with pytest.raises(ValueError, match="B, 3, T, H, W"):
         normalize(torch.zeros(3, 4, 4))
+
+
+def test_the_backbone_is_built_from_model_arch():
+    from stdann.config import load_config
+    from stdann.models import BACKBONES, build_backbone
+    from stdann.models.moco import build_moco
+
+    assert set(BACKBONES) == {"r3d_18"}
+    net = build_backbone("r3d_18", width=8)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in r3d_18(None, 8).parameters())
+    with pytest.raises(ValueError, match=r"model.arch must be one of \['r3d_18'\]"):
+        build_backbone("r2plus1d_18", width=8)
+    moco = build_moco(load_config("smoke"))
+    assert isinstance(moco.backbone, type(net))

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "positions, joint training at every α from the pretrained weights, the spatial loss alone, and the "
             "untrained network; each measured with drifting gratings beside the untrained network (BatchNorm "
             "re-estimated on the same clips). Writes DIR/study.json, DIR/figures/ and DIR/report.html. Resumable: "
-            "run the same command again after a stop. `--preset study` took 93 minutes on 2 AVX-512 CPU cores (docs/results.md)."
+            "run the same command again after a stop. Its time on 2 CPU cores: docs/results.md."
         ),
         epilog="Examples:\n  stdann study --out runs/study --background      # then: tail -f runs/study/study.log\n"
         "  stdann study --out runs/study                   # continue a stopped study in the foreground\n"

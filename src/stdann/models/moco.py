@@ -36,7 +36,7 @@ from torch import nn
 
 from stdann import distributed as D
 from stdann.devices import upload
-from stdann.models.r3d import VideoResNet, r3d_18
+from stdann.models.r3d import VideoResNet, build_backbone
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -83,6 +83,7 @@ class MoCo(nn.Module):
         reverse_negatives: bool = False,
         head_bn: bool = False,
         symmetric: bool = True,
+        arch: str = "r3d_18",
     ):
         super().__init__()
         self.symmetric = bool(symmetric)
@@ -91,7 +92,7 @@ class MoCo(nn.Module):
         self.temperature = temperature
         self.bn_groups = max(1, int(bn_groups))
         self.shuffle_bn = shuffle_bn
-        self.encoder_q = Encoder(r3d_18(None, width), hidden_dim, dim, head_bn)
+        self.encoder_q = Encoder(build_backbone(arch, width), hidden_dim, dim, head_bn)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)
@@ -216,7 +217,7 @@ class MoCo(nn.Module):
         l2, a2 = self.info_nce(q2, k1, h1)
         # Block outputs stay per view, (view-1 output, view-2 output): the spatial loss gathers its
         # few sampled units from each, so the full outputs are never concatenated (a copy of every
-        # block of both views, ~9 GB per step at paper scale).
+        # block of both views, several GB per step at paper scale).
         outs = {name: (b1[name], b2[name]) for name in b1}
         return {"loss": 0.5 * (l1 + l2), "acc": 0.5 * (a1 + a2), "blocks": outs, "keys": torch.cat([k1, k2], dim=0)}
 
@@ -250,4 +251,5 @@ def build_moco(cfg) -> MoCo:
         reverse_negatives=m.reverse_negatives,
         head_bn=m.head_bn,
         symmetric=m.symmetric,
+        arch=cfg.model.arch,
     )

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stdann.models.r3d import VideoResNet, r3d_18
+from stdann.models.r3d import VideoResNet, build_backbone
 
 OBJECTIVES = ("moco", "supervised_direction", "supervised_direction_speed")
 SUPERVISED = OBJECTIVES[1:]
@@ -77,11 +77,11 @@ class ClassifierEncoder(nn.Module):
 class MotionClassifier(nn.Module):
     """The supervised positive control (see the module docstring)."""
 
-    def __init__(self, width: int = 64, direction_bins: int = 16, speed_bins: int = 0):
+    def __init__(self, width: int = 64, direction_bins: int = 16, speed_bins: int = 0, arch: str = "r3d_18"):
         super().__init__()
         classes = (direction_bins,) + ((speed_bins,) if speed_bins > 0 else ())
         # the backbone is built first from the seeded RNG, as in MoCo: same seed, same initial backbone
-        self.encoder_q = ClassifierEncoder(r3d_18(None, width), classes)
+        self.encoder_q = ClassifierEncoder(build_backbone(arch, width), classes)
 
     @property
     def backbone(self) -> VideoResNet:
@@ -133,4 +133,5 @@ class MotionClassifier(nn.Module):
 def build_motion_classifier(cfg) -> MotionClassifier:
     """The positive control from a :class:`stdann.config.Config` (``train.objective`` supervised)."""
     speed = cfg.train.speed_bins if cfg.train.objective == "supervised_direction_speed" else 0
-    return MotionClassifier(width=cfg.model.width, direction_bins=cfg.train.direction_bins, speed_bins=speed)
+    return MotionClassifier(width=cfg.model.width, direction_bins=cfg.train.direction_bins, speed_bins=speed,
+                            arch=cfg.model.arch)

@@ -157,6 +157,17 @@ def r3d_18(num_classes: int | None = None, width: int = 64) -> VideoResNet:
     return VideoResNet((2, 2, 2, 2), num_classes=num_classes, width=width)
 
 
+# Backbones by their ``model.arch`` name (one entry today; a new architecture registers here).
+BACKBONES = {"r3d_18": r3d_18}
+
+
+def build_backbone(arch: str = "r3d_18", width: int = 64, num_classes: int | None = None) -> VideoResNet:
+    """The backbone named ``arch`` (``model.arch``) at ``width``; see :data:`BACKBONES`."""
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown backbone {arch!r}; model.arch must be one of {sorted(BACKBONES)}")
+    return BACKBONES[arch](num_classes, width)
+
+
 def r3d_parameter_count(width: int = 64, num_classes: int | None = None) -> int:
     """The number of parameters of :func:`r3d_18` (``width``, ``num_classes``), counted without
     building it (33,371,472 at width 64 with the 400-way head)."""

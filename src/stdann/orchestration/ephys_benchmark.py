@@ -31,7 +31,7 @@ from stdann.ephys.analyze import analyze_block, measurement_sets
 from stdann.ephys.sampling import block_sampling
 from stdann.ephys.recording import record_set
 from stdann.ephys.stimuli import STIMULUS_SETS
-from stdann.models.r3d import BLOCK_NAMES, r3d_18
+from stdann.models.r3d import BLOCK_NAMES, build_backbone
 from stdann.topography import sheets_from_config
 from stdann.topography.cache import cached_model_positions
 
@@ -63,7 +63,7 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
         torch.cuda.reset_peak_memory_stats(dev)
 
     torch.manual_seed(cfg.train.seed)
-    model = r3d_18(None, cfg.model.width).to(dev).eval()
+    model = build_backbone(cfg.model.arch, cfg.model.width).to(dev).eval()
     t = time.perf_counter()
     positions = cached_model_positions(
         width=cfg.model.width, frames=frames, size=size, blocks=blocks, sheets=sheets_from_config(cfg.topography),

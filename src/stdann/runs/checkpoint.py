@@ -26,7 +26,7 @@ import yaml
 from stdann.config import Config, ConfigError, parse_yaml, read_yaml
 from stdann.errors import MissingFileError, StdannError, shown
 from stdann.fileio import atomic_write
-from stdann.models.r3d import r3d_18
+from stdann.models.r3d import build_backbone
 
 FORMAT = "stdann-checkpoint-v1"
 TRAINING_KEYS = ("step", "config", "model", "optimizer", "rng")
@@ -196,7 +196,7 @@ def load_backbone(run_dir: str | Path, which: str = "last", device: str | torch.
         )
     ckpt = safe_load(path)
     cfg = config_from_checkpoint(ckpt, run_dir)
-    model = r3d_18(None, width=cfg.model.width)
+    model = build_backbone(cfg.model.arch, width=cfg.model.width)
     load_state_checked(model, backbone_state(ckpt), f"checkpoint {path}")
     return model.to(device).eval(), cfg
 

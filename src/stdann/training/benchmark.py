@@ -56,7 +56,7 @@ from stdann.data.loader import build_pair_source
 from stdann.devices import resolve_device
 from stdann.devices import select as select_device
 from stdann.models.moco import Encoder
-from stdann.models.r3d import r3d_18
+from stdann.models.r3d import build_backbone
 from stdann.topography import sheets_from_config
 from stdann.topography.cache import cached_model_positions
 from stdann.training.step import (
@@ -103,7 +103,7 @@ def gpu_peak_tflops(device_name: str) -> tuple[float | None, str]:
 def model_flops_per_clip(cfg: Config) -> dict[str, Any]:
     """Forward FLOPs of the encoder for one clip (FlopCounterMode, meta device) and per trained clip."""
     with torch.device("meta"):
-        enc = Encoder(r3d_18(None, cfg.model.width), cfg.moco.hidden_dim, cfg.moco.dim)
+        enc = Encoder(build_backbone(cfg.model.arch, cfg.model.width), cfg.moco.hidden_dim, cfg.moco.dim)
         x = torch.empty(1, 3, cfg.data.frames, cfg.data.size, cfg.data.size)
     with FlopCounterMode(display=False) as fc:
         enc(x)

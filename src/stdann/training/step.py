@@ -180,7 +180,7 @@ def build_model(cfg: Config, device: torch.device, settings: StepSettings) -> Mo
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % (2**32))
     model = build_network(cfg).to(device)
-    if settings.channels_last:  # ~2x faster 3D convolutions on CUDA and on oneDNN CPUs alike
+    if settings.channels_last:  # faster 3D convolutions on CUDA and oneDNN CPUs (docs/benchmarks.md)
         model = model.to(memory_format=torch.channels_last_3d)
     return model
 
