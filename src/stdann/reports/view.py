@@ -30,8 +30,8 @@ from stdann.ephys.registry import (DIRECTION_HEADLINE, HEADLINE, MAP, METRICS, N
 from stdann.ephys.population import P_FLOOR
 from stdann.ephys.verdicts import COMPARISON_TEXT
 from stdann.reports.figures.training import training_curve_png
+from stdann.topography.sheets import MT_BLOCK
 
-MT_BLOCK = "layer3.1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -74,6 +74,17 @@ _DEFAULTS: dict[str, SheetSpec] = {
 _FIELDS = tuple(f.name for f in dataclasses.fields(SheetSpec))
 
 
+def area_block(area: str) -> str:
+    """The block whose default sheet stands for ``area`` (the last of them, a stage's output block)."""
+    blocks = [b for b, sheet in _DEFAULTS.items() if sheet.area == area]
+    if not blocks:
+        raise ValueError(f"no block stands for {area!r}; areas are {sorted({s.area for s in _DEFAULTS.values()})}")
+    return blocks[-1]
+
+
+MT_BLOCK = area_block("MT")  # the block compared with macaque MT
+
+
 def default_sheets() -> dict[str, SheetSpec]:
     """The default sheet of every block (a fresh dict; SheetSpec itself is immutable)."""
     return dict(_DEFAULTS)
