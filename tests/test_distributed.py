@@ -1,6 +1,7 @@
 """Shuffle-BN bookkeeping across two gloo processes."""
 
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -29,21 +30,26 @@ def _worker(rank, world, port, q):
     dist.destroy_process_group()
 
 
-def test_shuffle_and_unshuffle_across_ranks():
+def _two_ranks(worker) -> list:
+    """Run ``worker(rank, 2, port, queue)`` in two spawned processes; what they put, by rank."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
+    procs = [ctx.Process(target=worker, args=(r, 2, port, q)) for r in range(2)]
     for p in procs:
         p.start()
     results = sorted(q.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(timeout=60)
-    assert results == [(0, True, True), (1, True, True)]
+        if p.is_alive():
+            p.kill()
+    return results
+
+
+def test_shuffle_and_unshuffle_across_ranks():
+    assert _two_ranks(_worker) == [(0, True, True), (1, True, True)]
 
 
 def _timeout_worker(rank, world, port, q):
@@ -67,21 +73,6 @@ def _timeout_worker(rank, world, port, q):
 
 
 def test_a_collective_that_times_out_names_the_network_settings():
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    procs = [ctx.Process(target=_timeout_worker, args=(r, 2, port, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(q.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        if p.is_alive():
-            p.kill()
-    message = results[0]
+    message = dict(_two_ranks(_timeout_worker))[0]
     assert message is not None and message.startswith("a collective between the ranks failed"), message
     assert "GLOO_SOCKET_IFNAME" in message and "--resume auto" in message
