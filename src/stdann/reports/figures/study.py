@@ -5,6 +5,7 @@ Panels and their titles come from the metric registry (``ephys.registry.STUDY_PA
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
                     ax.axhline(u, color=color, lw=0.6, ls=":")
         for ax, m in zip(axes[:2], (head, dsi)):
             ax.set_xlabel("training step")
-            ax.set_title(f"{m.label} (dotted: untrained)")
+            ax.set_title(textwrap.fill(f"{m.label} (dotted: untrained)", 48), fontsize=9)
         axes[0].legend(fontsize=8)
         ax = axes[2]
         for j, c in enumerate(conds):
@@ -146,9 +147,9 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
                 ax.errorbar(j + off, v, yerr=err, fmt="o", color=col)
         ax.set_xticks(range(len(conds)))
         ax.set_xticklabels([f"{c['name']}\nseed {c['seed']}" for c in conds], rotation=60, fontsize=7)
-        ax.set_title(f"final {head.label}, 95% CI (grey: untrained)", fontsize=9)
+        ax.set_title(textwrap.fill(f"final {head.label}, 95% CI (grey: untrained)", 48), fontsize=9)
         written.append(_finish(fig, f"{block}: does direction selectivity emerge?", folder / f"emergence_{block}.png",
-                               study, top=0.93))
+                               study, top=0.88))
     return written
 
 
