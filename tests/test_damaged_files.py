@@ -23,7 +23,8 @@ from stdann.runs.folder import RunFolder
 from stdann.topography import init_model_positions, sheets_from_config
 from stdann.topography.positions import LayerPositions, PositionsError
 from stdann.runs.errors import RunFolderError
-from stdann.training.logger import RunLogger, read_rows
+from stdann.runs.trainlog import read_rows
+from stdann.training.logger import RunLogger
 from stdann.training.trainer import train
 
 SMOKE = ["train.log_every=1", "train.ckpt_every=2", "optim.max_steps=2", "topography.n_windows=300",

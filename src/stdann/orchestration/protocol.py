@@ -57,7 +57,7 @@ from stdann.orchestration.recipe import optimize_positions, swap_summary, train_
 from stdann.orchestration.study_files import STUDY_FILE, study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, SWAP, RunFolder
-from stdann.training.logger import read_log
+from stdann.runs.trainlog import read_log
 from stdann.training.readout import linear_probe_motion
 
 # The positive control's optimiser: SGD at the MoCo presets' learning rate left it at chance for 400

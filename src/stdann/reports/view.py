@@ -10,7 +10,6 @@ formatted numbers, CSS classes and the grouping of figures.
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as _dt
 import json
 import math
@@ -30,6 +29,8 @@ from stdann.ephys.registry import (DIRECTION_HEADLINE, HEADLINE, MAP, METRICS, N
 from stdann.ephys.population import P_FLOOR
 from stdann.ephys.verdicts import COMPARISON_TEXT
 from stdann.reports.figures.training import training_curve_png
+from stdann.runs.errors import RunFolderError
+from stdann.runs.trainlog import read_log
 from stdann.topography.sheets import MT_BLOCK
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,13 +83,9 @@ def _read_text(path: Path) -> str | None:
 
 
 def _read_train_log(run: Path) -> list[dict[str, float]]:
-    path = run / "logs" / "train.csv"
-    if not path.is_file():
-        return []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return [{k: as_number(v) for k, v in r.items() if k and as_number(v) is not None} for r in csv.DictReader(f)]
-    except (OSError, csv.Error, ValueError):  # a damaged log: the report goes without its training curve
+        return read_log(run)
+    except (OSError, RunFolderError):  # a damaged log: the report goes without its training curve
         return []
 
 

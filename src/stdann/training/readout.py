@@ -15,7 +15,7 @@ import torch
 
 from stdann.data.generator import VideoGenerator
 from stdann.models.inputs import normalize
-from stdann.training.logger import read_log
+from stdann.runs.trainlog import read_log
 
 
 @torch.no_grad()
