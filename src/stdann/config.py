@@ -231,6 +231,13 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     ephys: EphysConfig = field(default_factory=EphysConfig)
 
+    def get(self, dotted: str) -> Any:
+        """The value of one key, e.g. ``cfg.get("optim.lr")``."""
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     # -- conversions ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -264,13 +264,6 @@ RULES: dict[str, Check] = {
 }
 
 
-def _get(cfg: Any, key: str) -> Any:
-    obj = cfg
-    for part in key.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _show(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         items = [_show(x) for x in v[:8]] + (["..."] if len(v) > 8 else [])

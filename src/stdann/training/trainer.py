@@ -121,15 +121,8 @@ def amp_enabled(cfg: Config, device: torch.device) -> bool:
     return mode in ("bf16", "true") or (mode == "auto" and device.type == "cuda")
 
 
-def _get(cfg: Config, dotted: str) -> Any:
-    obj: Any = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def structural_diff(a: Config, b: Config) -> list[str]:
-    return [f"{k}: checkpoint {_get(a, k)!r}, now {_get(b, k)!r}" for k in STRUCTURAL_KEYS if _get(a, k) != _get(b, k)]
+    return [f"{k}: checkpoint {a.get(k)!r}, now {b.get(k)!r}" for k in STRUCTURAL_KEYS if a.get(k) != b.get(k)]
 
 
 def versions() -> dict[str, str]:
