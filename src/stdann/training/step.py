@@ -49,7 +49,7 @@ from stdann.topography.spatial_loss import (
     block_responses,
     spatial_loss,
 )
-from stdann.training.schedule import lr_at
+from stdann.training.schedule import Schedule
 
 ExtraLoss = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
 Mark = Callable[[str], None]
@@ -78,24 +78,6 @@ def plain_settings() -> StepSettings:
     """The benchmark's baseline: what a plain implementation of the same step does."""
     return StepSettings(amp_bf16=False, channels_last=False, compile=False, foreach=False, check_finite=False,
                         cudnn_benchmark=False, fused_ema=False, tapped_spatial=False)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Linear warm-up then cosine decay to ``final_fraction`` × ``base_lr``, over ``total_steps``."""
-
-    total_steps: int
-    base_lr: float
-    warmup_steps: int
-    final_fraction: float = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> "Schedule":
-        warmup = int(round(cfg.optim.warmup_epochs * cfg.optim.epoch_size / cfg.optim.batch_size))
-        return cls(cfg.optim.total_steps(), cfg.optim.scaled_lr(), warmup, cfg.optim.final_lr_fraction)
-
-    def lr(self, step: int) -> float:
-        return lr_at(step, self.total_steps, self.base_lr, self.warmup_steps, self.final_fraction)
 
 
 @dataclass
