@@ -179,12 +179,12 @@ def check_batch(cfg: Config) -> None:
         )
 
 
-def make_positions(cfg: Config) -> dict:
+def make_positions(cfg: Config, device: torch.device | None = None) -> dict:
     """The trainer's fresh positions (retinotopic initialisation from the config)."""
     return cached_model_positions(
         width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size, blocks=list(cfg.topography.blocks),
         sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
-        n_windows=cfg.topography.n_windows,
+        n_windows=cfg.topography.n_windows, device=device,
     )
 
 
@@ -202,7 +202,7 @@ def variant_step(cfg: Config, device: torch.device, variant: str, positions=None
         cfg = cfg.updated({"topography": {"alpha": 0.0, "spatial_only": False}})
     settings = plain_settings() if variant == "baseline" else step_settings(cfg, device)
     if uses_spatial_loss(cfg) and positions is None:
-        positions = make_positions(cfg)
+        positions = make_positions(cfg, device)
     return build_step(cfg, device, settings, source if source is not None else make_source(cfg, device),
                       positions=positions)
 
@@ -314,7 +314,7 @@ def bench_train(
     load0 = os.getloadavg()
     flops = model_flops_per_clip(cfg)
     use_spatial = uses_spatial_loss(cfg)
-    positions = make_positions(cfg) if use_spatial else None
+    positions = make_positions(cfg, dev) if use_spatial else None
     source = make_source(cfg, dev)
     order = ["optimized"] + (["baseline"] if baseline else []) + (["no_spatial"] if ablation and use_spatial else [])
     benches = {name: variant_step(cfg, dev, name, positions=positions, source=source) for name in order}

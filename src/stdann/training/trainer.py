@@ -151,7 +151,7 @@ def step_settings(cfg: Config, device: torch.device) -> StepSettings:
     )
 
 
-def _positions(cfg: Config, run: RunFolder, is_main: bool):
+def _positions(cfg: Config, run: RunFolder, is_main: bool, device: torch.device | None = None):
     """The run's positions: those already in ``RUN/positions`` (e.g. written by ``stdann positions
     optimize``; all blocks or none — see :meth:`RunFolder.load_positions`), else a fresh retinotopic
     initialisation, saved by the main process."""
@@ -168,18 +168,19 @@ def _positions(cfg: Config, run: RunFolder, is_main: bool):
         sheets=sheets_from_config(cfg.topography),
         seed=cfg.topography.position_seed,
         n_windows=cfg.topography.n_windows,
+        device=device,  # the neighbourhood search on the training device (a GPU makes it seconds)
     )
     if is_main:
         run.save_positions(pos)
     return pos
 
 
-def _shared_positions(cfg: Config, run: RunFolder, is_main: bool):
+def _shared_positions(cfg: Config, run: RunFolder, is_main: bool, device: torch.device | None = None):
     """The positions, the main process first (it writes any new ones), then the other ranks read them
     (a failure on any rank stops every rank). Whether they are the same everywhere is checked by
     :func:`_check_ranks_agree`."""
-    made = D.on_main("making the positions", lambda: _positions(cfg, run, is_main))
-    return D.on_every_rank("reading the positions", lambda: made if is_main else _positions(cfg, run, is_main))
+    made = D.on_main("making the positions", lambda: _positions(cfg, run, is_main, device))
+    return D.on_every_rank("reading the positions", lambda: made if is_main else _positions(cfg, run, is_main, device))
 
 
 # What one process of a job may set for itself: where it runs and its own budget, the mount point of
@@ -395,9 +396,9 @@ def _train_in(run: RunFolder, resuming: bool, cfg: Config, device: torch.device,
     optimizer = build_optimizer(model, cfg, settings)
     if resuming:  # the checkpoint's configuration first: its error names every difference
         start_step = D.on_every_rank("restoring the checkpoint", lambda: _restore(run, cfg, model, optimizer, device, is_main))
-        positions = _shared_positions(cfg, run, is_main)
+        positions = _shared_positions(cfg, run, is_main, device)
     else:  # the positions first: ones made for another network are refused before the run is started
-        positions = _shared_positions(cfg, run, is_main)
+        positions = _shared_positions(cfg, run, is_main, device)
         start_step = D.on_every_rank("starting the run", lambda: _start(run, cfg, model, device, is_main))
     _check_ranks_agree(cfg, start_step, positions)
     if source is None:
