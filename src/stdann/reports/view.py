@@ -84,9 +84,11 @@ def _read_text(path: Path) -> str | None:
 
 def _read_train_log(run: Path) -> list[dict[str, float]]:
     try:
-        return read_log(run)
+        rows = read_log(run)
     except (OSError, RunFolderError):  # a damaged log: the report goes without its training curve
         return []
+    # finite values only: the held-out columns are NaN on the steps without a check
+    return [{k: v for k, v in r.items() if as_number(v) is not None} for r in rows]
 
 
 def _read_pngs(folder: Path) -> list[tuple[str, bytes]]:
