@@ -83,7 +83,7 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
                 ax.axhline(0, color="0.5", lw=0.8, ls=":")
             if key == "pinwheel_density":
                 ax.axhline(np.pi, color="C2", lw=0.8, ls="--", label="π")
-            ax.set_title(title)
+            ax.set_title(textwrap.fill(title, 40), fontsize=9)
             ax.set_xticks([zero_x] + [np.log10(a) for a in pos] + [right])
             ax.set_xticklabels(["0"] + [f"{a:g}" for a in pos] + ["SL only"], rotation=45, fontsize=8)
             ax.set_xlabel("α (spatial-loss weight)")
@@ -99,7 +99,7 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
         if any(c.get("mode") == "control" for c in conds):
             axes[0].plot([], [], "--", color="0.5", label="untrained row")
         axes[0].legend(fontsize=8)
-        written.append(_finish(fig, f"{block}: metrics versus α", folder / f"sweep_{block}.png", study, top=0.95))
+        written.append(_finish(fig, f"{block}: metrics versus α", folder / f"sweep_{block}.png", study, top=0.93))
     return written
 
 
