@@ -160,3 +160,14 @@ def test_sweep_rewrites_its_study_only_while_holding_the_folder(tmp_path, monkey
     err = capsys.readouterr().err
     assert "in use by another stdann process" in err and str(holder.pid) in err
     assert not (out / "study.json").exists()
+
+
+def test_every_emergence_variant_starts_from_the_papers_moco():
+    """The demo preset turns time-reversed negatives on; `paper` must still be the paper's MoCo, and
+    `reverse` differ from it by the reversed negatives alone."""
+    base = load_config("demo")
+    assert base.moco.reverse_negatives
+    paper, reverse, mneg = (base.with_overrides(c.overrides) for c in emergence_conditions(["paper", "reverse", "motion_negatives"]))
+    assert not paper.moco.reverse_negatives and paper.moco.motion_negatives == 0
+    assert reverse.moco.reverse_negatives and reverse.with_overrides(["moco.reverse_negatives=false"]) == paper
+    assert mneg.moco.motion_negatives == 4 and not mneg.moco.reverse_negatives

@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Train each design variant (positives, batch composition, motion statistics, objective, queue, lr) with "
             "backbone snapshots, measure direction selectivity of every snapshot and of the untrained network the "
-            "same way, and plot metric versus step. Variants: "
+            "same way, and plot metric versus step. Every variant starts from the paper's MoCo on the preset's data "
+            "(no hard negatives, whatever the preset's own) and changes what its name says. Variants: "
             + "; ".join(f"{k}: {v[0]}" for k, v in EMERGENCE_VARIANTS.items())
         ),
     )

