@@ -213,21 +213,9 @@ def on_main(what: str, work: Callable[[], Any]) -> Any:
     """``work()`` on the main process only (its writes: checkpoints, logs, positions, reports), the
     other ranks waiting for it. If it raises, every rank raises — the main process its own error,
     the others a RuntimeError that names it — instead of the others waiting in their next
-    collective until a timeout. Returns ``work()``'s result on the main process, None elsewhere."""
-    if not is_dist():
-        return work()
-    result, error = None, None
-    if is_main():
-        try:
-            result = work()
-        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
-            error = e
-    failure = broadcast_from_main(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    if failure is not None:
-        raise RuntimeError(f"{what} failed on the main process (rank 0): {failure}")
-    return result
+    collective until a timeout (:func:`on_every_rank`). Returns ``work()``'s result on the main
+    process, None elsewhere."""
+    return on_every_rank(what, lambda: work() if is_main() else None)
 
 
 class RankMismatchError(StdannError, RuntimeError):
@@ -258,7 +246,7 @@ def on_every_rank(what: str, work: Callable[[], Any]) -> Any:
     failed = [(r, m) for r, m in enumerate(reports) if m is not None]
     if failed:
         r, m = failed[0]
-        raise RuntimeError(f"{what} failed on rank {r}: {m}")
+        raise RuntimeError(f"{what} failed on {'the main process (rank 0)' if r == 0 else f'rank {r}'}: {m}")
     return result
 
 

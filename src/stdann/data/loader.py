@@ -90,13 +90,16 @@ def folder_index(cfg: DataConfig, collective: bool = False) -> FolderIndex:
     of a torchrun job calls this together (the training's data source) — the main process probes
     the videos and the others receive its index, so the folder is probed once per job, not once per
     rank (a failure on the main process stops every rank with its error)."""
-    if collective and D.is_dist():
-        index = D.broadcast_from_main(D.on_main(f"indexing the videos of {cfg.root}", lambda: folder_index(cfg)))
-        _INDEXES[_index_key(cfg)] = index
-        return index
     key = _index_key(cfg)
-    if key not in _INDEXES:
-        _INDEXES[key] = index_folder(cfg.root, cfg)
+
+    def local() -> FolderIndex:
+        if key not in _INDEXES:
+            _INDEXES[key] = index_folder(cfg.root, cfg)
+        return _INDEXES[key]
+
+    if not (collective and D.is_dist()):
+        return local()
+    _INDEXES[key] = D.broadcast_from_main(D.on_main(f"indexing the videos of {cfg.root}", local))
     return _INDEXES[key]
 
 

@@ -238,7 +238,8 @@ def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed:
         return cached, cached["untrained_summary"]
     measured, untrained = measure(run, cfg, blocks, untrained, readout)
     entry = jsonable({"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "run_dir": str(run.root),
-                      "train_seconds": seconds, "measurement": MEASUREMENT_VERSION, **measured, "untrained_summary": untrained, "complete": True})
+                      "train_seconds": seconds, "measurement": MEASUREMENT_VERSION, **measured,
+                      "untrained_summary": untrained, "complete": True})
     with run.hold():
         run.write_json(CONDITION, entry, indent=1)
     return entry, entry["untrained_summary"]

@@ -19,6 +19,7 @@ A run folder keeps its own copy (``RUN/positions/``): the cache is never what a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -43,6 +44,7 @@ def cache_folder() -> Path | None:
     return Path(base) / "stdann" / "positions"
 
 
+@functools.lru_cache(maxsize=1)
 def _algorithm() -> str:
     return hashlib.sha256(Path(_init.__file__).read_bytes()).hexdigest()[:12]
 
@@ -51,6 +53,10 @@ def position_key(block: str, dims: tuple[int, int, int], sheet: SheetSpec, seed:
     """The cache key of one block's initial positions."""
     text = f"{block}|{tuple(int(d) for d in dims)}|{sheet!r}|{int(seed)}|{int(n_windows)}|{_algorithm()}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _path(folder: Path, block: str, dims, sheet: SheetSpec, seed: int, n_windows: int) -> Path:
+    return folder / f"{block}-{position_key(block, dims, sheet, seed, n_windows)}.npz"
 
 
 def cached_model_positions(width: int, frames: int, size: int, blocks=None, sheets: dict[str, SheetSpec] | None = None,
@@ -72,18 +78,16 @@ def cached_model_positions(width: int, frames: int, size: int, blocks=None, shee
             missing.append(b)  # init_model_positions names the problem
             continue
         c, _, h, w = shapes[b]
-        path = folder / f"{b}-{position_key(b, (c, h, w), all_sheets[b], seed, n_windows)}.npz"
         try:
-            out[b] = LayerPositions.load(path)
+            out[b] = LayerPositions.load(_path(folder, b, (c, h, w), all_sheets[b], seed, n_windows))
         except (OSError, StdannError, ValueError):
             missing.append(b)
     if missing:
         made = _init.init_model_positions(width, frames, size, missing, sheets, seed, n_windows, device)
         for b, pos in made.items():
-            c, h, w = pos.dims
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                pos.save(folder / f"{b}-{position_key(b, (c, h, w), all_sheets[b], seed, n_windows)}.npz")
+                pos.save(_path(folder, b, pos.dims, all_sheets[b], seed, n_windows))
             except OSError:
                 pass  # a read-only or full cache folder costs time, never the result
         out.update(made)
