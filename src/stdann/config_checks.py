@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from stdann.data.augment import PAIR_FLIP_MODES
+from stdann.data.folder import DECODERS
 from stdann.data.textures import available_images
 from stdann.errors import shown
 from stdann.models.motion_classifier import OBJECTIVES, SUPERVISED
@@ -175,6 +176,8 @@ RULES: dict[str, Check] = {
     "data.min_side": integer(1),
     "data.max_side": integer(1),
     "data.workers": integer(0),
+    "data.worker_type": choice("thread", "process"),
+    "data.decoder": choice(*DECODERS),
     "data.prefetch": integer(0),
     "data.cache_windows": integer(1),
     # moco

@@ -147,3 +147,29 @@ def test_frames_larger_than_max_side_are_skipped_before_decoding(tmp_path):
     (skip,) = idx.skipped
     assert skip["path"].endswith("big.mp4") and skip["reason"].startswith("frame too large (128x96 > data.max_side = 100")
     assert idx.summary()["skipped_by_reason"] == {"frame too large": 1}
+
+
+def test_decoder_choice_names_the_fix_when_torchcodec_cannot_load(monkeypatch):
+    monkeypatch.setattr(folder_mod, "_TORCHCODEC", [None, None, "ImportError: no module named torchcodec"])
+    assert folder_mod.resolve_decoder("auto") == "pyav" and folder_mod.resolve_decoder("pyav") == "pyav"
+    with pytest.raises(DataError, match=r"torchcodec cannot be used here \(ImportError.*apt install ffmpeg.*data\.decoder=pyav"):
+        folder_mod.resolve_decoder("torchcodec")
+    with pytest.raises(DataError, match="pyav, torchcodec, auto"):
+        folder_mod.resolve_decoder("opencv")
+
+
+def test_torchcodec_gives_the_frames_pyav_gives(tmp_path, sample_videos):
+    """Where torchcodec loads (it needs a PyTorch build it was made for and FFmpeg's libraries; CI's
+    CPU PyTorch has neither): the same frames, geometry and frame indices as PyAV, to a few levels."""
+    if folder_mod.torchcodec_problem():
+        pytest.skip(f"torchcodec cannot be used here: {folder_mod.torchcodec_problem()}")
+    p = encode_video(tmp_path / "a.mp4", frames=30, shift=2)
+    clips = [(probe(p, tmp_path)[0], 5, 12)] + [(probe(v, v.parent)[0], 40, 8) for v in sample_videos]
+    for info, start, count in clips:
+        ref = decode_frames(info, start, count, (48, 64)).astype(float)
+        got = folder_mod.decode_frames_torchcodec(info, start, count, (48, 64)).astype(float)
+        assert got.shape == ref.shape
+        err = np.abs(got[:, None] - ref[None]).mean(axis=(2, 3, 4))  # every frame against every frame
+        assert (err.argmin(1) == np.arange(count)).all() and err.diagonal().max() < 12, (info.rel, err.diagonal())
+    whole = folder_mod.decode_frames_torchcodec(clips[0][0], 25, 10, (48, 64))
+    assert whole.shape[0] == 5  # the file ends: the frames that exist

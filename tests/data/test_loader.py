@@ -1,7 +1,5 @@
 """The training contract of build_pair_source, for the generated, folder and cache sources."""
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -9,7 +7,7 @@ import torch
 from stdann_data_videos import encode_video
 from stdann.data.cache import CacheStore, build_cache
 from stdann.data.config import DataConfig
-from stdann.data.folder import DataError
+from stdann.data.folder import DataError, torchcodec_problem
 from stdann.data import loader
 from stdann.data.loader import VideoPairSource, build_pair_source
 
@@ -56,20 +54,6 @@ def test_generated_positives_more_similar():
     assert pos < 0.6 * neg
 
 
-@pytest.mark.slow  # a timing check: meaningless on a loaded shared machine
-def test_generated_demo_batch_is_fast():
-    cfg = DataConfig(frames=8, size=64)
-    src = build_pair_source(cfg, 32, "cpu", seed=0)
-    src.batch(0)
-    times = []
-    for s in range(1, 4):
-        t = time.perf_counter()
-        src.batch(s)
-        times.append(time.perf_counter() - t)
-    # 0.06 s measured on 2 idle cores; generous bound for shared CI machines
-    assert min(times) < 0.3, times
-
-
 @pytest.fixture(scope="module")
 def video_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("vids")
@@ -81,9 +65,15 @@ def video_root(tmp_path_factory):
 
 
 @pytest.mark.video
-@pytest.mark.parametrize("kind", ["folder", "cache"])
+@pytest.mark.parametrize("kind", ["folder", "cache", "torchcodec", "processes"])
 def test_video_sources_contract(video_root, tmp_path, kind):
     cfg = DataConfig(source="folder", root=str(video_root), frames=4, size=24, frame_stride=2, pair_max_gap=0.4, workers=2, prefetch=2)
+    if kind == "torchcodec":
+        if torchcodec_problem():
+            pytest.skip(f"torchcodec cannot be used here: {torchcodec_problem()}")
+        cfg = DataConfig(**{**cfg.__dict__, "decoder": "torchcodec"})
+    if kind == "processes":
+        cfg = DataConfig(**{**cfg.__dict__, "worker_type": "process"})
     if kind == "cache":
         s = build_cache(video_root, tmp_path / "cache", cfg, workers=2, progress=False)
         assert s["videos"] == 4 and len(s["skipped"]) == 1
@@ -100,6 +90,7 @@ def test_video_sources_contract(video_root, tmp_path, kind):
     assert torch.equal(noprefetch.batch(7)[0], x1)
     st = src.stats()
     assert st["videos"] == 4 and len(st["skipped"]) == 1 and st["skipped"][0]["path"].endswith("broken.mp4")
+    assert st["decoder"] == {"cache": None, "torchcodec": "torchcodec"}.get(kind, "pyav")
     src.close()
 
 
@@ -262,3 +253,63 @@ def test_under_torchrun_the_main_process_indexes_the_folder_for_every_rank(video
 
     r = _spawn(_shared_index_worker, str(video_root), timeout=300)
     assert r[0] == r[1] == (4, 1)
+
+
+class _DyingStore(_FlakyStore):
+    """The first read in a process other than the test's exits that process (a worker killed by
+    the OOM killer, say); item 2 never decodes."""
+
+    def __init__(self, marker):
+        import os
+
+        super().__init__()
+        self.parent, self.marker = os.getpid(), str(marker)
+
+    def read(self, i, start, count):
+        import os
+
+        if os.getpid() != self.parent and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(3)
+        if i == 2:
+            raise RuntimeError("corrupt item")
+        rng = np.random.default_rng(i)
+        return rng.integers(0, 255, (30, 12, 16, 3), dtype=np.uint8)[start : start + count]
+
+
+def test_worker_processes_give_the_same_batches_and_survive_a_dead_worker(tmp_path):
+    # one worker: it dies while this process waits for its step (PyTorch reports a worker death at
+    # any other moment from its SIGCHLD handler, wherever the main process is)
+    cfg = DataConfig(source="folder", frames=3, size=8, pair_max_gap=0.2, workers=1, prefetch=3, worker_type="process")
+    inline = VideoPairSource(DataConfig(**{**cfg.__dict__, "prefetch": 0}), 4, "cpu", seed=0, store=_DyingStore(tmp_path / "m0"))
+    src = VideoPairSource(cfg, 4, "cpu", seed=0, store=_DyingStore(tmp_path / "died"))
+    for step in (0, 1, 2, 5, 6, 1):  # in order, a jump ahead, a jump back
+        x1, x2 = src.batch(step)
+        y1, y2 = inline.batch(step)
+        assert torch.equal(x1, y1) and torch.equal(x2, y2), step
+    st = src.stats()
+    assert (tmp_path / "died").exists() and st["worker_errors"] == 1
+    assert st["failed"] == inline.stats()["failed"] and st["failed"] and all(f["item"] == "item2" for f in st["failed"])
+    src.close()
+    two = VideoPairSource(DataConfig(**{**cfg.__dict__, "workers": 2}), 4, "cpu", seed=0, store=_DyingStore(tmp_path / "died"))
+    for step in (3, 4, 5, 9, 0):  # two workers take turns; steps come back in order
+        assert torch.equal(two.batch(step)[0], inline.batch(step)[0]), step
+    assert two.stats()["worker_errors"] == 0
+    two.close()
+
+
+@pytest.mark.video
+def test_cache_reads_only_the_frames_a_pair_uses(video_root, tmp_path, monkeypatch):
+    cfg = DataConfig(frames=4, size=24, frame_stride=2, pair_max_gap=0.2, cache_windows=2)
+    build_cache(video_root, tmp_path / "c", cfg, workers=1, progress=False)
+    store = CacheStore(tmp_path / "c")
+    used = np.array([0, 2, 3, 5, 6])
+    assert np.array_equal(store.read_frames(1, used), store.read(1, 0, 7)[used])
+    calls = []
+    real = store.read_frames
+    monkeypatch.setattr(store, "read_frames", lambda i, f: calls.append(len(f)) or real(i, f))
+    reader = loader.StepReader(cfg, store, batch_size=6, seed=0, rank=0)
+    x, failed = reader.cpu_batch(3)
+    assert x.shape == (6, 2, 4, *cfg.resize_hw(), 3) and not failed
+    span = loader.clip_span(cfg)
+    assert len(calls) == 6 and all(4 <= n <= 8 for n in calls) and min(calls) < span + 1  # never the whole window

@@ -308,10 +308,22 @@ class CacheStore:
     def name(self, i: int) -> str:
         return f"{self.windows[i]['rel']}#{self.windows[i]['row']}"
 
-    def read(self, i: int, start: int, count: int) -> np.ndarray:
-        w = self.windows[i]
+    def _map(self, w: dict) -> np.ndarray:
         m = self._maps.get(w["shard"])
         if m is None:
             m = np.load(self.root / "shards" / w["shard"], mmap_mode="r")
             self._maps[w["shard"]] = m
-        return np.asarray(m[w["row"], start : start + count])
+        return m
+
+    def read(self, i: int, start: int, count: int) -> np.ndarray:
+        w = self.windows[i]
+        return np.asarray(self._map(w)[w["row"], start : start + count])
+
+    def read_frames(self, i: int, frames: np.ndarray) -> np.ndarray:
+        """Only frames ``frames`` (sorted) of window ``i``, read from the memory map."""
+        w = self.windows[i]
+        frames = frames[frames < w["valid"]] if len(frames) else frames
+        return self._map(w)[w["row"], frames]
+
+    def __getstate__(self) -> dict:  # for worker processes: maps are opened again there
+        return {**self.__dict__, "_maps": {}}

@@ -96,8 +96,12 @@ class DataConfig:
     resize: int = 0  # frames are resized to this height (4:3 centre crop); 0 = ceil(size × 8/7)
     min_side: int = 16  # videos with a smaller frame side are skipped
     max_side: int = 4096  # videos with a larger frame side are skipped (a decoded 8000x8000 frame is 192 MB)
-    workers: int = 2  # decoding threads (training) / processes (cache building)
-    prefetch: int = 2  # batches prepared ahead by the background pool (folder/cache sources)
+    workers: int = 2  # decoding threads or processes (training: see worker_type) / processes (cache building)
+    # pyav | torchcodec | auto (torchcodec where it loads, else PyAV): the folder source's decoder.
+    # PyAV by default so that a run gives the same clips on every machine; the cache always uses PyAV
+    decoder: str = "pyav"
+    worker_type: str = "thread"  # thread: a pool in the training process | process: DataLoader worker processes
+    prefetch: int = 2  # batches prepared ahead by the background workers (folder/cache sources)
     cache_windows: int = 4  # windows cached per video (evenly spread over its length)
 
     def resize_hw(self) -> tuple[int, int]:

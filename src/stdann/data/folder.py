@@ -1,4 +1,6 @@
-"""Video folders decoded with PyAV: indexing (with reasons for every skipped file) and clip decoding.
+"""Video folders: indexing with PyAV (with reasons for every skipped file) and clip decoding with
+PyAV or, where it is installed and ``data.decoder`` asks for it, torchcodec (PyTorch's decoder,
+2–3× the clips per core of PyAV here: docs/benchmarks.md).
 
 Any folder tree of video files is accepted; UCF101's official split lists (``trainlist01.txt`` …,
 in the root or in ``ucfTrainTestlist/``) restrict the set when ``DataConfig.split`` names one.
@@ -8,6 +10,7 @@ to 4:3 and resized to ``DataConfig.resize_hw()`` — the same geometry the cache
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 from dataclasses import asdict, dataclass, field
@@ -290,3 +293,56 @@ def decode_frames(info: VideoInfo, start: int, count: int, out_hw: tuple[int, in
     if not frames:
         raise DecodeError(f"{info.path}: no frames at {start}")
     return np.stack(frames)
+
+
+DECODERS = ("pyav", "torchcodec", "auto")
+_TORCHCODEC: list = []  # [decoders module, transforms module, reason]: looked up once per process
+
+
+def torchcodec_problem() -> str | None:
+    """None when torchcodec decodes here, else why not (in a few words)."""
+    if not _TORCHCODEC:
+        try:
+            # optional: imported by name so that a missing or broken install is a reason, not a crash
+            _TORCHCODEC[:] = [importlib.import_module("torchcodec.decoders"), importlib.import_module("torchcodec.transforms"), None]
+        except Exception as e:  # not installed, built for another PyTorch, no FFmpeg libraries
+            _TORCHCODEC[:] = [None, None, f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"]
+    return _TORCHCODEC[2]
+
+
+def resolve_decoder(name: str) -> str:
+    """``pyav`` or ``torchcodec`` for ``data.decoder`` (``auto``: torchcodec where it loads)."""
+    if name not in DECODERS:
+        raise DataError(f"data.decoder must be one of {', '.join(DECODERS)}, got {name!r}")
+    if name == "pyav" or (name == "auto" and torchcodec_problem()):
+        return "pyav"
+    problem = torchcodec_problem()
+    if problem:
+        raise DataError(f"data.decoder = torchcodec, but torchcodec cannot be used here ({problem}); install the "
+                        "torchcodec release made for this PyTorch and FFmpeg's shared libraries (4 to 7, e.g. apt install "
+                        "ffmpeg), or set data.decoder=pyav (or auto)")
+    return "torchcodec"
+
+
+def decode_frames_torchcodec(info: VideoInfo, start: int, count: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """:func:`decode_frames` through torchcodec: the same frames and geometry (resize covering
+    ``out_hw`` with the source's aspect, centre crop), resized by FFmpeg's filter rather than PyAV's
+    scaler, so pixels differ by a few levels. Rotated videos go through PyAV."""
+    if info.rotation:
+        return decode_frames(info, start, count, out_hw)
+    if torchcodec_problem():
+        raise DecodeError(f"torchcodec cannot be used here: {torchcodec_problem()}")
+    tcd, tct = _TORCHCODEC[0], _TORCHCODEC[1]
+    out_h, out_w = out_hw
+    rw, rh, _, _ = _target_geometry(info.width, info.height, out_h, out_w)
+    try:
+        dec = tcd.VideoDecoder(info.path, dimension_order="NHWC", seek_mode="exact",
+                                          transforms=[tct.Resize((rh, rw)), tct.CenterCrop((out_h, out_w))])
+        stop = min(start + count, len(dec))
+        if stop <= start:
+            raise DecodeError(f"{info.path}: no frames at {start}")
+        return dec.get_frames_in_range(start, stop).data.numpy()
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"{info.path}: {type(e).__name__}: {e}") from e
