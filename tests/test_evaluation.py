@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from stdann.config import load_config
 from stdann.models.moco import build_moco
 from stdann.training.evaluation import heldout_seed, instance_discrimination, similarity_metrics
+from stdann.training.step import compile_encoders
 
 
 def test_orthonormal_pairs_are_perfectly_discriminated():
@@ -52,6 +53,19 @@ def test_instance_discrimination_restores_train_mode_and_is_deterministic():
     assert a["n_pairs"] == 6 and 0.0 <= a["top1"] <= 1.0
     # eval-mode BN: how the clips are batched does not change the embeddings
     assert a["infonce"] == pytest.approx(b["infonce"], rel=1e-3)
+
+
+def test_the_checks_use_the_eager_forward_of_compiled_encoders(monkeypatch):
+    """A compiled training forward would recompile for the checks' eval mode and batch size."""
+    cfg = load_config("smoke")
+    model = build_moco(cfg)
+    x = torch.randn(4, 3, cfg.data.frames, cfg.data.size, cfg.data.size)
+    ref = instance_discrimination(model, x, x, batch_size=4)
+    monkeypatch.setattr(torch, "compile", lambda fn: (lambda *a, **k: (_ for _ in ()).throw(AssertionError("compiled forward called"))))
+    compile_encoders(model)
+    with pytest.raises(AssertionError, match="compiled forward"):
+        model.encoder_q(x)
+    assert instance_discrimination(model, x, x, batch_size=4) == ref
 
 
 def test_heldout_seed_differs_between_runs():

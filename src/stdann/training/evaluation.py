@@ -38,9 +38,16 @@ def heldout_seed(data_seed: int, train_seed: int) -> int:
     return (int(data_seed) * 1_000_003 + int(train_seed) * 7919 + HELDOUT_SALT) % (2**31 - 1)
 
 
+def eager(encoder):
+    """The encoder's forward without ``torch.compile`` (kept by ``compile_encoders``): the checks run
+    in eval mode at their own batch size, which would make the compiled training forward recompile."""
+    return encoder.__dict__.get("eager_forward", encoder)
+
+
 @torch.no_grad()
 def _embed(encoder, clips: torch.Tensor, batch_size: int) -> torch.Tensor:
-    out = [F.normalize(encoder(clips[i : i + batch_size])[0].float(), dim=1) for i in range(0, clips.shape[0], batch_size)]
+    fwd = eager(encoder)
+    out = [F.normalize(fwd(clips[i : i + batch_size])[0].float(), dim=1) for i in range(0, clips.shape[0], batch_size)]
     return torch.cat(out, dim=0)
 
 
@@ -92,7 +99,8 @@ def heldout_classification(model, clips: torch.Tensor, targets: torch.Tensor, ba
     was_training = model.training
     model.eval()
     try:
-        logits = torch.cat([model.encoder_q(clips[i : i + batch_size])[0].float()
+        fwd = eager(model.encoder_q)
+        logits = torch.cat([fwd(clips[i : i + batch_size])[0].float()
                             for i in range(0, clips.shape[0], batch_size)])
     finally:
         model.train(was_training)

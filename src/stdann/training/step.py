@@ -195,9 +195,11 @@ def build_spatial_loss(cfg: Config, positions: dict | None, settings: StepSettin
 
 def compile_encoders(model: MoCo | MotionClassifier) -> None:
     """``torch.compile`` the encoders (backbone + head, with or without kept blocks: one code path,
-    so contrastive-only pretraining is compiled too)."""
+    so contrastive-only pretraining is compiled too). The eager forward stays as ``eager_forward``
+    for the held-out checks (:func:`stdann.training.evaluation.eager`)."""
     for enc in (model.encoder_q, getattr(model, "encoder_k", None)):
         if enc is not None:
+            enc.eager_forward = enc.forward
             enc.forward = torch.compile(enc.forward)
 
 
