@@ -15,7 +15,8 @@ from stdann.models.r3d import block_output_shapes
 from stdann.topography import SpatialLoss
 from stdann.training import benchmark as B
 from stdann.training import step as S
-from stdann.training.trainer import step_settings, train
+from stdann.training.setup import step_settings
+from stdann.training.trainer import train
 
 SMOKE = ["train.deterministic=true", "train.threads=2"]
 

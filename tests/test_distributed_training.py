@@ -27,7 +27,8 @@ from stdann.runs.folder import RunFolder
 from stdann.topography import SpatialLoss, init_positions
 from stdann.training.benchmark import make_positions
 from stdann.training.step import build_step
-from stdann.training.trainer import step_settings, train
+from stdann.training.setup import step_settings
+from stdann.training.trainer import train
 
 WORLD = 2
 SMOKE = ["train.log_every=1", "optim.max_steps=6", "topography.alpha=0.25", "train.threads=1"]
@@ -224,13 +225,13 @@ def test_demo_and_a_study_run_under_torchrun(tmp_path):
 
 
 def test_the_ranks_compare_the_configuration_without_per_process_settings():
-    from stdann.training.trainer import _shared_config
+    from stdann.training.setup import shared_config
 
     base = load_config("smoke")
     own = load_config("smoke", overrides=["train.max_minutes=3", "train.threads=1", "data.root=/mnt/node2/videos"])
-    assert _shared_config(base) == _shared_config(own)  # a node's own budget, threads and mount point
+    assert shared_config(base) == shared_config(own)  # a node's own budget, threads and mount point
     for change in ("topography.alpha=0.7", "optim.lr=0.1", "train.log_every=3", "moco.symmetric=false"):
-        assert _shared_config(base) != _shared_config(load_config("smoke", overrides=[change])), change
+        assert shared_config(base) != shared_config(load_config("smoke", overrides=[change])), change
 
 
 @pytest.mark.slow

@@ -207,20 +207,20 @@ def test_a_run_started_with_sigint_ignored_keeps_ignoring_it():
     """`nohup stdann train ...` or `stdann train ... &` in a script starts with SIGINT ignored: the
     trainer's clean-stop handler must not take SIGINT over (a Ctrl-C meant for the shell would stop
     the run), while SIGTERM still asks for a clean stop; both handlers are restored afterwards."""
-    from stdann.training.trainer import _StopRequest
+    from stdann.training.stopper import StopRequest
 
     old_int, old_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        stop = _StopRequest()
+        stop = StopRequest()
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         assert signal.getsignal(signal.SIGTERM) == stop._handle
         stop.close()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # an interactive run: Ctrl-C stops cleanly
-        stop = _StopRequest()
+        stop = StopRequest()
         assert signal.getsignal(signal.SIGINT) == stop._handle
         stop.close()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -14,7 +14,8 @@ from stdann.config import load_config
 from stdann.models.moco import MoCo
 from stdann.training import benchmark as B
 from stdann.training import step as S
-from stdann.training.trainer import _Interval, step_settings
+from stdann.training.logger import Interval
+from stdann.training.setup import step_settings
 
 
 # -- finding 5: InfoNCE logits in fp32 under bf16 autocast -------------------------------------------------
@@ -98,7 +99,7 @@ def test_logged_clips_count_both_views_of_every_rank():
     step = S.build_step(cfg, dev, step_settings(cfg, dev), B.make_source(cfg, dev))
     out = step(0)
     assert out.clips == 2 * cfg.optim.batch_size
-    interval = _Interval(dev, now=0.0)
+    interval = Interval(dev, now=0.0)
     interval.add(out, world_size=2)  # two ranks, each with this batch
     assert interval.clips == 4 * cfg.optim.batch_size
     assert interval.clips_per_s(now=2.0) == pytest.approx(2 * cfg.optim.batch_size)

@@ -25,7 +25,8 @@ from stdann.orchestration.analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
 from stdann.reports.markdown import SHORT, markdown_for, study_markdown
-from stdann.reports.view import sampling_line, verdict_class, task_line
+from stdann.reports.run_view import task_line
+from stdann.reports.view import sampling_line, verdict_class
 from stdann.training.trainer import train
 
 

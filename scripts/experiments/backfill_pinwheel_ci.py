@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from stdann.ephys.maps import map_span, pinwheel_density_ci
+from stdann.ephys.pinwheels import map_span, pinwheel_density_ci
 from stdann.fileio import atomic_write_text
 
 

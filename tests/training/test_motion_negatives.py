@@ -13,7 +13,7 @@ from stdann.data.generator import VideoGenerator
 from stdann.data.loader import build_pair_source
 from stdann.models.moco import MoCo
 from stdann.training.step import build_step
-from stdann.training.trainer import step_settings
+from stdann.training.setup import step_settings
 
 STILL = dict(frames=4, size=32, num_scenes=4, sensor_noise=0.0, velocity_drift=0.0)
 

@@ -22,7 +22,8 @@ from stdann.models.r3d import block_output_shapes
 from stdann.runs.checkpoint import load_backbone
 from stdann.topography import init_model_positions, sheets_from_config
 from stdann.training.step import build_model, build_step, plain_settings, task_chance
-from stdann.training.trainer import step_settings, train
+from stdann.training.setup import step_settings
+from stdann.training.trainer import train
 
 SMOKE = ["train.log_every=1", "train.ckpt_every=3", "optim.max_steps=4", "train.deterministic=true",
          "train.threads=1", "train.eval_pairs=8"]

@@ -45,6 +45,8 @@ import numpy as np
 
 from stdann import DIRECTION_CONVENTION
 from stdann.ephys import maps as M
+from stdann.ephys import pinwheels as P
+from stdann.ephys import smoothness as S
 from stdann.ephys import tuning as TU
 from stdann.ephys.errors import EphysError
 from stdann.ephys.macaque import comparison_rows, load_reference
@@ -275,46 +277,46 @@ def _maps(coords, m, extent, ecfg, bias: dict) -> tuple[dict, dict]:
     pixel = window / ecfg.map_pixels_per_window
     dmap = M.direction_map(coords, pref, w_dir, pixel, window, extent)
     z = M.remove_mean(dmap)
-    st = M.pinwheel_stats(z, pixel, dmap.valid)
+    st = P.pinwheel_stats(z, pixel, dmap.valid)
     s: dict[str, Any] = {"maps": {**kernel, "pixel_mm": float(pixel),
                                   "analysed_map": "smoothed map with its mean vector removed",
                                   "mean_removed_map_shown": bool(bias["above_chance"])}}
     s["column_spacing_mm"], s["pinwheel_density"] = st["column_spacing_mm"], st["density"]
     s["pinwheels"] = {k: st[k] for k in ("n_pinwheels", "n_plus", "n_minus", "area_mm2", "n_plaquettes_excluded")}
-    s["pinwheel_density_ci"] = list(M.pinwheel_density_ci(st["n_pinwheels"], st["area_mm2"], st["column_spacing_mm"]))
-    s["map_span_spacings"] = M.map_span(st["area_mm2"], st["column_spacing_mm"])
-    s["pinwheel_fracture"] = M.pinwheel_fracture_summary(z, pixel, st["column_spacing_mm"], dmap.valid)
-    with_mean = M.pinwheel_stats(dmap.z, pixel, dmap.valid)
+    s["pinwheel_density_ci"] = list(P.pinwheel_density_ci(st["n_pinwheels"], st["area_mm2"], st["column_spacing_mm"]))
+    s["map_span_spacings"] = P.map_span(st["area_mm2"], st["column_spacing_mm"])
+    s["pinwheel_fracture"] = P.pinwheel_fracture_summary(z, pixel, st["column_spacing_mm"], dmap.valid)
+    with_mean = P.pinwheel_stats(dmap.z, pixel, dmap.valid)
     zv = dmap.z[dmap.valid]
     s["map_with_mean"] = {"pinwheel_density": with_mean["density"], "n_pinwheels": with_mean["n_pinwheels"],
                           "mean_vector_length": float(np.abs(zv.mean())), "rms_length": float(np.sqrt(np.mean(np.abs(zv) ** 2)))}
     out: dict[str, Any] = {"direction_map": dmap, "direction_map_mean_removed": z,
-                           "pinwheels": M.pinwheels_on_sheet(M.find_pinwheels(z, pixel, dmap.valid), dmap)}
+                           "pinwheels": P.pinwheels_on_sheet(P.find_pinwheels(z, pixel, dmap.valid), dmap)}
     amap = M.axial_map(coords, m["preferred_axis"], 1.0 - m["cv_axial"], pixel, window, extent)
     za = M.remove_mean(amap)
-    ast = M.pinwheel_stats(za, pixel, amap.valid)
+    ast = P.pinwheel_stats(za, pixel, amap.valid)
     s["axial_map"] = {"column_spacing_mm": ast["column_spacing_mm"], "pinwheel_density": ast["density"],
                       "n_pinwheels": ast["n_pinwheels"]}
     out.update(axial_map=amap, axial_map_mean_removed=za,
-               axial_pinwheels=M.pinwheels_on_sheet(M.find_pinwheels(za, pixel, amap.valid), amap))
+               axial_pinwheels=P.pinwheels_on_sheet(P.find_pinwheels(za, pixel, amap.valid), amap))
     # controls: positions shuffled among the responsive units (same kernel); a random map with the same spectrum
     shuf = M.direction_map(coords[rng.permutation(len(coords))], pref, w_dir, pixel, window, extent)
-    sst = M.pinwheel_stats(M.remove_mean(shuf), pixel, shuf.valid)
+    sst = P.pinwheel_stats(M.remove_mean(shuf), pixel, shuf.valid)
     rz = M.random_map_same_spectrum(z, seed=ecfg.seed)
-    rst = M.pinwheel_stats(rz, pixel, dmap.valid)
+    rst = P.pinwheel_stats(rz, pixel, dmap.valid)
     s["controls"] = {
         "shuffled_positions": {"pinwheel_density": sst["density"], "column_spacing_mm": sst["column_spacing_mm"]},
         "random_map_same_spectrum": {"pinwheel_density": rst["density"], "column_spacing_mm": rst["column_spacing_mm"],
-                                     "pinwheel_fracture": M.pinwheel_fracture_summary(rz, pixel, rst["column_spacing_mm"],
+                                     "pinwheel_fracture": P.pinwheel_fracture_summary(rz, pixel, rst["column_spacing_mm"],
                                                                                       dmap.valid),
                                      "note": "phases randomised, spectrum of the analysed (mean-removed) map"},
     }
-    sm = M.smoothness_index(coords, pref, window, seed=ecfg.seed, max_units=ecfg.smoothness_units)
+    sm = S.smoothness_index(coords, pref, window, seed=ecfg.seed, max_units=ecfg.smoothness_units)
     s["smoothness"] = sm["index"]
     s["smoothness_detail"] = sm
     s["map_order"] = map_order(sm["p_value"])
     side = max(extent[1] - extent[0], extent[3] - extent[2])
-    out["smoothness_curve"] = M.smoothness_curve(coords, pref, np.linspace(0, side / 2, 16), True, ecfg.seed,
+    out["smoothness_curve"] = S.smoothness_curve(coords, pref, np.linspace(0, side / 2, 16), True, ecfg.seed,
                                                  ecfg.smoothness_units)
     return s, out
 

@@ -6,7 +6,7 @@
   alone), ``missing`` when a value is missing. Disjoint 95% CIs are a conservative test (a
   difference can be significant while the CIs overlap): "not distinguishable" is not "equal".
 * Map order, per network: ``ordered`` when the one-sided permutation test of the smoothness
-  index (positions shuffled, ephys.maps.smoothness_permutation_test) gives p < ``MAP_ORDER_ALPHA``,
+  index (positions shuffled, ephys.smoothness.smoothness_permutation_test) gives p < ``MAP_ORDER_ALPHA``,
   else ``not_ordered``; ``not_tested`` without a p-value.
 * Population bias: ``above_chance`` in ``direction_bias`` (ephys.population).
 """

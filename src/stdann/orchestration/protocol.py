@@ -54,7 +54,7 @@ from stdann.models.motion_classifier import SUPERVISED
 from stdann.ephys.analyze import MEASUREMENT_VERSION
 from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
 from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
-from stdann.orchestration.study_files import STUDY_FILE, study_folder, write_study_figures, write_study_json
+from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import CONDITION, SWAP, RunFolder
 from stdann.runs.trainlog import read_log

@@ -27,7 +27,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from stdann.errors import UsageError
 from stdann.fileio import atomic_write_text
-from stdann.reports.view import MT_BLOCK, ReportError, folder_kind, run_view, study_view
+from stdann.reports.run_view import run_view
+from stdann.reports.study_view import study_view
+from stdann.reports.view import ReportError, folder_kind
+from stdann.topography.sheets import MT_BLOCK
 from stdann.runs.errors import RunFolderError
 from stdann.runs.folder import RunFolder
 

@@ -66,7 +66,7 @@ from stdann.training.step import (
     plain_settings,
     uses_spatial_loss,
 )
-from stdann.training.trainer import step_settings
+from stdann.training.setup import step_settings
 
 VARIANTS = ("optimized", "baseline", "no_spatial")
 PHASES = ("data", "query_forward", "key_encoder", "infonce", "spatial_loss", "backward", "optimizer", "ema", "queue")

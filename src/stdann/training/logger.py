@@ -10,10 +10,41 @@ import csv
 import io
 from pathlib import Path
 
+import torch
+
 from stdann.fileio import atomic_write_text
 from stdann.runs.trainlog import read_log, read_rows
 
-__all__ = ["RunLogger", "read_log", "read_rows"]
+__all__ = ["Interval", "RunLogger", "read_log", "read_rows"]
+
+
+class Interval:
+    """Sums of a log line's interval, kept on the device (no host synchronisation per step)."""
+
+    def __init__(self, device: torch.device, now: float) -> None:
+        self.task, self.acc = torch.zeros((), device=device), torch.zeros((), device=device)
+        self.steps, self.clips, self.since = 0, 0, now
+
+    def add(self, out, world_size: int) -> None:
+        """Add a step's :class:`~stdann.training.step.StepOutput` (clips counted over every rank)."""
+        self.task += out.task.float()
+        self.acc += out.acc.float()
+        self.steps += 1
+        self.clips += out.clips * world_size
+
+    def mean_task(self) -> float:
+        return float(self.task) / self.steps
+
+    def mean_acc(self) -> float:
+        return float(self.acc) / self.steps
+
+    def clips_per_s(self, now: float) -> float:
+        return self.clips / max(now - self.since, 1e-9)
+
+    def reset(self, now: float) -> None:
+        self.task.zero_()
+        self.acc.zero_()
+        self.steps, self.clips, self.since = 0, 0, now
 
 
 class RunLogger:

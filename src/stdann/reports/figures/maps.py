@@ -98,7 +98,7 @@ def fig_sheet_maps(rows: dict[str, list[dict | None]], path, title: str, footer:
 
 
 def fig_smoothness(curves: dict, path, title: str, footer: str | None) -> Path:
-    """``curves``: network label → ephys.maps.smoothness_curve dict (real and shuffled positions)."""
+    """``curves``: network label → ephys.smoothness.smoothness_curve dict (real and shuffled positions)."""
     fig = new_figure(4.8, 3.9)
     ax = fig.add_axes([0.14, 0.22, 0.82, 0.68])
     for i, (label, c) in enumerate(curves.items()):
