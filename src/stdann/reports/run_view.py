@@ -24,8 +24,40 @@ from stdann.reports.view import (
 
 
 def _block_view(block: str, entry: dict, bid: str) -> dict:
+    """One analysed block: its findings (headline verdicts, then each network's notes), the
+    selectivity and map tables, plaids and RDKs."""
     tr, un = entry.get("trained") or {}, entry.get("untrained") or {}
     has_un = bool(un)
+    findings = _headline_findings(entry, tr, un, has_un)
+    for label, s in (("trained", tr), ("untrained", un)):
+        if s:
+            findings += _network_findings(label, s)
+    selectivity = []
+    for key in SELECTIVITY:
+        m = metric(key)
+        if as_number(get(tr, key)) is None and as_number(get(un, key)) is None:
+            continue
+        v, vtext = stored_verdict(entry, key) if has_un else ("", "no untrained control")
+        selectivity.append({"label": m.column, "trained": format_with_ci(tr, key),
+                            "untrained": format_with_ci(un, key) if has_un else "n/a",
+                            "verdict": vtext, "css": verdict_class(v, m.sense),
+                            "reading": f"higher = {m.reading}" if m.reading else ""})
+    maps = []
+    for key in MAP:
+        t, u = get(tr, key), get(un, key)
+        if t is None and u is None:
+            continue
+        maps.append({"label": metric(key).column, "trained": format_value(key, t), "untrained": format_value(key, u)})
+    extra = []
+    for name, key in (("plaids", "plaids"), ("random-dot kinematograms", "rdk")):
+        if tr.get(key) or un.get(key):
+            extra.append({"name": name, "trained": compact(tr.get(key)), "untrained": compact(un.get(key)) if has_un else None})
+    return {"name": block, "id": f"block-{bid}", "table_id": f"headline-{bid}", "is_mt": block == MT_BLOCK,
+            "findings": findings, "selectivity": selectivity, "maps": maps, "extra": extra}
+
+
+def _headline_findings(entry: dict, tr: dict, un: dict, has_un: bool) -> list[dict]:
+    """The block's metrics beside the untrained control, with their stored verdicts."""
     findings: list[dict] = []
     if not has_un:
         findings.append(finding("No untrained control in metrics.json: the numbers below are NOT compared with the "
@@ -52,69 +84,50 @@ def _block_view(block: str, entry: dict, bid: str) -> dict:
         if has_un:
             t += f", {format_number(un.get('n_responsive'))} of {format_number(un.get('n_units'))} (untrained)"
         findings.append(finding(t + "."))
-    for label, s in (("trained", tr), ("untrained", un)):
-        if not s:
-            continue
-        if s.get("note"):
-            findings.append(finding(f"{label}: {s['note']}.", css="below"))
-        if s.get("map_note"):
-            findings.append(finding(f"{label}: {s['map_note']}."))
-        det = s.get("direction_consistency_detail")
-        if isinstance(det, dict) and det.get("n"):
-            findings.append(finding(
-                f"{label}: the preferred direction of {format_number(det.get('k'))} of {format_number(det.get('n'))} "
-                f"direction-selective units agrees within {format_number(det.get('tolerance_deg'))}° between their best "
-                f"and second-best sampled SF/TF condition (chance {format_number(det.get('chance'))}):",
-                det.get("text"), "above" if det.get("above_chance") else "na"))
-        elif s.get("direction_consistency_note"):
-            findings.append(finding(f"{label}: {s['direction_consistency_note']}."))
-        if isinstance(s.get("direction_bias"), dict):
-            b = bias_line(s["direction_bias"])
-            findings.append(finding(f"{label}: population bias {b['text']}:", b["verdict"], b["css"]))
-        if as_number(s.get("pinwheel_density")) is not None:
-            findings.append(finding(
-                f"{label}: pinwheel density {format_value('pinwheel_density', s.get('pinwheel_density'))} per Λ² on the "
-                f"mean-removed smoothed map (Λ = {format_value('column_spacing_mm', s.get('column_spacing_mm'))} mm, "
-                f"{format_value('pinwheels.n_pinwheels', get(s, 'pinwheels.n_pinwheels'))} pinwheels, kernel FWHM "
-                f"{format_value('maps.kernel_fwhm_mm', get(s, 'maps.kernel_fwhm_mm'))} mm); map with its mean "
-                f"{format_value('map_with_mean.pinwheel_density', get(s, 'map_with_mean.pinwheel_density'))}; controls: "
-                f"positions shuffled {format_value('controls.shuffled_positions.pinwheel_density', get(s, 'controls.shuffled_positions.pinwheel_density'))}, "
-                f"random map with the same spectrum "
-                f"{format_value('controls.random_map_same_spectrum.pinwheel_density', get(s, 'controls.random_map_same_spectrum.pinwheel_density'))}. "
-                "A density near π is not by itself evidence of a map: read it with the controls and the map order."))
-        if as_number(s.get("smoothness")) is not None:
-            det = s.get("smoothness_detail") or {}
-            t = f"{label}: smoothness index {format_value('smoothness', s['smoothness'])}"
-            if det.get("mean_delta_short") is not None and det.get("shuffled_delta_short") is not None:
-                t += (f" (units closer than {format_number(det.get('short_mm'))} mm differ in preferred direction by "
-                      f"{format_number(det['mean_delta_short'])}° on average, {format_number(det['shuffled_delta_short'])}° "
-                      f"with positions shuffled; permutation p = {format_number(det.get('p_value'), kind='p')})")
-            order = s.get("map_order") or {}
-            css = {"ordered": "above", "not_ordered": "below"}.get(order.get("verdict"), "na")
-            findings.append(finding(t + ":", order.get("text", "no map-order verdict in the metrics"), css))
+    return findings
 
-    selectivity = []
-    for key in SELECTIVITY:
-        m = metric(key)
-        if as_number(get(tr, key)) is None and as_number(get(un, key)) is None:
-            continue
-        v, vtext = stored_verdict(entry, key) if has_un else ("", "no untrained control")
-        selectivity.append({"label": m.column, "trained": format_with_ci(tr, key),
-                            "untrained": format_with_ci(un, key) if has_un else "n/a",
-                            "verdict": vtext, "css": verdict_class(v, m.sense),
-                            "reading": f"higher = {m.reading}" if m.reading else ""})
-    maps = []
-    for key in MAP:
-        t, u = get(tr, key), get(un, key)
-        if t is None and u is None:
-            continue
-        maps.append({"label": metric(key).column, "trained": format_value(key, t), "untrained": format_value(key, u)})
-    extra = []
-    for name, key in (("plaids", "plaids"), ("random-dot kinematograms", "rdk")):
-        if tr.get(key) or un.get(key):
-            extra.append({"name": name, "trained": compact(tr.get(key)), "untrained": compact(un.get(key)) if has_un else None})
-    return {"name": block, "id": f"block-{bid}", "table_id": f"headline-{bid}", "is_mt": block == MT_BLOCK,
-            "findings": findings, "selectivity": selectivity, "maps": maps, "extra": extra}
+
+def _network_findings(label: str, s: dict) -> list[dict]:
+    """One network's notes: its notes, the SF/TF consistency, population bias, pinwheels and smoothness."""
+    findings: list[dict] = []
+    if s.get("note"):
+        findings.append(finding(f"{label}: {s['note']}.", css="below"))
+    if s.get("map_note"):
+        findings.append(finding(f"{label}: {s['map_note']}."))
+    det = s.get("direction_consistency_detail")
+    if isinstance(det, dict) and det.get("n"):
+        findings.append(finding(
+            f"{label}: the preferred direction of {format_number(det.get('k'))} of {format_number(det.get('n'))} "
+            f"direction-selective units agrees within {format_number(det.get('tolerance_deg'))}° between their best "
+            f"and second-best sampled SF/TF condition (chance {format_number(det.get('chance'))}):",
+            det.get("text"), "above" if det.get("above_chance") else "na"))
+    elif s.get("direction_consistency_note"):
+        findings.append(finding(f"{label}: {s['direction_consistency_note']}."))
+    if isinstance(s.get("direction_bias"), dict):
+        b = bias_line(s["direction_bias"])
+        findings.append(finding(f"{label}: population bias {b['text']}:", b["verdict"], b["css"]))
+    if as_number(s.get("pinwheel_density")) is not None:
+        findings.append(finding(
+            f"{label}: pinwheel density {format_value('pinwheel_density', s.get('pinwheel_density'))} per Λ² on the "
+            f"mean-removed smoothed map (Λ = {format_value('column_spacing_mm', s.get('column_spacing_mm'))} mm, "
+            f"{format_value('pinwheels.n_pinwheels', get(s, 'pinwheels.n_pinwheels'))} pinwheels, kernel FWHM "
+            f"{format_value('maps.kernel_fwhm_mm', get(s, 'maps.kernel_fwhm_mm'))} mm); map with its mean "
+            f"{format_value('map_with_mean.pinwheel_density', get(s, 'map_with_mean.pinwheel_density'))}; controls: "
+            f"positions shuffled {format_value('controls.shuffled_positions.pinwheel_density', get(s, 'controls.shuffled_positions.pinwheel_density'))}, "
+            f"random map with the same spectrum "
+            f"{format_value('controls.random_map_same_spectrum.pinwheel_density', get(s, 'controls.random_map_same_spectrum.pinwheel_density'))}. "
+            "A density near π is not by itself evidence of a map: read it with the controls and the map order."))
+    if as_number(s.get("smoothness")) is not None:
+        det = s.get("smoothness_detail") or {}
+        t = f"{label}: smoothness index {format_value('smoothness', s['smoothness'])}"
+        if det.get("mean_delta_short") is not None and det.get("shuffled_delta_short") is not None:
+            t += (f" (units closer than {format_number(det.get('short_mm'))} mm differ in preferred direction by "
+                  f"{format_number(det['mean_delta_short'])}° on average, {format_number(det['shuffled_delta_short'])}° "
+                  f"with positions shuffled; permutation p = {format_number(det.get('p_value'), kind='p')})")
+        order = s.get("map_order") or {}
+        css = {"ordered": "above", "not_ordered": "below"}.get(order.get("verdict"), "na")
+        findings.append(finding(t + ":", order.get("text", "no map-order verdict in the metrics"), css))
+    return findings
 
 
 def _comparison_view(rows: list[dict]) -> list[dict]:

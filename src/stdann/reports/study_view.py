@@ -54,6 +54,39 @@ def _overrides_text(ov) -> str:
     return str(ov or "")
 
 
+OTHER_BLOCK_KEYS = ("fraction_direction_selective", "direction_bias.resultant_length", "pinwheel_density", "smoothness")
+
+
+def _entry(c: dict, block: str) -> dict:
+    return (c.get("metrics") or {}).get(block) or {}
+
+
+def _verdict_cells(e: dict) -> dict:
+    """The headline and classic-DSI cells of one block of one condition, with their verdicts."""
+    tr, un = e.get("trained") or {}, e.get("untrained") or {}
+    v, vtext = stored_verdict(e, DIRECTION_HEADLINE)
+    dv, dvtext = stored_verdict(e, "dsi_median")
+    return {"head_trained": format_with_ci(tr, DIRECTION_HEADLINE), "head_untrained": format_with_ci(un, DIRECTION_HEADLINE),
+            "verdict": (v or "no verdict").replace("_", " "), "verdict_title": vtext, "css": verdict_class(v, 1),
+            "verdict_key": v,
+            "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
+            "dsi_verdict": (dv or "no verdict").replace("_", " "), "dsi_verdict_title": dvtext,
+            "dsi_css": verdict_class(dv, 1)}
+
+
+def _other_block_rows(conds: list[dict]) -> list[dict]:
+    """Every block but MT of every condition: headline, classic DSI and :data:`OTHER_BLOCK_KEYS`."""
+    rows, blocks = [], sorted({b for c in conds for b in (c.get("metrics") or {}) if b != MT_BLOCK})
+    for c in conds:
+        for b in blocks:
+            e = _entry(c, b)
+            tr, un = e.get("trained") or {}, e.get("untrained") or {}
+            if tr or un:
+                rows.append({"name": c.get("name"), "block": b, **_verdict_cells(e),
+                             "pairs": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}" for k in OTHER_BLOCK_KEYS]})
+    return rows
+
+
 def study_view(study: Path) -> dict:
     """Everything the study template shows, read from study.json (and the conditions' run.json)."""
     study = Path(study)
@@ -62,54 +95,24 @@ def study_view(study: Path) -> dict:
     kind = s.get("kind", "study")
     task_keys = list(dict.fromkeys(k for c in conds for k in _task_cells(c.get("task"))))
 
-    def entry(c, b):
-        return (c.get("metrics") or {}).get(b) or {}
-
     explicit = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective")
     shown = [k for k in HEADLINE if k not in explicit
-             and any(as_number(get(entry(c, MT_BLOCK).get(n) or {}, k)) is not None for c in conds for n in NETWORKS)]
+             and any(as_number(get(_entry(c, MT_BLOCK).get(n) or {}, k)) is not None for c in conds for n in NETWORKS)]
     counts = {"above": 0, "below": 0, "other": 0}
     rows = []
     for c in conds:
-        e = entry(c, MT_BLOCK)
+        e = _entry(c, MT_BLOCK)
         tr, un = e.get("trained") or {}, e.get("untrained") or {}
-        v, vtext = stored_verdict(e, DIRECTION_HEADLINE)
-        dv, dvtext = stored_verdict(e, "dsi_median")
-        counts[v if v in ("above", "below") else "other"] += 1
+        cells = _verdict_cells(e)
+        counts[cells["verdict_key"] if cells["verdict_key"] in ("above", "below") else "other"] += 1
         tc = _task_cells(c.get("task"))
         rows.append({"name": c.get("name"), "label": c.get("label"), "seed": c.get("seed"),
-                     "overrides": _overrides_text(c.get("overrides")), "status": c.get("status"),
-                     "head_trained": format_with_ci(tr, DIRECTION_HEADLINE),
-                     "head_untrained": format_with_ci(un, DIRECTION_HEADLINE),
-                     "verdict": (v or "no verdict").replace("_", " "), "verdict_title": vtext,
-                     "css": verdict_class(v, 1),
-                     "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
-                     "dsi_verdict": (dv or "no verdict").replace("_", " "), "dsi_verdict_title": dvtext,
-                     "dsi_css": verdict_class(dv, 1),
+                     "overrides": _overrides_text(c.get("overrides")), "status": c.get("status"), **cells,
                      "frac_trained": format_with_ci(tr, "fraction_direction_selective"),
                      "frac_untrained": format_with_ci(un, "fraction_direction_selective"),
                      "metrics": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}" for k in shown],
                      "task": [tc.get(k, "") for k in task_keys], "link": _cond_link(study, c)})
-    others = sorted({b for c in conds for b in (c.get("metrics") or {}) if b != MT_BLOCK})
-    orows = []
-    for c in conds:
-        for b in others:
-            e = entry(c, b)
-            tr, un = e.get("trained") or {}, e.get("untrained") or {}
-            if not tr and not un:
-                continue
-            v, vtext = stored_verdict(e, DIRECTION_HEADLINE)
-            dv, dvtext = stored_verdict(e, "dsi_median")
-            orows.append({"name": c.get("name"), "block": b, "head_trained": format_with_ci(tr, DIRECTION_HEADLINE),
-                          "head_untrained": format_with_ci(un, DIRECTION_HEADLINE),
-                          "verdict": (v or "no verdict").replace("_", " "), "verdict_title": vtext,
-                          "css": verdict_class(v, 1),
-                          "dsi_trained": format_with_ci(tr, "dsi_median"), "dsi_untrained": format_with_ci(un, "dsi_median"),
-                          "dsi_verdict": (dv or "no verdict").replace("_", " "), "dsi_verdict_title": dvtext,
-                          "dsi_css": verdict_class(dv, 1),
-                          "pairs": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}"
-                                    for k in ("fraction_direction_selective", "direction_bias.resultant_length",
-                                              "pinwheel_density", "smoothness")]})
+    orows = _other_block_rows(conds)
     controls = s.get("controls")
     control_rows = None
     if isinstance(controls, dict):
@@ -132,8 +135,7 @@ def study_view(study: Path) -> dict:
         "mt_block": MT_BLOCK, "n_conditions": len(conds), "counts": counts,
         "headline_label": metric(DIRECTION_HEADLINE).label,
         "columns": [metric(k).column for k in shown], "task_keys": task_keys, "rows": rows,
-        "other_columns": [metric(k).column for k in ("fraction_direction_selective", "direction_bias.resultant_length",
-                                                     "pinwheel_density", "smoothness")],
+        "other_columns": [metric(k).column for k in OTHER_BLOCK_KEYS],
         "other_rows": orows, "controls": control_rows,
         "controls_raw": json.dumps(controls, indent=2, default=str) if controls and control_rows is None else None,
         "figure_groups": groups, "n_images": n_images, "convention": DIRECTION_CONVENTION,
