@@ -10,7 +10,8 @@ import pytest
 
 from stdann.cli.study import background_command
 from stdann.config import load_config
-from stdann.orchestration.protocol import ProtocolPlan, run_protocol, step_split
+from stdann.orchestration.protocol import ProtocolPlan, run_protocol
+from stdann.orchestration.recipe import step_split
 
 pytestmark = pytest.mark.heavy  # a shared study fixture of several seconds
 
@@ -49,6 +50,12 @@ def test_pretraining_and_positions_are_shared_by_the_alpha_runs(study):
             assert (seed / a / "positions" / f"{block}.npz").read_bytes() == \
                 (seed / "swap" / "positions" / f"{block}.npz").read_bytes()
     assert (seed / "pretrain" / "checkpoints" / "last.pt").stat().st_mtime == pre_last
+    # the swaps are the recipe's own stage: one swap.json schema, naming the network swapped on
+    swap = json.loads((seed / "swap" / "swap.json").read_text())
+    assert swap["from"] == str(seed / "pretrain") and set(swap) >= {"steps", "blocks", "history"}
+    # one evaluator: condition.json keeps the untrained summaries that study.json leaves out
+    cond = json.loads((seed / "alpha_0.25" / "condition.json").read_text())
+    assert cond["complete"] and cond["untrained_summary"] and "untrained_summary" not in s["conditions"][0]
     # the untrained network of every run of the seed is the pretraining's step-0 network
     init = (seed / "pretrain" / "checkpoints" / "init.pt")
     assert init.is_file() and (seed / "alpha_0.25" / "checkpoints" / "init.pt").is_file()

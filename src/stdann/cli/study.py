@@ -11,7 +11,8 @@ from pathlib import Path
 from stdann import cpu
 from stdann.cli.common import add_config_args, config_from_args
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.protocol import DEFAULT_ALPHAS, ProtocolPlan, run_protocol, step_split
+from stdann.orchestration.protocol import DEFAULT_ALPHAS, ProtocolPlan, run_protocol
+from stdann.orchestration.recipe import step_split
 from stdann.orchestration.study_files import STUDY_FILE
 from stdann.orchestration.study_files import study_folder
 from stdann.reports.html import write_report

@@ -49,16 +49,12 @@ from typing import Any
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.fileio import jsonable, read_json_cache
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.ephys.analyze import MEASUREMENT_VERSION
-from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
-from stdann.orchestration.recipe import optimize_positions, swap_summary, train_stage
+from stdann.orchestration.conditions import UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition
+from stdann.orchestration.recipe import step_split, swap_stage, train_stage
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
-from stdann.runs.folder import CONDITION, SWAP, RunFolder
-from stdann.runs.trainlog import read_log
-from stdann.training.readout import linear_probe_motion
+from stdann.runs.folder import SWAP, RunFolder
 
 # The positive control's optimiser: SGD at the MoCo presets' learning rate left it at chance for 400
 # demo steps (and at 0.01-0.2 per 32 clips for 150); AdamW at 1e-3 per 32 clips learned it
@@ -105,16 +101,6 @@ class ProtocolPlan:
         return f"{self.positive_objective}_"
 
 
-def step_split(cfg: Config) -> tuple[int, int]:
-    """(pretraining steps, joint steps) of one α condition."""
-    total = cfg.optim.total_steps()
-    pre = int(round(cfg.topography.pretrain_fraction * total))
-    if not 0 < pre < total:
-        raise ValueError(f"topography.pretrain_fraction={cfg.topography.pretrain_fraction} leaves no pretraining or no "
-                         f"joint training of {total} steps; choose a fraction strictly between 0 and 1")
-    return pre, total - pre
-
-
 def seed_config(cfg: Config, seed: int) -> Config:
     return cfg.with_overrides([f"train.seed={seed}", f"data.seed={cfg.data.seed + seed}"])
 
@@ -148,14 +134,7 @@ def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: boo
             initial = pre.load_positions(blocks)
             if initial is None:
                 raise FileNotFoundError(f"{pre.root} holds no positions; the pretraining run writes them")
-            steps = int(cfg.topography.swap_steps)
-            if steps > 0:
-                final, history = optimize_positions(model, cfg, initial, steps, device, progress,
-                                                    lambda b: run.claim(run.positions_figure(b)))
-            else:
-                final, history = initial, {}
-            run.save_positions(final)
-            run.write_json(SWAP, {"steps": steps, "blocks": swap_summary(history), "history": history}, indent=None)
+            swap_stage(model, cfg, run, initial, int(cfg.topography.swap_steps), pre.root, device, progress)
     return run
 
 
@@ -188,69 +167,16 @@ def spatial_only(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
 
 
 # -- measuring a run ------------------------------------------------------------------------------------------
-def task_summary(run_dir: Path, cfg: Config) -> dict[str, Any]:
-    """The last log line's task numbers: InfoNCE (interval mean) beside chance, held-out check; for
-    the supervised positive control its cross-entropy and held-out direction top-1 beside chance."""
-    rows = read_log(run_dir)
-    last = rows[-1] if rows else {}
-    held = [r for r in rows if "heldout_top1" in r and math.isfinite(r["heldout_top1"])]
-    h = held[-1] if held else {}
-    final = last.get("loss_task")
-    if cfg.train.objective in SUPERVISED:
-        chance = last.get("loss_task_chance")
-        return {"objective": cfg.train.objective, "final_infonce": None, "final_loss": final, "chance_loss": chance,
-                "nats_below_chance": (chance - final) if final is not None and chance is not None else None,
-                "heldout_top1": h.get("heldout_top1"), "heldout_chance_top1": h.get("heldout_chance_top1"),
-                "heldout_loss": h.get("heldout_loss"), "heldout_chance_loss": h.get("heldout_chance_loss"),
-                "heldout_speed_top1": h.get("heldout_speed_top1"), "spatial_loss_final": last.get("sl_total")}
-    chance = math.log(cfg.moco.queue_size + 1)
-    return {"objective": "moco", "final_infonce": final, "chance_infonce": chance,
-            "nats_below_chance": (chance - final) if final is not None else None,
-            "heldout_top1": h.get("heldout_top1"), "heldout_top5": h.get("heldout_top5"),
-            "heldout_infonce": h.get("heldout_infonce"), "heldout_chance_infonce": h.get("heldout_chance_infonce"),
-            "spatial_loss_final": last.get("sl_total")}
-
-
-def measure(run: RunFolder, cfg: Config, blocks: list[str], untrained: dict | None, readout: bool) -> tuple[dict, dict]:
-    """(metrics per block of the trained network beside the untrained one, the untrained summaries).
-
-    ``untrained`` (summaries per block) is reused when given: every run of a seed shares its
-    untrained network and, for the α runs, its positions."""
-    device = resolve_device(cfg.train.device)
-    positions = run.load_positions(blocks)
-    net, _ = load_backbone(run.root, "init", device=device)
-    if untrained is None:
-        untrained = evaluate_network(net, cfg, positions, blocks, device)
-    trained, _ = load_backbone(run.root, "last", device=device)
-    t = evaluate_network(trained, cfg, positions, blocks, device)
-    task = task_summary(run.root, cfg)
-    if readout:
-        task["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=cfg.train.seed)
-        task["probe_untrained"] = linear_probe_motion(net, cfg.data, device=device, seed=cfg.train.seed)
-    return {"metrics": {b: compare_block(t[b], untrained[b]) for b in blocks}, "task": task}, untrained
-
-
 def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed: int, alpha: float | None, mode: str,
                     blocks: list[str], untrained: dict | None, readout: bool, seconds: float) -> tuple[dict, dict]:
     """A condition's study entry (cached in its ``condition.json``) and the untrained summaries."""
-    cached = read_json_cache(run.path(CONDITION))  # a damaged one is measured again
-    if cached.get("complete") and cached.get("untrained_summary") is not None and measured_now(cached):
-        return cached, cached["untrained_summary"]
-    measured, untrained = measure(run, cfg, blocks, untrained, readout)
-    entry = jsonable({"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "run_dir": str(run.root),
-                      "train_seconds": seconds, "measurement": MEASUREMENT_VERSION, **measured,
-                      "untrained_summary": untrained, "complete": True})
+    cached = cached_condition(run, need_untrained=True)
+    if cached is not None:
+        return cached, cached[UNTRAINED_SUMMARY]
+    meta = {"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "train_seconds": seconds}
     with run.hold():
-        run.write_json(CONDITION, entry, indent=1)
-    return entry, entry["untrained_summary"]
-
-
-def control_entry(alpha_entry: dict) -> dict:
-    """The untrained network of a seed (on the swapped positions) as its own row."""
-    return {"name": "untrained", "label": "untrained network (same initialisation)", "seed": alpha_entry["seed"],
-            "alpha": None, "mode": "control", "run_dir": alpha_entry["run_dir"],
-            "metrics": {b: compare_block(v["untrained"], v["untrained"]) for b, v in alpha_entry["metrics"].items()},
-            "task": {"probe_trained": (alpha_entry.get("task") or {}).get("probe_untrained")}}
+        entry = evaluate_condition(run, cfg, meta, blocks, untrained=untrained, readout=readout)
+    return entry, entry[UNTRAINED_SUMMARY]
 
 
 # -- the study ----------------------------------------------------------------------------------------------------
@@ -298,9 +224,9 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
             entry, untrained = condition_entry(run, scfg, name=alpha_name(alpha), label=label, seed=seed, alpha=float(alpha),
                                                mode="recipe", blocks=blocks, untrained=untrained, readout=readout,
                                                seconds=time.time() - t + shared_seconds)
-            _add(study, entry)
+            add_condition(study, entry)
             _write_study(out, study, t_study)
-        _add(study, control_entry(entry))
+        add_condition(study, control_row(entry))
         if plan.spatial_only:
             t = time.time()
             log(f"[stdann study] seed {seed}: spatial loss only ({joint_steps} steps)")
@@ -308,7 +234,7 @@ def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool,
             entry, _ = condition_entry(run, scfg, name="spatial_only", label="spatial loss only", seed=seed, alpha=None,
                                        mode="train", blocks=blocks, untrained=None, readout=readout,
                                        seconds=time.time() - t)
-            _add(study, entry)
+            add_condition(study, entry)
         _write_study(out, study, t_study)
         if plan.positive_control:
             _positive_control(scfg, plan, seed, seed_dir, study, blocks, progress, readout, log, t_study)
@@ -352,13 +278,8 @@ def _variant(vcfg: Config, prefix: str, alphas: tuple[float, ...], mode: str, wh
                                            seed=seed, alpha=float(alpha), mode=mode, blocks=blocks,
                                            untrained=untrained, readout=readout,
                                            seconds=time.time() - t + shared_seconds)
-        _add(study, entry)
+        add_condition(study, entry)
         _write_study(seed_dir.parent, study, t_study)
-
-
-def _add(study: dict, entry: dict) -> None:
-    keep = [c for c in study["conditions"] if not (c["name"] == entry["name"] and c["seed"] == entry["seed"])]
-    study["conditions"] = keep + [{k: v for k, v in entry.items() if k != "untrained_summary"}]
 
 
 def _write_study(out: Path, study: dict, t_start: float) -> None:

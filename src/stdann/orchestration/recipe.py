@@ -101,6 +101,19 @@ class RecipeInterrupted(StdannError, RuntimeError):
         self.exit_code = 128 + int(signum) if signum else 2
 
 
+def step_split(cfg: Config, pretrain_steps: int | None = None) -> tuple[int, int]:
+    """(pretraining steps, joint steps) of one recipe: ``optim.total_steps()`` split at
+    ``pretrain_steps`` (default ``topography.pretrain_fraction`` of it). Both must be at least 1."""
+    total = cfg.optim.total_steps()
+    pre = int(round(cfg.topography.pretrain_fraction * total)) if pretrain_steps is None else int(pretrain_steps)
+    if not 0 < pre < total:
+        raise ConfigError(f"the recipe splits optim.max_steps = {total} between pretraining and joint training "
+                          f"(pretraining {pre} of {total}, topography.pretrain_fraction = {cfg.topography.pretrain_fraction}): "
+                          "both need at least one step; set optim.max_steps to 2 or more and topography.pretrain_fraction "
+                          "strictly between 0 and 1")
+    return pre, total - pre
+
+
 def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
     """Train ``run_dir`` to its end, continuing it if it has a checkpoint; raises
     :class:`RecipeInterrupted` when it stops early."""
@@ -175,12 +188,7 @@ def _recipe_swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list
 def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps: int | None,
             progress: bool) -> RecipeResult:
     out = run.root
-    total = cfg.optim.total_steps()
-    pretrain_steps = int(round(cfg.topography.pretrain_fraction * total)) if pretrain_steps is None else int(pretrain_steps)
-    if not 0 < pretrain_steps < total:
-        raise ConfigError(f"the recipe splits optim.max_steps = {total} between pretraining and joint training, so it "
-                          f"needs at least 2 steps (pretraining {pretrain_steps} of {total}); set --set optim.max_steps=2 "
-                          "or more")
+    pretrain_steps, joint_steps = step_split(cfg, pretrain_steps)
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
     blocks = list(cfg.topography.blocks)
     # what is done is decided by the main process and told to every rank (one view of the folder)
@@ -202,7 +210,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
 
     t = time.time()
     if not joint_done:
-        joint_cfg = cfg.with_overrides([f"train.init_from={pre.root}", f"optim.max_steps={total - pretrain_steps}"])
+        joint_cfg = cfg.with_overrides([f"train.init_from={pre.root}", f"optim.max_steps={joint_steps}"])
         train_stage(joint_cfg, out, progress)
     seconds["joint"] = time.time() - t
     return RecipeResult(out, pre.root, swap, seconds)

@@ -15,23 +15,17 @@ import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from stdann import distributed as D
 from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.errors import MissingFileError
-from stdann.fileio import jsonable, read_json_cache
-from stdann.ephys.analyze import MEASUREMENT_VERSION
-from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
-from stdann.orchestration.protocol import POSITIVE_CONTROL_RECIPE, task_summary
+from stdann.orchestration.conditions import add_condition, cached_condition, control_row, evaluate_condition
+from stdann.orchestration.protocol import POSITIVE_CONTROL_RECIPE
 from stdann.orchestration.recipe import topographic_recipe, train_stage
-from stdann.runs.checkpoint import load_backbone
-from stdann.runs.folder import CONDITION, RunFolder
-from stdann.topography.positions import load_run_positions
-from stdann.training.readout import linear_probe_motion
+from stdann.runs.folder import RunFolder
 
 
 @dataclass
@@ -62,9 +56,9 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
     run_dir = run.root
     cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
 
-    def look() -> tuple[dict, bool]:
+    def look() -> tuple[dict | None, bool]:
         run.ensure_run()
-        return read_json_cache(run.path(CONDITION)), run.is_finished()  # a damaged one is measured again
+        return cached_condition(run), run.is_finished()  # a damaged or outdated one is measured again
 
     cached, finished = D.broadcast_from_main(D.on_main(f"preparing {run_dir}", look))
     t0 = time.time()
@@ -72,41 +66,12 @@ def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, 
         topographic_recipe(cfg, run_dir, progress=progress)
     elif not finished:
         train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
-    if cached.get("complete") and measured_now(cached):
+    if cached is not None:
         return cached if D.is_main() else None
-    return D.on_main(f"evaluating {run_dir}", lambda: _evaluate_condition(
-        cond, cfg, seed, run, blocks=blocks, readout=readout, snapshots=snapshots,
-        ephys_overrides=ephys_overrides, train_seconds=time.time() - t0))
-
-
-def _evaluate_condition(cond: Condition, cfg: Config, seed: int, run: RunFolder, *, blocks: list[str], readout: bool,
-                        snapshots: bool, ephys_overrides: dict | None, train_seconds: float) -> dict:
-    """(main process) Electrophysiology of the trained network and its untrained control, the
-    motion read-out, written to ``condition.json``."""
-    run_dir = run.root
-    device = resolve_device(cfg.train.device)
-    positions = load_run_positions(run_dir, blocks)
-    entry: dict[str, Any] = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed,
-                             "alpha": cond.alpha, "mode": cond.mode, "run_dir": str(run_dir),
-                             "train_seconds": train_seconds, "measurement": MEASUREMENT_VERSION}
-    untrained, _ = load_backbone(run_dir, "init", device=device)
-    trained, _ = load_backbone(run_dir, "last", device=device)
-    u = evaluate_network(untrained, cfg, positions, blocks, device, ephys_overrides)
-    t = evaluate_network(trained, cfg, positions, blocks, device, ephys_overrides)
-    entry["metrics"] = {b: compare_block(t[b], u[b]) for b in blocks}
-    if snapshots:
-        entry["snapshots"] = []
-        for snap in sorted((run_dir / "checkpoints").glob("step_*.pt")):
-            net, _ = load_backbone(run_dir, snap.stem, device=device)
-            entry["snapshots"].append({"step": int(snap.stem.split("_")[1]),
-                                       "metrics": evaluate_network(net, cfg, positions, blocks, device, ephys_overrides)})
-    entry["task"] = task_summary(run_dir, cfg)  # InfoNCE, or the positive control's loss and held-out top-1
-    if readout:
-        entry["task"]["probe_trained"] = linear_probe_motion(trained, cfg.data, device=device, seed=seed)
-        entry["task"]["probe_untrained"] = linear_probe_motion(untrained, cfg.data, device=device, seed=seed)
-    entry["complete"] = True
-    run.write_json(CONDITION, jsonable(entry, inf_as_text=False), indent=1)
-    return jsonable(entry, inf_as_text=False)
+    meta = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed, "alpha": cond.alpha,
+            "mode": cond.mode, "train_seconds": time.time() - t0}
+    return D.on_main(f"evaluating {run_dir}", lambda: evaluate_condition(
+        run, cfg, meta, blocks, readout=readout, snapshots=snapshots, ephys_overrides=ephys_overrides))
 
 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
@@ -138,8 +103,7 @@ def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, 
             entry = run_condition(cond, base, seed, out, progress=progress, blocks=blocks, readout=readout,
                                   snapshots=snapshots, ephys_overrides=ephys_overrides)
             if D.is_main():
-                study["conditions"] = [c for c in study["conditions"] if not (c["name"] == cond.name and c["seed"] == seed)]
-                study["conditions"].append(entry)
+                add_condition(study, entry)
                 write_study_json(folder, study)
 
     def finish() -> dict:
@@ -219,13 +183,7 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
     return conds
 
 
-def untrained_row(study: dict) -> dict:
-    """A pseudo-condition holding the untrained control of the α = 0 runs (else the first run)."""
+def untrained_row(study: dict) -> list[dict]:
+    """The untrained control of the α = 0 runs (else of the first run), one row per seed."""
     base = [c for c in study["conditions"] if c.get("alpha") == 0.0] or study["conditions"][:1]
-    rows = []
-    for c in base:
-        rows.append({"name": "untrained", "label": "untrained network (same init)", "seed": c["seed"], "mode": "control",
-                     "alpha": None, "run_dir": c["run_dir"],
-                     "metrics": {b: compare_block(v["untrained"], v["untrained"]) for b, v in c["metrics"].items()},
-                     "task": {"probe_trained": (c.get("task") or {}).get("probe_untrained")}})
-    return rows
+    return [control_row(c) for c in base]
