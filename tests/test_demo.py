@@ -7,7 +7,9 @@ import sys
 
 import torch
 
-from stdann.runs.folder import BOOKKEEPING, RunFolder
+from stdann.runs.folder import RunFolder
+
+from stdann.runs.layout import BOOKKEEPING
 
 REQUIRED = ("dsi_median", "cv_direction_median", "fraction_direction_selective", "pinwheel_density",
             "column_spacing_mm", "smoothness")

@@ -21,8 +21,10 @@ from stdann.cli.main import main
 from stdann.config import load_config
 from stdann.orchestration.analysis import analyze_run
 from stdann.runs.checkpoint import CheckpointError, load_backbone, safe_load
-from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
-from stdann.runs.folder import MANIFEST, MARKER, RunFolder
+from stdann.runs.errors import FolderInUse, RunFolderError
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import MARKER
+from stdann.runs.manifest import MANIFEST
 from stdann.topography.positions import LayerPositions
 from stdann.training.trainer import TrainingDiverged, train
 

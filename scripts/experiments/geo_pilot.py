@@ -26,7 +26,8 @@ from stdann.config import load_config
 from stdann.orchestration import protocol as P
 from stdann.orchestration.recipe import optimize_positions, swap_summary
 from stdann.runs.checkpoint import load_backbone
-from stdann.runs.folder import SWAP, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import SWAP
 from stdann.topography import init_model_positions, sheets_from_config
 
 BLOCK = "layer3.1"

@@ -16,10 +16,12 @@ from stdann.reports.figures.positions import save_positions_plot
 from stdann.resources import check_memory
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
-from stdann.runs.folder import POSITIONS, SWAP, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import POSITIONS, SWAP
 from stdann.topography.cache import cached_model_positions
 from stdann.topography.positions import load_run_positions
 from stdann.topography.sheets import sheets_from_config
+from stdann.runs.training import resume_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +90,7 @@ def _refuse_other_geometry(run: RunFolder, new: dict) -> None:
     unit dims: positions for another width or clip size make the run impossible to resume."""
     if not run.has("checkpoints/last.pt"):
         return
-    ckpt_cfg = run.resume_config()
+    ckpt_cfg = resume_config(run)
     old = _geometry(ckpt_cfg)
     differ = [f"{b}: {old.get(b)} -> {tuple(p.dims)}" for b, p in new.items() if old.get(b) != tuple(p.dims)]
     differ += [f"{b}: missing" for b in ckpt_cfg.topography.blocks if b not in new]

@@ -11,6 +11,7 @@ from stdann.config import load_config
 from stdann.distributed import launch_rank
 from stdann.runs.folder import RunFolder
 from stdann.training.trainer import train
+from stdann.runs.training import resume_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     # torchrun only rank 0 locks, as only rank 0 writes.
     with run_folder.hold_for_resume() if args.resume is True and launch_rank() == 0 else contextlib.nullcontext():
         if args.resume and args.preset is None and args.config is None:
-            cfg = run_folder.resume_config(args.overrides)  # the run's own configuration, checked
+            cfg = resume_config(run_folder, args.overrides)  # the run's own configuration, checked
         else:
             cfg = load_config(args.preset or "demo", args.config, args.overrides)
         return _train(args, cfg, out)

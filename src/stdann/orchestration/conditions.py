@@ -16,7 +16,8 @@ from stdann.fileio import jsonable, read_json_cache
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
 from stdann.runs.checkpoint import load_backbone
-from stdann.runs.folder import CONDITION, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import CONDITION
 from stdann.runs.trainlog import read_log
 from stdann.training.readout import linear_probe_motion
 

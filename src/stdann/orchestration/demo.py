@@ -17,7 +17,8 @@ from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, fo
 from stdann.orchestration.analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
 from stdann.reports.html import write_report
-from stdann.runs.folder import METRICS, REPORT, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import METRICS, REPORT
 
 
 def run_demo(cfg: Config, out: str | Path, *, preset: str | None, overwrite: bool = False,

@@ -51,10 +51,11 @@ from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.conditions import UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition
-from stdann.orchestration.recipe import step_split, swap_stage, train_stage
+from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
-from stdann.runs.folder import SWAP, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import SWAP
 
 # The positive control's optimiser: SGD at the MoCo presets' learning rate left it at chance for 400
 # demo steps (and at 0.01-0.2 per 32 clips for 150); AdamW at 1e-3 per 32 clips learned it
@@ -116,8 +117,7 @@ def pretrain(cfg: Config, seed_dir: Path, progress: bool, prefix: str = "") -> R
     pre_steps, _ = step_split(cfg)
     run = RunFolder(seed_dir / f"{prefix}pretrain")
     if not run.is_finished():
-        train_stage(cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false",
-                                        f"optim.max_steps={pre_steps}"]), run.root, progress)
+        train_stage(pretrain_config(cfg, pre_steps), run.root, progress)
     return run
 
 
@@ -150,9 +150,8 @@ def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: 
         if run.load_positions(blocks) is None:
             run.save_positions(swap.load_positions(blocks))
     if not run.is_finished():
-        train_stage(cfg.with_overrides([f"topography.alpha={alpha}", "topography.spatial_only=false",
-                                        f"train.init_from={pre.root}", f"optim.max_steps={joint_steps}"]),
-                    run.root, progress)
+        at_alpha = cfg.with_overrides([f"topography.alpha={alpha}", "topography.spatial_only=false"])
+        train_stage(joint_config(at_alpha, pre.root, joint_steps), run.root, progress)
     return run
 
 

@@ -37,7 +37,8 @@ from stdann.models.inputs import normalize
 from stdann.reports.figures.positions import plot_swap_comparison
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.errors import RunFolderError
-from stdann.runs.folder import PRETRAIN, SWAP, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import PRETRAIN, SWAP
 from stdann.topography.positions import load_run_positions
 from stdann.topography.swap import record_probe_responses, swap_optimize
 from stdann.training.trainer import train
@@ -112,6 +113,16 @@ def step_split(cfg: Config, pretrain_steps: int | None = None) -> tuple[int, int
                           "both need at least one step; set optim.max_steps to 2 or more and topography.pretrain_fraction "
                           "strictly between 0 and 1")
     return pre, total - pre
+
+
+def pretrain_config(cfg: Config, steps: int) -> Config:
+    """The pretraining stage: the task alone (α = 0) for ``steps`` steps."""
+    return cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={steps}"])
+
+
+def joint_config(cfg: Config, pretrained: str | Path, steps: int) -> Config:
+    """The joint stage: ``cfg``'s task + α·spatial loss from the pretrained run's weights, for ``steps`` steps."""
+    return cfg.with_overrides([f"train.init_from={pretrained}", f"optim.max_steps={steps}"])
 
 
 def train_stage(cfg: Config, run_dir: Path, progress: bool) -> None:
@@ -198,8 +209,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
 
     t = time.time()
     if not pre_done:
-        pre_cfg = cfg.with_overrides(["topography.alpha=0", "topography.spatial_only=false", f"optim.max_steps={pretrain_steps}"])
-        train_stage(pre_cfg, pre.root, progress)
+        train_stage(pretrain_config(cfg, pretrain_steps), pre.root, progress)
     seconds["pretrain"] = time.time() - t
 
     t = time.time()
@@ -210,7 +220,6 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
 
     t = time.time()
     if not joint_done:
-        joint_cfg = cfg.with_overrides([f"train.init_from={pre.root}", f"optim.max_steps={joint_steps}"])
-        train_stage(joint_cfg, out, progress)
+        train_stage(joint_config(cfg, pre.root, joint_steps), out, progress)
     seconds["joint"] = time.time() - t
     return RecipeResult(out, pre.root, swap, seconds)

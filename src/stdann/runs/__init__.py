@@ -7,8 +7,9 @@ Layer rule (docs/architecture.md, "Layers"): ``stdann.runs`` imports only the la
 
 from stdann.runs.checkpoint import FORMAT, CheckpointError, load_backbone
 from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
-from stdann.runs.folder import RunFolder, training_folder
+from stdann.runs.folder import RunFolder
 from stdann.runs.lock import folder_lock
+from stdann.runs.training import training_folder
 
 __all__ = ["FORMAT", "CheckpointError", "FolderInUse", "RunExistsError", "RunFolder", "RunFolderError",
            "folder_lock", "load_backbone", "training_folder"]

@@ -18,15 +18,7 @@ prove is a stdann run; anything else is refused with a one-line error. How:
 A folder without the marker is never taken for a run, whatever it holds: a ``config.yaml`` or a
 checkpoint proves nothing (a user's copy of a stdann config looks the same).
 
-Layout (paths relative to the run folder)::
-
-    config.yaml               the resolved Config
-    run.json                  status, step, versions, the writing process
-    checkpoints/last.pt       training state; init.pt = the step-0 weights; step_NNNNNN.pt snapshots
-    positions/<block>.npz     unit positions (LayerPositions)
-    logs/train.csv, logs/tb/  training log, TensorBoard events
-    swap.json, pretrain/      the recipe's swap summary and its contrastive-only run (a run folder)
-    metrics.json, tables/, figures/, report.html    analysis and report outputs
+The layout's names: :mod:`stdann.runs.layout`.
 """
 
 from __future__ import annotations
@@ -40,11 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import torch
-import yaml
 
 from stdann import __version__
-from stdann.config import Config, ConfigError, parse_yaml
+from stdann.config import Config
 from stdann.fileio import (
     atomic_write_many,
     atomic_write_text,
@@ -55,8 +45,8 @@ from stdann.fileio import (
     write_json,
 )
 from stdann.runs.checkpoint import atomic_save, checkpoint_path
-from stdann.runs.errors import FolderInUse, RunExistsError, RunFolderError
-from stdann.runs.lock import LOCK_NAME, folder_lock, held_elsewhere, holds
+from stdann.runs.errors import FolderInUse, RunFolderError
+from stdann.runs.lock import folder_lock, held_elsewhere, holds
 from stdann.runs.manifest import (
     MANIFEST,
     append_manifest,
@@ -67,30 +57,10 @@ from stdann.runs.manifest import (
     read_manifest,
     write_manifest,
 )
+from stdann.runs.layout import (
+    BOOKKEEPING, CHECKPOINTS, CONFIG, FIGURES, MARKER, POSITIONS, STAGING_PREFIX, STATUS, TRAINING_STATE,
+)
 from stdann.topography.positions import LayerPositions, load_run_positions, positions_path
-
-MARKER = ".stdann-run"
-STAGING_PREFIX = ".stdann-staging-"  # + pid: outputs being written, moved into place by RunFolder.publish
-BOOKKEEPING = (MARKER, MANIFEST, LOCK_NAME)
-
-CONFIG = "config.yaml"
-STATUS = "run.json"
-CHECKPOINTS = "checkpoints"
-POSITIONS = "positions"
-LOGS = "logs"
-TRAIN_LOG = "logs/train.csv"
-TENSORBOARD = "logs/tb"
-SWAP = "swap.json"
-PRETRAIN = "pretrain"
-METRICS = "metrics.json"
-TABLES = "tables"
-FIGURES = "figures"
-REPORT = "report.html"
-CONDITION = "condition.json"
-
-TRAINING_STATE = (CONFIG, STATUS, CHECKPOINTS, LOGS)  # what a training run writes about itself
-TRAINING_INPUTS = (POSITIONS, SWAP, PRETRAIN)  # kept by `train --overwrite`: the run's inputs
-LOG_HEADER = "step,epoch,lr,loss"  # how stdann's train.csv starts
 
 
 def _rel(rel: str) -> str:
@@ -106,44 +76,6 @@ def _remove_tree(path: Path) -> None:
 
 def _under(rel: str, tops: Iterable[str]) -> bool:
     return any(rel == t or rel.startswith(t + "/") for t in tops)
-
-
-def _flat_keys(d: Any, prefix: str = "") -> set[str]:
-    if not isinstance(d, dict) or not d:
-        return {prefix[:-1]} if prefix else set()
-    keys: set[str] = set()
-    for k, v in d.items():
-        keys |= _flat_keys(v, f"{prefix}{k}.")
-    return keys
-
-
-def _yaml_mapping(path: Path, text: str | None = None) -> dict:
-    """A YAML file that must hold a mapping; damaged files raise :class:`RunFolderError` naming it."""
-    try:
-        text = path.read_text(encoding="utf-8") if text is None else text
-        data = parse_yaml(text)
-    except UnicodeDecodeError:
-        raise RunFolderError(f"{path} is not a text file: it is damaged") from None
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(e, "problem", None) or (str(e).splitlines() or [""])[0]
-        raise RunFolderError(f"{path} is not valid YAML{at} ({problem[:160]}): it is damaged") from None
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{path} does not hold a configuration mapping (got {type(data).__name__}): it is damaged")
-    return data
-
-
-def checkpoint_config_text(path: Path) -> str:
-    """The config stored in a checkpoint, read without loading its tensors (memory-mapped)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001 - re-raised as one line naming the file
-        raise RunFolderError(f"cannot read {path} ({type(e).__name__}): the checkpoint is damaged; "
-                             "restore it or start the run again with --overwrite") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), str):
-        raise RunFolderError(f"{path} holds no configuration: it is not a stdann training checkpoint")
-    return ckpt["config"]
 
 
 class RunFolder:
@@ -264,13 +196,13 @@ class RunFolder:
             self.require_resumable()
             yield self
 
-    def _require_lock(self) -> None:
+    def require_lock(self) -> None:
         if not holds(self.root):
             raise RuntimeError(f"internal error: write into {self.root} without holding its lock (use RunFolder.hold())")
 
     def create(self) -> "RunFolder":
         """Make the folder a run folder (write the marker)."""
-        self._require_lock()
+        self.require_lock()
         if self.kind() == "marked":
             return self
         info = {"stdann_run": 1, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stdann": __version__,
@@ -282,7 +214,7 @@ class RunFolder:
         """Make sure this is a run folder before writing into it (create it when it is absent, empty,
         or a folder of other files). Temporary files that a killed process left beside the files
         stdann wrote are removed."""
-        self._require_lock()
+        self.require_lock()
         self.create()
         self.remove_stale_temps()
         return self
@@ -307,7 +239,7 @@ class RunFolder:
         """A run folder nested in this one (e.g. the recipe's ``pretrain/``), entered in this folder's
         manifest so that clearing this run clears it too. Refuses a nested folder stdann did not make,
         and a link (another run's folder: clearing this run must never clear that one)."""
-        self._require_lock()
+        self.require_lock()
         guarded_path(self.root, f"{_rel(name)}/{MARKER}", what="write")
         child = self.child(name)
         kind = child.kind()
@@ -319,7 +251,7 @@ class RunFolder:
 
     # -- writes -------------------------------------------------------------------------------------------------
     def _record(self, rel: str) -> None:
-        self._require_lock()
+        self.require_lock()
         rel = _rel(rel)
         if rel in self.written():
             return
@@ -343,7 +275,7 @@ class RunFolder:
     def claim(self, rel: str) -> Path:
         """The path of ``rel``, ready to be written: refused if a file stdann did not write is there;
         otherwise entered in the manifest (before the write) and its parent folder made."""
-        self._require_lock()
+        self.require_lock()
         if not self.is_marked():
             raise RuntimeError(f"internal error: write into {self.root} before it was made a run folder")
         self.check_writable([rel])
@@ -356,7 +288,7 @@ class RunFolder:
         """Enter in the manifest a file that a library has just created under a name no one else could
         know in advance (TensorBoard's event file, named with a random suffix): the one exception to
         "claim before writing"."""
-        self._require_lock()
+        self.require_lock()
         guarded_path(self.root, _rel(rel), what="write")
         self._record(rel)
 
@@ -404,7 +336,7 @@ class RunFolder:
         (tables, figures); :meth:`publish` then moves them into place through the manifest. The
         folder is removed when the block ends (a killed process's is removed by the next
         :meth:`ensure_run`)."""
-        self._require_lock()
+        self.require_lock()
         tmp = self.root / f"{STAGING_PREFIX}{os.getpid()}"
         _remove_tree(tmp)
         tmp.mkdir(parents=True)
@@ -417,7 +349,7 @@ class RunFolder:
         """Move every file of ``staging`` (:meth:`staging`) to the same relative path in the run
         folder: all are checked first (a user's file, a folder or a link in the way refuses them
         all, nothing moved), then each is entered in the manifest and renamed into place."""
-        self._require_lock()
+        self.require_lock()
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file() and not p.is_symlink())
         self.check_writable(files)
         for rel in files:
@@ -448,7 +380,7 @@ class RunFolder:
         that still holds anything, nor any file the manifest does not list, nor anything through a
         link; a damaged manifest or a link in the way is refused before anything is deleted. Returns
         up to five of the files left that stdann did not write (for the user's information)."""
-        self._require_lock()
+        self.require_lock()
         if not self.is_marked():
             raise RuntimeError(f"internal error: clear {self.root}, which is not a run folder")
         drop, remaining = self._to_clear(keep, only)
@@ -522,31 +454,6 @@ class RunFolder:
             )
         return pos
 
-    def resume_config(self, overrides: Iterable[str] = ()) -> Config:
-        """The configuration to resume this run with: ``config.yaml`` (which may have been edited),
-        checked against the complete copy inside ``checkpoints/last.pt`` — a key the checkpoint has
-        and config.yaml lacks means a truncated or damaged file, never a default. Without
-        config.yaml, the checkpoint's copy. Then ``overrides``."""
-        self.require_resumable()  # (callers hold the lock: see hold_for_resume)
-        ckpt = self.checkpoint("last")
-        stored = _yaml_mapping(ckpt, checkpoint_config_text(ckpt))
-        path = self.root / CONFIG
-        if path.is_file():
-            data = _yaml_mapping(path)
-            lacking = sorted(_flat_keys(stored) - _flat_keys(data))
-            if lacking:
-                raise RunFolderError(
-                    f"{path} lacks {len(lacking)} key(s) of the run's configuration (e.g. {', '.join(lacking[:3])}): "
-                    f"it was truncated or damaged. Delete it to resume with the configuration stored in {ckpt}, "
-                    "or restore it"
-                )
-        else:
-            data = stored
-        try:
-            return Config.from_dict(data, validate=False).with_overrides(list(overrides)).validate()
-        except ConfigError as e:
-            raise ConfigError(f"{path if path.is_file() else ckpt}: {e}") from None
-
     def require_resumable(self) -> None:
         """Refuse, naming the problem, unless this folder holds a run to resume."""
         kind = self.kind()
@@ -575,7 +482,7 @@ class RunFolder:
         """``--overwrite`` (lock held): delete the files stdann wrote here except those under ``keep``,
         and print which other files were left. A folder stdann cannot prove it made (no marker) is
         refused if it holds anything."""
-        self._require_lock()
+        self.require_lock()
         kind = self.kind()
         if kind == "foreign":
             raise RunFolderError(
@@ -588,53 +495,3 @@ class RunFolder:
         if kept:
             print(f"[stdann] --overwrite left the files stdann did not write in {self.root}: {', '.join(kept)}")
         return kept
-
-    # -- training ---------------------------------------------------------------------------------------------------
-    def prepare_training(self, *, resume: bool | str = False, overwrite: bool = False) -> bool:
-        """Get the folder ready for a training run (lock held); returns True when an existing run is
-        resumed. ``resume``: True = continue the run here (refused if there is none); ``"auto"`` =
-        continue it if it has a checkpoint, else start (again) — what the recipe's stages use;
-        ``overwrite`` = discard the run's own files (keeping its inputs: positions, swap.json,
-        pretrain/) and start again."""
-        self._require_lock()
-        if resume and overwrite:
-            raise RunFolderError("--resume and --overwrite exclude each other: choose one")
-        state = [CONFIG, STATUS, TRAIN_LOG, f"{CHECKPOINTS}/last.pt", f"{CHECKPOINTS}/init.pt"]
-        if overwrite:
-            if self.is_marked():
-                self.check_writable(state)  # what would stop the new run is refused before anything is deleted
-            self.discard(keep=TRAINING_INPUTS)
-        elif resume is True:
-            self.require_resumable()
-        if resume and self.has(f"{CHECKPOINTS}/last.pt"):
-            self.ensure_run()
-            return True
-        if self.started() and not overwrite:  # (after --overwrite, what is left is named by check_writable below)
-            if resume != "auto":
-                raise RunExistsError(
-                    f"{self.root} already holds a run. Pass --resume to continue it or --overwrite to discard it, "
-                    "or choose another --out"
-                )
-            self.clear(only=TRAINING_STATE)  # stopped before its first checkpoint: start that stage again
-        self.check_writable(state)  # before the marker: a user's folder in the way is refused untouched
-        self.ensure_run()
-        return False
-
-
-@contextlib.contextmanager
-def training_folder(out: str | Path, *, resume: bool | str = False, overwrite: bool = False,
-                    main: bool = True) -> Iterator[tuple[RunFolder, bool]]:
-    """``(run folder, resuming)`` for a training run, the lock held throughout (on the main process
-    only; other ranks never write). ``--resume`` on a folder that does not exist is refused before
-    anything is created."""
-    run = RunFolder(out)
-    if not main:
-        yield run, False
-        return
-    with run.hold_for_resume() if resume is True and not overwrite else run.hold():
-        resuming = run.prepare_training(resume=resume, overwrite=overwrite)
-        try:
-            yield run, resuming
-        except BaseException as e:
-            run.mark_ended(e)
-            raise

@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 from stdann.runs.errors import RunFolderError
-from stdann.runs.folder import LOG_HEADER, TRAIN_LOG
+from stdann.runs.layout import LOG_HEADER, TRAIN_LOG
 
 
 def _damaged(path: Path, why: str) -> RunFolderError:

@@ -17,7 +17,8 @@ from stdann import __version__
 from stdann import distributed as D
 from stdann.config import Config
 from stdann.models.r3d import block_output_shapes
-from stdann.runs.folder import TENSORBOARD, TRAIN_LOG, RunFolder
+from stdann.runs.folder import RunFolder
+from stdann.runs.layout import TENSORBOARD, TRAIN_LOG
 from stdann.topography import sheets_from_config
 from stdann.topography.cache import cached_model_positions
 from stdann.topography.positions import positions_fingerprint

@@ -40,7 +40,8 @@ from stdann.models.motion_classifier import MotionClassifier
 from stdann.resources import check_memory
 from stdann.runs.checkpoint import backbone_checkpoint, training_checkpoint
 from stdann.runs.errors import RunExistsError  # noqa: F401 - part of this module's interface
-from stdann.runs.folder import RunFolder, training_folder
+from stdann.runs.folder import RunFolder
+from stdann.runs.training import training_folder
 from stdann.training import resume
 from stdann.training.heldout import heldout_pairs, heldout_row
 from stdann.training.logger import Interval, RunLogger
