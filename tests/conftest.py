@@ -4,7 +4,7 @@ from stdann.cpu import configure
 
 # Before torch is imported (as the `stdann` command does): when other processes keep the cores busy,
 # one thread per free core and sleeping OpenMP waits, so that a suite run beside other work does not
-# spin its threads against them (issue 14: the suite must pass, in time, under load).
+# spin its threads against them (the suite must pass, in time, under load).
 configure()
 
 import pytest  # noqa: E402

@@ -42,7 +42,7 @@ RANK = {unit: i for i, row in enumerate(LAYERS) for unit in row}
 
 # The only imports inside functions: (module path relative to src/stdann, imported module).
 LAZY_IMPORTS = {
-    ("data/folder.py", "av"),  # PyAV: only where video files are read (tests/test_without_pyav.py)
+    ("data/folder.py", "av"),  # PyAV: only where video files are read (tests/data/test_without_pyav.py)
     ("data/preview.py", "av"),  # writing an MP4 preview
     ("training/logger.py", "torch.utils.tensorboard"),  # TensorBoard: optional, slow to import
 }

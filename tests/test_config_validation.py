@@ -1,4 +1,4 @@
-"""One validation of the configuration (issue 15, "Tracebacks instead of clear errors"): every key has a
+"""One validation of the configuration (no traceback, every bad value a clear error): every key has a
 rule, nonsense values are refused up front with the key, the value, the valid range and the fix, YAML is
 read safely with YAML 1.2 numbers, and a configuration that cannot fit in memory is refused before
 anything is allocated."""
@@ -16,7 +16,7 @@ from stdann.models.moco import build_moco
 from stdann.resources import check_memory
 from stdann.training.trainer import train
 
-# The values of issue 15 that ended in a traceback or were silently accepted, and more of the same kind.
+# Values that once ended in a traceback or were silently accepted, and more of the same kind.
 BAD = [
     "optim.batch_size=0", "train.log_every=0", "train.ckpt_every=0", "moco.queue_size=0", "data.frames=0",
     "optim.epochs=.inf", "optim.epochs=.nan", "data.size=1", "moco.dim=0", "data.pair_max_gap=-1",

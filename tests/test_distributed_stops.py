@@ -1,4 +1,4 @@
-"""Two ranks (gloo), issue 13 finding 2, the stop requests of a real run: a SIGTERM delivered to one
+"""Two ranks (gloo), the stop requests of a real run: a SIGTERM delivered to one
 rank only and a time budget (``train.max_minutes``) that runs out on one rank only make *both* ranks
 leave at the same step, with the last checkpoint written at that step; and the process group made by
 ``init_distributed`` is destroyed at exit (finding 10). (The ``stop_at_step``, NaN and failed-write

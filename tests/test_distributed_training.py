@@ -1,4 +1,4 @@
-"""Two ranks (gloo) training together (issue 13, findings 1, 2 and 7):
+"""Two ranks (gloo) training together:
 
 * a stop asked for by one rank only, a non-finite loss on one rank only and a failed checkpoint write
   on the main process each stop *both* ranks at the same step (before, one rank left the loop and the

@@ -139,7 +139,7 @@ def test_ucf101_split_list(tmp_path):
 
 
 def test_frames_larger_than_max_side_are_skipped_before_decoding(tmp_path):
-    """Issue 15: an 8000x8000 file was accepted; data.max_side bounds the frame size (counted as skipped)."""
+    """An 8000x8000 file was once accepted; data.max_side bounds the frame size (counted as skipped)."""
     encode_video(tmp_path / "big.mp4", frames=20, height=96, width=128)
     encode_video(tmp_path / "small.mp4", frames=20, height=48, width=64)
     idx = index_folder(tmp_path, DataConfig(frames=8, size=32, max_side=100))

@@ -200,7 +200,7 @@ def test_unknown_source_refused():
 
 @pytest.mark.video
 def test_training_on_a_folder_reports_the_skipped_files(video_root, capsys, monkeypatch):
-    """Issue 15: `train` on a video folder never said which files it skipped."""
+    """`train` on a video folder says which files it skipped, once per process."""
     monkeypatch.setattr(loader, "_REPORTED", set())  # (other tests of this process used the same folder)
     cfg = DataConfig(source="folder", root=str(video_root), frames=4, size=24, pair_max_gap=0.4, workers=1, prefetch=0)
     src = build_pair_source(cfg, 2, "cpu", seed=3)

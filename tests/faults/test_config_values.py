@@ -21,7 +21,7 @@ BY_TYPE = {
     dict: ["3", "[1]", "abc", "{layer9.9: {sheet_side: 1}}", "{layer3.1: {sheet_side: -1}}",
            "{layer3.1: {width: 1}}", "{layer3.1: 5}"],
 }
-# The values of issue 15 itself.
+# The values that once ended in a traceback.
 ISSUE = ["optim.batch_size=0", "train.log_every=0", "train.ckpt_every=0", "moco.queue_size=0", "data.frames=0",
          "optim.epochs=.inf", "data.size=1", "moco.dim=0", "data.pair_max_gap=-1", "data.crop_scale_min=2",
          "train.threads=-1", "data.images=[nosuch]", "model.arch=resnet50", "optim.max_steps=-5",

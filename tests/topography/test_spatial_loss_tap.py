@@ -1,6 +1,6 @@
 """The spatial loss taken inside the forward pass (UnitTap): the same loss and gradients as gathering
 from the finished block outputs, without a dense block-sized gradient per block at the start of
-backward (issue 13, finding 6)."""
+backward."""
 
 import weakref
 

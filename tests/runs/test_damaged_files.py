@@ -1,4 +1,4 @@
-"""Damaged run files and unlucky disks (issue 15): each is a one-line error naming the file and the fix,
+"""Damaged run files and unlucky disks: each is a one-line error naming the file and the fix,
 no temporary file is left behind, run.json never goes on saying "running", and an interrupted write of
 positions leaves the previous ones whole."""
 
@@ -275,7 +275,7 @@ def test_report_out_a_folder_is_one_line_and_writes_nothing(trained, tmp_path, c
 
 
 def test_an_interrupted_positions_optimize_runs_again(trained, tmp_path, capsys):
-    """Issue 15: `positions optimize` killed while writing could not be rerun until positions/ was deleted."""
+    """`positions optimize` killed while writing could once not be rerun until positions/ was deleted."""
     src = copy_run(trained, tmp_path / "pre")
     dst = RunFolder(tmp_path / "topo")
     with dst.hold():  # what a kill between two renames of the set leaves: one block written, no swap.json

@@ -1,4 +1,4 @@
-"""No blocking host-to-device copy in a training step's data and random draws (issue 13, finding 4).
+"""No blocking host-to-device copy in a training step's data and random draws .
 
 A plain ``cpu_tensor.to("cuda")`` makes the host wait until the GPU has drained its queue. Every
 per-step copy of CPU-drawn parameters must be asked for as non-blocking (from pinned memory on

@@ -1,4 +1,4 @@
-"""Run folders never lose a user's data (issue 15, "Data loss"): --overwrite, --resume and the demo on
+"""Run folders never lose a user's data: --overwrite, --resume and the demo on
 folders that hold a user's own files, a foreign train.csv, a missing positions file, a truncated
 config.yaml, a typo in --out, two processes on one folder, interrupted commands, and run folders made
 before the marker existed."""

@@ -104,7 +104,7 @@ def test_matches_torchvision_golden_outputs():
 
     from golden_weights import deterministic_input, fill_deterministic
 
-    golden = json.loads((Path(__file__).parent / "fixtures" / "torchvision_r3d18_golden.json").read_text())
+    golden = json.loads((Path(__file__).parents[1] / "fixtures" / "torchvision_r3d18_golden.json").read_text())
     ours = r3d_18(num_classes=400)
     assert [[k, list(v.shape)] for k, v in ours.state_dict().items()] == golden["state_dict"]
     fill_deterministic(ours)
