@@ -12,13 +12,13 @@ import pytest
 import torch
 from lock_helpers import hold_in_other_process
 
-import stdann.orchestration.study as S
+import stdann.orchestration.runner as R
 from stdann.config import load_config
 from stdann.ephys.analyze import MEASUREMENT_VERSION
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
 from stdann.orchestration.analysis import evaluate_network
-from stdann.orchestration.study import emergence_conditions, run_study, sweep_conditions
+from stdann.orchestration.study import emergence_conditions, run_study, study_plan, sweep_conditions
 from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions
 
@@ -143,23 +143,26 @@ def test_one_process_per_study_folder(tmp_path, monkeypatch):
         holder.kill()  # kill -9: the kernel drops its lock
         holder.wait()
     seen = []
-    monkeypatch.setattr(S, "_run_study", lambda *a, **k: seen.append(a) or {"kind": "sweep"})
+    monkeypatch.setattr(R, "_run_plan", lambda *a, **k: seen.append(a) or {"kind": "sweep"})
     assert run_study("sweep", load_config("smoke"), [], tmp_path)["kind"] == "sweep" and seen
 
 
-def test_sweep_rewrites_its_study_only_while_holding_the_folder(tmp_path, monkeypatch, capsys):
-    """`stdann sweep --untrained` rewrites study.json (and writes report.html) after run_study has
-    released the study folder: it takes the folder's lock again, so another process working there
-    is refused instead of having its study.json replaced."""
+def test_sweep_untrained_rows_are_planned_and_a_held_study_folder_is_refused(tmp_path, capsys):
+    """`stdann sweep --untrained`: the untrained network's rows are part of the plan (one study.json
+    write per condition, no second pass over the folder), and a study folder another process holds
+    is refused before any training."""
     from stdann.cli.main import main
 
+    plan = study_plan("sweep", load_config("smoke"), sweep_conditions([0.0, 0.5]), tmp_path, seeds=2, untrained_rows=True)
+    assert [(r.name, r.seed, r.control_after) for r in plan.conditions] == [
+        ("alpha_0", 0, True), ("alpha_0", 1, True), ("alpha_0.5", 0, False), ("alpha_0.5", 1, False)]
+    assert plan.conditions[2].make.__closure__ is not None  # each row makes its own run folder
     out = tmp_path / "sweep"
-    monkeypatch.setattr("stdann.cli.sweep.run_study", lambda *a, **k: {"conditions": []})
     with hold_in_other_process(out) as holder:
         assert main(["sweep", "--preset", "smoke", "--out", str(out), "--untrained", "--alphas", "0"]) == 2
     err = capsys.readouterr().err
     assert "in use by another stdann process" in err and str(holder.pid) in err
-    assert not (out / "study.json").exists()
+    assert not (out / "study.json").exists() and not (out / "alpha_0").exists()
 
 
 def test_every_emergence_variant_starts_from_the_papers_moco():

@@ -8,14 +8,7 @@ from pathlib import Path
 from stdann import distributed as D
 from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.models.r3d import BLOCK_NAMES
-from stdann.orchestration.study import (
-    EMERGENCE_VARIANTS,
-    emergence_conditions,
-    run_study,
-    sweep_conditions,
-    untrained_row,
-)
-from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
+from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
 from stdann.reports.html import write_report
 
 
@@ -91,12 +84,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     cfg = _base(args)
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
-                      progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout)
-    if args.untrained and D.is_main():
-        with study_folder(out) as folder:  # run_study has released the study folder: take it again
-            study["conditions"] = [c for c in study["conditions"] if c["name"] != "untrained"] + untrained_row(study)
-            write_study_figures(folder, study)
-            write_study_json(folder, study)
+                      progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
+                      untrained_rows=args.untrained)
     _finish(study, out)
     return 0
 

@@ -41,18 +41,15 @@ beside 1/bins (``final_loss``, ``chance_loss``, ``heldout_top1``, ``heldout_chan
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from stdann import distributed as D
 from stdann.config import Config
 from stdann.devices import resolve_device
-from stdann.ephys.recording import bn_mode
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.conditions import UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition
+from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
 from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage
-from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import SWAP
@@ -110,31 +107,39 @@ def alpha_name(alpha: float) -> str:
     return f"alpha_{alpha:g}"
 
 
-# -- the shared stages of one seed ------------------------------------------------------------------------
-def pretrain(cfg: Config, seed_dir: Path, progress: bool, prefix: str = "") -> RunFolder:
+# -- the shared stages of one seed (every rank calls them; each skips what is done) ----------------------------
+def pretrain(cfg: Config, seed_dir: Path, progress: bool, prefix: str = "", log=print) -> RunFolder:
     """Task-only pretraining of one seed (skipped when finished; resumed when stopped) into
     ``seed_dir/<prefix>pretrain``."""
     pre_steps, _ = step_split(cfg)
     run = RunFolder(seed_dir / f"{prefix}pretrain")
     if not run.is_finished():
+        if D.is_main():
+            log(f"[stdann study] {seed_dir.name}/{run.root.name}: pretraining ({pre_steps} steps)")
         train_stage(pretrain_config(cfg, pre_steps), run.root, progress)
     return run
 
 
-def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: bool, prefix: str = "") -> RunFolder:
-    """The seed's positions, swap-optimised on the pretrained network (skipped when done), in
-    ``seed_dir/<prefix>swap``."""
+def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: bool, prefix: str = "", log=print) -> RunFolder:
+    """The seed's positions, swap-optimised on the pretrained network by the recipe's swap stage
+    (skipped when done; the main process swaps, the other ranks wait), in ``seed_dir/<prefix>swap``."""
     run = RunFolder(seed_dir / f"{prefix}swap")
-    blocks = list(cfg.topography.blocks)
-    with run.hold():
-        run.ensure_run()
-        if not run.has(SWAP):
+
+    def swap() -> None:
+        with run.hold():
+            run.ensure_run()
+            if run.has(SWAP):
+                return
+            log(f"[stdann study] {seed_dir.name}/{run.root.name}: swap pre-optimisation of positions "
+                f"({cfg.topography.swap_steps} steps per block)")
             device = resolve_device(cfg.train.device)
             model, _ = load_backbone(pre.root, "last", device=device)
-            initial = pre.load_positions(blocks)
+            initial = pre.load_positions(list(cfg.topography.blocks))
             if initial is None:
                 raise FileNotFoundError(f"{pre.root} holds no positions; the pretraining run writes them")
             swap_stage(model, cfg, run, initial, int(cfg.topography.swap_steps), pre.root, device, progress)
+
+    D.on_main(f"the swaps in {run.root}", swap)
     return run
 
 
@@ -145,10 +150,14 @@ def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: 
     _, joint_steps = step_split(cfg)
     run = RunFolder(seed_dir / f"{prefix}{alpha_name(alpha)}")
     blocks = list(cfg.topography.blocks)
-    with run.hold():
-        run.ensure_run()
-        if run.load_positions(blocks) is None:
-            run.save_positions(swap.load_positions(blocks))
+
+    def copy_positions() -> None:
+        with run.hold():
+            run.ensure_run()
+            if run.load_positions(blocks) is None:
+                run.save_positions(swap.load_positions(blocks))
+
+    D.on_main(f"the positions of {run.root}", copy_positions)
     if not run.is_finished():
         at_alpha = cfg.with_overrides([f"topography.alpha={alpha}", "topography.spatial_only=false"])
         train_stage(joint_config(at_alpha, pre.root, joint_steps), run.root, progress)
@@ -165,123 +174,72 @@ def spatial_only(cfg: Config, seed_dir: Path, progress: bool) -> RunFolder:
     return run
 
 
-# -- measuring a run ------------------------------------------------------------------------------------------
-def condition_entry(run: RunFolder, cfg: Config, *, name: str, label: str, seed: int, alpha: float | None, mode: str,
-                    blocks: list[str], untrained: dict | None, readout: bool, seconds: float) -> tuple[dict, dict]:
-    """A condition's study entry (cached in its ``condition.json``) and the untrained summaries."""
-    cached = cached_condition(run, need_untrained=True)
-    if cached is not None:
-        return cached, cached[UNTRAINED_SUMMARY]
-    meta = {"name": name, "label": label, "seed": seed, "alpha": alpha, "mode": mode, "train_seconds": seconds}
-    with run.hold():
-        entry = evaluate_condition(run, cfg, meta, blocks, untrained=untrained, readout=readout)
-    return entry, entry[UNTRAINED_SUMMARY]
-
-
-# -- the study ----------------------------------------------------------------------------------------------------
-def run_protocol(cfg: Config, out: str | Path, plan: ProtocolPlan, *, progress: bool = True, readout: bool = True,
-                 log=print) -> dict:
-    """Run (or continue) the whole protocol into ``out``; returns the study dict (also ``study.json``)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with study_folder(out):  # one process per study folder
-        return _run_protocol(cfg, out, plan, progress=progress, readout=readout, log=log)
-
-
-def _run_protocol(cfg: Config, out: Path, plan: ProtocolPlan, *, progress: bool, readout: bool, log) -> dict:
-    blocks = list(plan.blocks or cfg.ephys.blocks)
-    pre_steps, joint_steps = step_split(cfg)
-    study: dict[str, Any] = {
-        "kind": "sweep", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg.to_dict(), "blocks": blocks,
-        "seeds": plan.seeds, "batchnorm": bn_mode(cfg.ephys.bn_calibration_clips), "ephys_overrides": {},
-        "protocol": {"alphas": list(plan.alphas), "spatial_only": plan.spatial_only, "pretrain_steps": pre_steps,
-                     "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
-                     "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
-                     "positive_overrides": list(plan.positive_overrides),
-                     "lever": list(plan.lever), "lever_alphas": list(plan.lever_alphas),
-                     "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
-                              + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
-                                 if plan.positive_control else "")},
-        "conditions": [],
-    }
-    t_study = time.time()
-    for seed in range(plan.seeds):
-        scfg = seed_config(cfg, seed)
-        seed_dir = out / f"seed{seed}"
-        t = time.time()
-        log(f"[stdann study] seed {seed}: pretraining ({pre_steps} steps)")
-        pre = pretrain(scfg, seed_dir, progress)
-        log(f"[stdann study] seed {seed}: swap pre-optimisation of positions ({scfg.topography.swap_steps} steps per block)")
-        swap = swapped_positions(scfg, pre, seed_dir, progress)
-        shared_seconds = time.time() - t
-        untrained = None
-        for alpha in plan.alphas:
-            t = time.time()
-            log(f"[stdann study] seed {seed}: joint training at alpha = {alpha:g} ({joint_steps} steps)")
-            run = joint(scfg, alpha, pre, swap, seed_dir, progress)
-            label = f"α = {alpha:g}" + (" (MoCo only)" if alpha == 0 else "")
-            entry, untrained = condition_entry(run, scfg, name=alpha_name(alpha), label=label, seed=seed, alpha=float(alpha),
-                                               mode="recipe", blocks=blocks, untrained=untrained, readout=readout,
-                                               seconds=time.time() - t + shared_seconds)
-            add_condition(study, entry)
-            _write_study(out, study, t_study)
-        add_condition(study, control_row(entry))
-        if plan.spatial_only:
-            t = time.time()
-            log(f"[stdann study] seed {seed}: spatial loss only ({joint_steps} steps)")
-            run = spatial_only(scfg, seed_dir, progress)
-            entry, _ = condition_entry(run, scfg, name="spatial_only", label="spatial loss only", seed=seed, alpha=None,
-                                       mode="train", blocks=blocks, untrained=None, readout=readout,
-                                       seconds=time.time() - t)
-            add_condition(study, entry)
-        _write_study(out, study, t_study)
-        if plan.positive_control:
-            _positive_control(scfg, plan, seed, seed_dir, study, blocks, progress, readout, log, t_study)
-        if plan.lever:
-            _variant(scfg.with_overrides(list(plan.lever)), LEVER_PREFIX, plan.lever_alphas, "lever",
-                     f"MoCo + {', '.join(plan.lever)}", seed, seed_dir, study, blocks, progress, readout, log, t_study)
-    write_study_figures(RunFolder(out), study)
-    _write_study(out, study, t_study)
-    return study
-
-
-def _positive_control(scfg: Config, plan: ProtocolPlan, seed: int, seed_dir: Path, study: dict, blocks: list[str],
-                      progress: bool, readout: bool, log, t_study: float) -> None:
-    """The positive control of one seed: the MoCo sequence (pretrain -> swap -> joint at each α) with
-    the supervised objective; one ``mode = "positive_control"`` row per α."""
-    pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}", *plan.positive_overrides])
-    _variant(pcfg, plan.prefix, plan.positive_control, "positive_control", f"positive control ({plan.positive_objective})",
-             seed, seed_dir, study, blocks, progress, readout, log, t_study)
-
-
+# -- the plan ----------------------------------------------------------------------------------------------------
 LEVER_PREFIX = "lever_"
 
 
-def _variant(vcfg: Config, prefix: str, alphas: tuple[float, ...], mode: str, what: str, seed: int, seed_dir: Path,
-             study: dict, blocks: list[str], progress: bool, readout: bool, log, t_study: float) -> None:
-    """The MoCo sequence of one seed again (pretrain -> swap -> joint at each α) with the configuration
-    ``vcfg`` of a variant (the positive control, a lever), in folders and rows named ``prefix``..."""
-    pre_steps, joint_steps = step_split(vcfg)
-    t = time.time()
-    log(f"[stdann study] seed {seed}: {what}: pretraining ({pre_steps} steps)")
-    pre = pretrain(vcfg, seed_dir, progress, prefix)
-    log(f"[stdann study] seed {seed}: {what}: swap pre-optimisation of positions")
-    swap = swapped_positions(vcfg, pre, seed_dir, progress, prefix)
-    shared_seconds = time.time() - t
-    untrained = None  # its own positions: the untrained network's maps are measured on them again
+def _sequence(vcfg: Config, seed: int, seed_dir: Path, prefix: str, alphas: tuple[float, ...], mode: str, what: str,
+              log) -> list[PlannedCondition]:
+    """One seed's pretrain -> swap -> joint at each α with configuration ``vcfg``, as planned rows
+    (the pretraining and the swaps are made by the first row that needs them)."""
+    _, joint_steps = step_split(vcfg)
+
+    def make(alpha: float, line: str):
+        def run(progress: bool) -> RunFolder:
+            pre = pretrain(vcfg, seed_dir, progress, prefix, log)
+            swap = swapped_positions(vcfg, pre, seed_dir, progress, prefix, log)
+            if D.is_main():
+                log(line)
+            return joint(vcfg, alpha, pre, swap, seed_dir, progress, prefix)
+        return run
+
+    rows = []
     for alpha in alphas:
-        t = time.time()
-        log(f"[stdann study] seed {seed}: {what} at alpha = {alpha:g} ({joint_steps} steps)")
-        run = joint(vcfg, alpha, pre, swap, seed_dir, progress, prefix)
-        entry, untrained = condition_entry(run, vcfg, name=prefix + alpha_name(alpha), label=f"{what}, α = {alpha:g}",
-                                           seed=seed, alpha=float(alpha), mode=mode, blocks=blocks,
-                                           untrained=untrained, readout=readout,
-                                           seconds=time.time() - t + shared_seconds)
-        add_condition(study, entry)
-        _write_study(seed_dir.parent, study, t_study)
+        label = (f"α = {alpha:g}" + (" (MoCo only)" if alpha == 0 else "")) if mode == "recipe" else f"{what}, α = {alpha:g}"
+        at = f"joint training at alpha = {alpha:g}" if mode == "recipe" else f"{what} at alpha = {alpha:g}"
+        rows.append(PlannedCondition(
+            name=prefix + alpha_name(alpha), label=label, seed=seed, cfg=vcfg, alpha=float(alpha), mode=mode,
+            make=make(alpha, f"[stdann study] seed {seed}: {at} ({joint_steps} steps)"),
+            untrained_group=f"seed{seed}/{prefix}"))  # the pretraining's step-0 network on the same swapped positions
+    return rows
 
 
-def _write_study(out: Path, study: dict, t_start: float) -> None:
-    study["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    study["seconds_this_session"] = time.time() - t_start
-    write_study_json(RunFolder(out), study)
+def protocol_plan(cfg: Config, plan: ProtocolPlan, out: str | Path, *, readout: bool = True, log=print) -> StudyPlan:
+    """The whole protocol as a study plan (module docstring): per seed the α rows and the untrained
+    network's row, the spatial loss alone, the positive control, the lever."""
+    out = Path(out)
+    pre_steps, joint_steps = step_split(cfg)
+    rows: list[PlannedCondition] = []
+    for seed in range(plan.seeds):
+        scfg, seed_dir = seed_config(cfg, seed), out / f"seed{seed}"
+        moco = _sequence(scfg, seed, seed_dir, "", plan.alphas, "recipe", "", log)
+        moco[-1].control_after = True  # the untrained network (pretraining's step 0, swapped positions) as a row
+        rows += moco
+        if plan.spatial_only:
+            rows.append(PlannedCondition(
+                name="spatial_only", label="spatial loss only", seed=seed, cfg=scfg, mode="train",
+                make=lambda progress, scfg=scfg, seed_dir=seed_dir: spatial_only(scfg, seed_dir, progress),
+                line=f"[stdann study] seed {seed}: spatial loss only ({joint_steps} steps)"))
+        if plan.positive_control:
+            pcfg = scfg.with_overrides([f"train.objective={plan.positive_objective}", *plan.positive_overrides])
+            rows += _sequence(pcfg, seed, seed_dir, plan.prefix, plan.positive_control, "positive_control",
+                              f"positive control ({plan.positive_objective})", log)
+        if plan.lever:
+            rows += _sequence(scfg.with_overrides(list(plan.lever)), seed, seed_dir, LEVER_PREFIX, plan.lever_alphas,
+                              "lever", f"MoCo + {', '.join(plan.lever)}", log)
+    protocol = {"alphas": list(plan.alphas), "spatial_only": plan.spatial_only, "pretrain_steps": pre_steps,
+                "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
+                "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
+                "positive_overrides": list(plan.positive_overrides), "lever": list(plan.lever),
+                "lever_alphas": list(plan.lever_alphas),
+                "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
+                         + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
+                            if plan.positive_control else "")}
+    return StudyPlan(kind="sweep", base=cfg, conditions=rows, seeds=plan.seeds, blocks=list(plan.blocks),
+                     readout=readout, header={"protocol": protocol})
+
+
+def run_protocol(cfg: Config, out: str | Path, plan: ProtocolPlan, *, progress: bool = True, readout: bool = True,
+                 log=print) -> dict:
+    """Run (or continue) the whole protocol into ``out``; returns the study dict (also ``study.json``)."""
+    return run_plan(protocol_plan(cfg, plan, out, readout=readout, log=log), out, progress=progress, log=log)

@@ -9,20 +9,14 @@ network's, measured the same way (docs/architecture.md, "Measuring trained again
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stdann import distributed as D
 from stdann.config import Config, ConfigError
-from stdann.devices import resolve_device
-from stdann.ephys.recording import bn_mode
 from stdann.errors import MissingFileError
-from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
-from stdann.orchestration.conditions import add_condition, cached_condition, control_row, evaluate_condition
+from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
 from stdann.orchestration.protocol import POSITIVE_CONTROL_RECIPE
 from stdann.orchestration.recipe import topographic_recipe, train_stage
 from stdann.runs.folder import RunFolder
@@ -37,81 +31,46 @@ class Condition:
     alpha: float | None = None  # for sweep plots
 
 
-# -- one condition ----------------------------------------------------------------------------------
-def run_condition(cond: Condition, base: Config, seed: int, out: Path, *, progress: bool, blocks: list[str],
-                  readout: bool = True, snapshots: bool = False, ephys_overrides: dict | None = None) -> dict | None:
-    """Train (or resume) one condition, then evaluate it and its untrained control. Under torchrun
-    every rank trains; the main process alone holds the lock, evaluates and writes (the entry is
-    returned there, None on the other ranks)."""
-    if cond.mode not in ("recipe", "train"):
-        raise ValueError(f"unknown condition mode {cond.mode!r}")
-    run = RunFolder(out / cond.name / f"seed{seed}")
-    with run.hold() if D.is_main() else contextlib.nullcontext():
-        return _run_condition(cond, base, seed, run, progress=progress, blocks=blocks, readout=readout,
-                              snapshots=snapshots, ephys_overrides=ephys_overrides)
+# -- the plan ---------------------------------------------------------------------------------------------
+def _make(cond: Condition, cfg: Config, run_dir: Path):
+    """How a condition's run folder is made (every rank calls it; it skips what is done)."""
+    def make(progress: bool) -> RunFolder:
+        if cond.mode == "recipe":
+            topographic_recipe(cfg, run_dir, progress=progress)
+        elif not RunFolder(run_dir).is_finished():
+            train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
+        return RunFolder(run_dir)
+    return make
 
 
-def _run_condition(cond: Condition, base: Config, seed: int, run: RunFolder, *, progress: bool, blocks: list[str],
-                   readout: bool, snapshots: bool, ephys_overrides: dict | None) -> dict | None:
-    run_dir = run.root
-    cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
-
-    def look() -> tuple[dict | None, bool]:
-        run.ensure_run()
-        return cached_condition(run), run.is_finished()  # a damaged or outdated one is measured again
-
-    cached, finished = D.broadcast_from_main(D.on_main(f"preparing {run_dir}", look))
-    t0 = time.time()
-    if cond.mode == "recipe":
-        topographic_recipe(cfg, run_dir, progress=progress)
-    elif not finished:
-        train_stage(cfg, run_dir, progress)  # raises RecipeInterrupted when stopped early
-    if cached is not None:
-        return cached if D.is_main() else None
-    meta = {"name": cond.name, "label": cond.label, "overrides": cond.overrides, "seed": seed, "alpha": cond.alpha,
-            "mode": cond.mode, "train_seconds": time.time() - t0}
-    return D.on_main(f"evaluating {run_dir}", lambda: evaluate_condition(
-        run, cfg, meta, blocks, readout=readout, snapshots=snapshots, ephys_overrides=ephys_overrides))
+def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
+               blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
+               ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False) -> StudyPlan:
+    """Every condition at every seed, each in ``out/<condition>/seed<k>/``; with ``untrained_rows``
+    the untrained network of the α = 0 runs (else of the first condition) as rows of their own."""
+    rows = []
+    with_control = [c for c in conditions if c.alpha == 0.0] or conditions[:1]
+    for cond in conditions:
+        if cond.mode not in ("recipe", "train"):
+            raise ValueError(f"unknown condition mode {cond.mode!r}")
+        for seed in range(seeds):
+            cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
+            rows.append(PlannedCondition(
+                name=cond.name, label=cond.label, seed=seed, cfg=cfg, make=_make(cond, cfg, Path(out) / cond.name / f"seed{seed}"),
+                line=f"[stdann {kind}] {cond.name} seed {seed}", alpha=cond.alpha, mode=cond.mode,
+                overrides=list(cond.overrides), snapshots=snapshots, control_after=untrained_rows and cond in with_control))
+    return StudyPlan(kind=kind, base=base, conditions=rows, seeds=seeds, blocks=list(blocks or []), readout=readout,
+                     ephys_overrides=dict(ephys_overrides or {}), header=dict(extra or {}))
 
 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
               progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
-              ephys_overrides: dict | None = None, extra: dict | None = None) -> dict:
-    """Run (or continue) every condition and seed; returns the study as written to ``study.json``.
-    Under torchrun every rank trains, the main process alone locks, evaluates and writes, and every
-    rank returns the main process's study."""
-    out = Path(out)
-    D.init_distributed(resolve_device(base.train.device).type, base.train.collective_minutes)
-    # one process per study folder (two would train the same run folders at once); under torchrun
-    # the ranks of one job are that one process
-    with study_folder(out) if D.is_main() else contextlib.nullcontext():
-        return _run_study(kind, base, conditions, out, seeds=seeds, progress=progress, blocks=blocks, readout=readout,
-                          snapshots=snapshots, ephys_overrides=ephys_overrides, extra=extra)
-
-
-def _run_study(kind: str, base: Config, conditions: list[Condition], out: Path, *, seeds: int, progress: bool,
-               blocks, readout: bool, snapshots: bool, ephys_overrides, extra) -> dict:
-    blocks = list(blocks or base.ephys.blocks)
-    folder = RunFolder(out)
-    clips = (ephys_overrides or {}).get("bn_calibration_clips", base.ephys.bn_calibration_clips)
-    study = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": base.to_dict(), "blocks": blocks,
-             "seeds": seeds, "ephys_overrides": dict(ephys_overrides or {}), "batchnorm": bn_mode(clips),
-             "conditions": [], **(extra or {})}
-    for cond in conditions:
-        for seed in range(seeds):
-            print(f"[stdann {kind}] {cond.name} seed {seed}")
-            entry = run_condition(cond, base, seed, out, progress=progress, blocks=blocks, readout=readout,
-                                  snapshots=snapshots, ephys_overrides=ephys_overrides)
-            if D.is_main():
-                add_condition(study, entry)
-                write_study_json(folder, study)
-
-    def finish() -> dict:
-        write_study_figures(folder, study)
-        write_study_json(folder, study)
-        return study
-
-    return D.broadcast_from_main(D.on_main("writing the study", finish))
+              ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False) -> dict:
+    """Run (or continue) every condition and seed (:func:`study_plan`) with the one study runner;
+    returns the study as written to ``study.json``, on every rank under torchrun."""
+    plan = study_plan(kind, base, conditions, out, seeds=seeds, blocks=blocks, readout=readout, snapshots=snapshots,
+                      ephys_overrides=ephys_overrides, extra=extra, untrained_rows=untrained_rows)
+    return run_plan(plan, out, progress=progress)
 
 
 # -- the two studies -------------------------------------------------------------------------------------
@@ -181,9 +140,3 @@ def emergence_conditions(names, alpha: float | None = None) -> list[Condition]:
         extra = [] if alpha is None else [f"topography.alpha={alpha}"]
         conds.append(Condition(n, label, list(PAPER_MOCO) + ov + extra, "train", alpha))
     return conds
-
-
-def untrained_row(study: dict) -> list[dict]:
-    """The untrained control of the α = 0 runs (else of the first run), one row per seed."""
-    base = [c for c in study["conditions"] if c.get("alpha") == 0.0] or study["conditions"][:1]
-    return [control_row(c) for c in base]
