@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from stdann import distributed as D
+from stdann import distributed
 
 WIRES = {"fp32 (baseline)": torch.float32, "bf16 (trainer under bf16 autocast)": torch.bfloat16,
          "uint8 (timing only)": torch.uint8}
@@ -46,7 +46,7 @@ def _worker(rank: int, world: int, port: int, args, q) -> None:
             sent = x if dtype == torch.float32 else (x * 255).to(dtype) if dtype == torch.uint8 else x
             dist.barrier()
             t = time.perf_counter()
-            D.shuffle_across_ranks(sent, g, wire_dtype=None if dtype in (torch.float32, torch.uint8) else dtype)
+            distributed.shuffle_across_ranks(sent, g, wire_dtype=None if dtype in (torch.float32, torch.uint8) else dtype)
             if rep:
                 times[name].append(time.perf_counter() - t)
     if rank == 0:

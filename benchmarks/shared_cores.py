@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = ap.parse_args()
-    print(f"| setting | busy processes beside | median step (s) | command wall time (s) | load average at start |")
+    print("| setting | busy processes beside | median step (s) | command wall time (s) | load average at start |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for busy in args.busy:

@@ -11,20 +11,20 @@ import torch.multiprocessing as mp
 def _worker(rank, world, port, q):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    from stdann import distributed as D
+    from stdann import distributed
 
     x = torch.arange(4, dtype=torch.float32).view(4, 1) + 10 * rank  # rank-specific rows
     g = torch.Generator().manual_seed(5)
-    xs, perm = D.shuffle_across_ranks(x, g)
-    everything = D.all_gather_cat(x)
+    xs, perm = distributed.shuffle_across_ranks(x, g)
+    everything = distributed.all_gather_cat(x)
     ok_local = torch.equal(xs, everything[perm[rank * 4 : (rank + 1) * 4]])
-    back = D.unshuffle_across_ranks(xs * 2, perm)
+    back = distributed.unshuffle_across_ranks(xs * 2, perm)
     # clips travel in bf16 when asked (the key encoder rounds them to bf16 under autocast) and keep
     # their channels_last_3d layout
     clips = (torch.randn(4, 3, 2, 4, 4, generator=torch.Generator().manual_seed(rank)) + rank).contiguous(
         memory_format=torch.channels_last_3d)
-    cs, cperm = D.shuffle_across_ranks(clips, torch.Generator().manual_seed(7), wire_dtype=torch.bfloat16)
-    want = D.all_gather_cat(clips.to(torch.bfloat16))[cperm[rank * 4 : (rank + 1) * 4]]
+    cs, cperm = distributed.shuffle_across_ranks(clips, torch.Generator().manual_seed(7), wire_dtype=torch.bfloat16)
+    want = distributed.all_gather_cat(clips.to(torch.bfloat16))[cperm[rank * 4 : (rank + 1) * 4]]
     ok_bf16 = cs.dtype == torch.bfloat16 and torch.equal(cs, want) and cs.is_contiguous(memory_format=torch.channels_last_3d)
     q.put((rank, ok_local and ok_bf16, torch.equal(back, x * 2)))
     dist.destroy_process_group()
@@ -56,10 +56,10 @@ def _timeout_worker(rank, world, port, q):
     import time
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    from stdann import distributed as D
+    from stdann import distributed
     from stdann.errors import as_user_error
 
-    D.init_distributed("cpu", timeout_minutes=0.05)  # train.collective_minutes: 3 s
+    distributed.init_distributed("cpu", timeout_minutes=0.05)  # train.collective_minutes: 3 s
     if rank == 1:  # a rank that never joins the collective (hung, or stuck on its own work)
         time.sleep(8)
         q.put((rank, None))

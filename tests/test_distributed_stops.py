@@ -14,14 +14,14 @@ import torch.distributed as dist
 
 from stdann.config import load_config
 from stdann.runs.checkpoint import safe_load
-from stdann import distributed as D
+from stdann import distributed
 from stdann.training.trainer import train
 from test_distributed_training import SMOKE, _join, _spawn
 
 
 def _worker(rank, port, q, root):
     at_exit = []
-    D.atexit.register = at_exit.append  # what init_distributed registers (this spawned process only)
+    distributed.atexit.register = at_exit.append  # what init_distributed registers (this spawned process only)
     _join(rank, port)
     root, out = Path(root), {}
 
@@ -39,7 +39,7 @@ def _worker(rank, port, q, root):
     res = train(load_config("smoke", overrides=SMOKE + ["train.ckpt_every=100"] + budget), root / "budget", progress=False)
     out["budget"] = (res.status, res.step)
 
-    out["cleanup_registered"] = D.cleanup in at_exit
+    out["cleanup_registered"] = distributed.cleanup in at_exit
     for fn in at_exit:
         fn()
     out["group_destroyed"] = not dist.is_initialized()

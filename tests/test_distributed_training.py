@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import load_config
 from stdann.data.loader import build_pair_source
 from stdann.runs.checkpoint import safe_load
@@ -44,7 +44,7 @@ def _join(rank: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    D.init_distributed("cpu")
+    distributed.init_distributed("cpu")
 
 
 def _spawn(worker, *args, timeout: float = 600) -> dict:
@@ -161,7 +161,7 @@ def _ddp_worker(rank, port, q, root):
     for s in range(3):
         step(s)
     back = torch.cat([p.detach().flatten() for p in step.model.encoder_q.backbone.parameters()])
-    both = D.all_gather_cat(back[None])
+    both = distributed.all_gather_cat(back[None])
     out["weights_equal_across_ranks"] = bool(torch.equal(both[0], both[1]))
     out["backbone_trained"] = not torch.equal(back, back0)
     out["head_untouched"] = all(torch.equal(a, b) for a, b in zip(head0, step.model.encoder_q.head.parameters()))
@@ -173,7 +173,7 @@ def _ddp_worker(rank, port, q, root):
     pos = {"layer4.1": init_positions("layer4.1", (4, 6, 6), rng=3, n_windows=300)}
     x = torch.randn(8, 3, 2, 6, 6)  # the global batch (the same on both ranks: same seed)
     ddp = torch.nn.parallel.DistributedDataParallel(conv)
-    loss = SpatialLoss(pos, neighborhoods_per_step=3, gather=D.gather_samples)(
+    loss = SpatialLoss(pos, neighborhoods_per_step=3, gather=distributed.gather_samples)(
         {"layer4.1": ddp(x[rank * 4:(rank + 1) * 4])}, torch.Generator().manual_seed(5))["layer4.1"]
     loss.backward()
     ref_loss = SpatialLoss(pos, neighborhoods_per_step=3)({"layer4.1": ref(x)}, torch.Generator().manual_seed(5))["layer4.1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.models.r3d import BLOCK_NAMES
 from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
@@ -74,7 +74,7 @@ def _base(args):
 
 
 def _finish(study: dict, out: Path) -> None:
-    if not D.is_main():  # under torchrun the main process writes the report
+    if not distributed.is_main():  # under torchrun the main process writes the report
         return
     path = write_report(out)
     print(f"[stdann] study written: {out / 'study.json'}; report: {path}")

@@ -30,7 +30,7 @@ import torch
 from stdann.data import augment as aug
 from stdann.data.cache import CacheStore
 from stdann.data.config import DataConfig
-from stdann import distributed as D
+from stdann import distributed
 from stdann.data.folder import (DataError, FolderIndex, clip_span, decode_frames, decode_frames_torchcodec, index_folder,
                                 list_video_files, resolve_decoder, torchcodec_problem)
 from stdann.data.generator import VideoGenerator, make_generator
@@ -100,9 +100,9 @@ def folder_index(cfg: DataConfig, collective: bool = False) -> FolderIndex:
             _INDEXES[key] = index_folder(cfg.root, cfg)
         return _INDEXES[key]
 
-    if not (collective and D.is_dist()):
+    if not (collective and distributed.is_dist()):
         return local()
-    _INDEXES[key] = D.broadcast_from_main(D.on_main(f"indexing the videos of {cfg.root}", local))
+    _INDEXES[key] = distributed.broadcast_from_main(distributed.on_main(f"indexing the videos of {cfg.root}", local))
     return _INDEXES[key]
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.devices import upload
 from stdann.models.r3d import VideoResNet, build_backbone
 
@@ -118,7 +118,7 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        keys = D.all_gather_cat(keys)
+        keys = distributed.all_gather_cat(keys)
         n, k = keys.shape[0], self.queue.shape[1]
         if k % n:
             raise ValueError(
@@ -135,9 +135,9 @@ class MoCo(nn.Module):
     def _keys(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if not self.shuffle_bn:
             return F.normalize(self.encoder_k(x)[0].float(), dim=1)
-        if D.is_dist():
-            xs, perm = D.shuffle_across_ranks(x, generator, wire_dtype=_autocast_dtype(x))
-            return F.normalize(D.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
+        if distributed.is_dist():
+            xs, perm = distributed.shuffle_across_ranks(x, generator, wire_dtype=_autocast_dtype(x))
+            return F.normalize(distributed.unshuffle_across_ranks(self.encoder_k(xs)[0].float(), perm), dim=1)
         perm = upload(torch.randperm(x.shape[0], generator=generator), x.device)
         groups = torch.chunk(x[perm], min(self.bn_groups, x.shape[0]), dim=0)
         k = torch.cat([self.encoder_k(g)[0] for g in groups], dim=0).float()

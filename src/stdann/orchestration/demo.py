@@ -10,7 +10,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, format_with_ci, get
@@ -27,9 +27,9 @@ def run_demo(cfg: Config, out: str | Path, *, preset: str | None, overwrite: boo
     ``stimuli`` default to gratings, rdk and plaids (gratings only for the smoke preset)."""
     run_folder = RunFolder(out)
     # Under torchrun every rank trains (DDP); the main process alone locks, writes and analyses.
-    D.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
-    with run_folder.hold() if D.is_main() else contextlib.nullcontext():  # the recipe's stages take the same lock
-        D.on_main(f"preparing {run_folder.root}", lambda: prepare_demo_folder(run_folder, overwrite))
+    distributed.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
+    with run_folder.hold() if distributed.is_main() else contextlib.nullcontext():  # the recipe's stages take the same lock
+        distributed.on_main(f"preparing {run_folder.root}", lambda: prepare_demo_folder(run_folder, overwrite))
         return demo_stages(cfg, run_folder, preset=preset, stimuli=stimuli, progress=progress)
 
 
@@ -45,11 +45,11 @@ def demo_stages(cfg: Config, run_folder: RunFolder, *, preset: str | None, stimu
     """The demo's work in a prepared, held ``run_folder``: the recipe, then (main process) the analysis."""
     out = run_folder.root
     t0 = time.time()
-    if D.is_main():
+    if distributed.is_main():
         print(f"[stdann demo] {preset} preset → {out} (width {cfg.model.width}, clips {cfg.data.frames}x{cfg.data.size}², "
               f"{cfg.optim.total_steps()} steps of {cfg.optim.batch_size} clip pairs, α = {cfg.topography.alpha})")
     result = topographic_recipe(cfg, out, progress=progress)
-    D.on_main(f"analysing {out}", lambda: _analyse(cfg, run_folder, result, t0, preset, stimuli, progress))
+    distributed.on_main(f"analysing {out}", lambda: _analyse(cfg, run_folder, result, t0, preset, stimuli, progress))
     return 0
 
 

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.models.motion_classifier import SUPERVISED
@@ -114,7 +114,7 @@ def pretrain(cfg: Config, seed_dir: Path, progress: bool, prefix: str = "", log=
     pre_steps, _ = step_split(cfg)
     run = RunFolder(seed_dir / f"{prefix}pretrain")
     if not run.is_finished():
-        if D.is_main():
+        if distributed.is_main():
             log(f"[stdann study] {seed_dir.name}/{run.root.name}: pretraining ({pre_steps} steps)")
         train_stage(pretrain_config(cfg, pre_steps), run.root, progress)
     return run
@@ -139,7 +139,7 @@ def swapped_positions(cfg: Config, pre: RunFolder, seed_dir: Path, progress: boo
                 raise FileNotFoundError(f"{pre.root} holds no positions; the pretraining run writes them")
             swap_stage(model, cfg, run, initial, int(cfg.topography.swap_steps), pre.root, device, progress)
 
-    D.on_main(f"the swaps in {run.root}", swap)
+    distributed.on_main(f"the swaps in {run.root}", swap)
     return run
 
 
@@ -157,7 +157,7 @@ def joint(cfg: Config, alpha: float, pre: RunFolder, swap: RunFolder, seed_dir: 
             if run.load_positions(blocks) is None:
                 run.save_positions(swap.load_positions(blocks))
 
-    D.on_main(f"the positions of {run.root}", copy_positions)
+    distributed.on_main(f"the positions of {run.root}", copy_positions)
     if not run.is_finished():
         at_alpha = cfg.with_overrides([f"topography.alpha={alpha}", "topography.spatial_only=false"])
         train_stage(joint_config(at_alpha, pre.root, joint_steps), run.root, progress)
@@ -188,7 +188,7 @@ def _sequence(vcfg: Config, seed: int, seed_dir: Path, prefix: str, alphas: tupl
         def run(progress: bool) -> RunFolder:
             pre = pretrain(vcfg, seed_dir, progress, prefix, log)
             swap = swapped_positions(vcfg, pre, seed_dir, progress, prefix, log)
-            if D.is_main():
+            if distributed.is_main():
                 log(line)
             return joint(vcfg, alpha, pre, swap, seed_dir, progress, prefix)
         return run

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config, ConfigError
 from stdann.data.generator import VideoGenerator
 from stdann.devices import resolve_device
@@ -153,9 +153,9 @@ def topographic_recipe(cfg: Config, out: str | Path, *, pretrain_steps: int | No
     Under torchrun every rank runs the two trainings (DDP); the main process alone holds the lock,
     writes, and runs the swap pre-optimisation while the others wait; then every rank trains on
     the positions it wrote."""
-    D.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
+    distributed.init_distributed(resolve_device(cfg.train.device).type, cfg.train.collective_minutes)
     run = RunFolder(out)
-    with run.hold() if D.is_main() else contextlib.nullcontext():
+    with run.hold() if distributed.is_main() else contextlib.nullcontext():
         return _recipe(cfg, run, pretrain_steps, swap_steps, progress)
 
 
@@ -190,7 +190,7 @@ def _recipe_swap_stage(cfg: Config, run: RunFolder, pre: RunFolder, blocks: list
                        progress: bool) -> None:
     """(main process) Swap-optimise the pretraining run's positions on its last network."""
     device = resolve_device(cfg.train.device)
-    if device.type == "cuda" and D.is_dist():
+    if device.type == "cuda" and distributed.is_dist():
         device = torch.device("cuda", torch.cuda.current_device())
     model, _ = load_backbone(pre.root, "last", device=device)
     swap_stage(model, cfg, run, load_run_positions(pre.root, blocks), swap_steps, pre.root, device, progress)
@@ -203,7 +203,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
     swap_steps = cfg.topography.swap_steps if swap_steps is None else int(swap_steps)
     blocks = list(cfg.topography.blocks)
     # what is done is decided by the main process and told to every rank (one view of the folder)
-    pre_done, swap_done, joint_done = D.broadcast_from_main(D.on_main("preparing the run folder", lambda: _prepare(run, blocks)))
+    pre_done, swap_done, joint_done = distributed.broadcast_from_main(distributed.on_main("preparing the run folder", lambda: _prepare(run, blocks)))
     pre = run.child(PRETRAIN)
     seconds = {}
 
@@ -214,7 +214,7 @@ def _recipe(cfg: Config, run: RunFolder, pretrain_steps: int | None, swap_steps:
 
     t = time.time()
     if not swap_done:
-        D.on_main("the swap pre-optimisation of positions", lambda: _recipe_swap_stage(cfg, run, pre, blocks, swap_steps, progress))
+        distributed.on_main("the swap pre-optimisation of positions", lambda: _recipe_swap_stage(cfg, run, pre, blocks, swap_steps, progress))
     swap = _read_swap(run)
     seconds["swap"] = time.time() - t
 

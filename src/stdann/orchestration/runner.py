@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
@@ -65,8 +65,8 @@ def run_plan(plan: StudyPlan, out: str | Path, *, progress: bool = True, log: Ca
     ``study.json``) on every rank. One process per study folder; under torchrun the ranks of one
     job are that one process (the main process holds the folder, measures and writes)."""
     out = Path(out)
-    D.init_distributed(resolve_device(plan.base.train.device).type, plan.base.train.collective_minutes)
-    with study_folder(out) if D.is_main() else contextlib.nullcontext():
+    distributed.init_distributed(resolve_device(plan.base.train.device).type, plan.base.train.collective_minutes)
+    with study_folder(out) if distributed.is_main() else contextlib.nullcontext():
         return _run_plan(plan, RunFolder(out), progress, log)
 
 
@@ -80,12 +80,12 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
     t_study = time.time()
     untrained: dict[str, dict] = {}  # group -> the untrained network's summaries
     for pc in plan.conditions:
-        if pc.line and D.is_main():
+        if pc.line and distributed.is_main():
             log(pc.line)
         t = time.time()
         run = pc.make(progress)
-        entry = D.on_main(f"measuring {run.root}", lambda: _measure(pc, run, blocks, plan, untrained, time.time() - t))
-        if D.is_main():
+        entry = distributed.on_main(f"measuring {run.root}", lambda: _measure(pc, run, blocks, plan, untrained, time.time() - t))
+        if distributed.is_main():
             add_condition(study, entry)
             if pc.control_after:
                 add_condition(study, control_row(entry))
@@ -96,7 +96,7 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
         _write(folder, study, t_study)
         return study
 
-    return D.broadcast_from_main(D.on_main("writing the study", finish))
+    return distributed.broadcast_from_main(distributed.on_main("writing the study", finish))
 
 
 def _measure(pc: PlannedCondition, run: RunFolder, blocks: list[str], plan: StudyPlan, untrained: dict,

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.errors import MissingFileError
 from stdann.models.moco import MoCo
@@ -66,9 +66,9 @@ def restore(run: RunFolder, cfg: Config, model: MoCo | MotionClassifier, optimiz
             "Resume with the run's own config.yaml, or use --overwrite / another --out"
         )
     saved_world = int(ckpt.get("world_size", 1))
-    if saved_world != D.world_size():
+    if saved_world != distributed.world_size():
         raise CheckpointError(
-            f"cannot resume {run.root} on {D.world_size()} process(es): it was trained on {saved_world} (each rank draws "
+            f"cannot resume {run.root} on {distributed.world_size()} process(es): it was trained on {saved_world} (each rank draws "
             f"its own clips and the batch is split among them); resume with torchrun --nproc-per-node {saved_world} "
             "(or that many processes over the nodes), or start a new run from its weights with --set train.init_from=RUN"
         )

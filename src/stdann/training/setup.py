@@ -14,7 +14,7 @@ import scipy
 import torch
 
 from stdann import __version__
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.models.r3d import block_output_shapes
 from stdann.runs.folder import RunFolder
@@ -76,8 +76,8 @@ def shared_positions(cfg: Config, run: RunFolder, is_main: bool, device: torch.d
     """The positions, the main process first (it writes any new ones), then the other ranks read them
     (a failure on any rank stops every rank). Whether they are the same everywhere is checked by
     :func:`check_ranks_agree`."""
-    made = D.on_main("making the positions", lambda: run_positions(cfg, run, is_main, device))
-    return D.on_every_rank("reading the positions", lambda: made if is_main else run_positions(cfg, run, is_main, device))
+    made = distributed.on_main("making the positions", lambda: run_positions(cfg, run, is_main, device))
+    return distributed.on_every_rank("reading the positions", lambda: made if is_main else run_positions(cfg, run, is_main, device))
 
 
 # What one process of a job may set for itself: where it runs and its own budget, the mount point of
@@ -103,9 +103,9 @@ def check_ranks_agree(cfg: Config, start_step: int, positions: dict | None) -> N
     rank that cannot see the main process's run folder (several nodes, no shared filesystem) would
     otherwise make its own positions and start from step 0 — training on other neighbourhoods with
     no error. One small all-gather at the start; nothing without a process group."""
-    if not D.is_dist():
+    if not distributed.is_dist():
         return
-    D.same_on_every_rank({
+    distributed.same_on_every_rank({
         "the configuration": shared_config(cfg),
         "the step to start from": int(start_step),
         "the positions": positions_fingerprint(positions) if positions else None,

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.models.inputs import normalize
 from stdann.models.moco import MoCo, build_moco
@@ -190,7 +190,7 @@ def build_spatial_loss(cfg: Config, positions: dict | None, settings: StepSettin
     if not uses_spatial_loss(cfg):
         return None
     return SpatialLoss(positions, kind=cfg.topography.loss, neighborhoods_per_step=cfg.topography.neighborhoods_per_step,
-                       check_finite=settings.check_finite, gather=D.gather_samples if D.is_dist() else None)
+                       check_finite=settings.check_finite, gather=distributed.gather_samples if distributed.is_dist() else None)
 
 
 def compile_encoders(model: MoCo | MotionClassifier) -> None:
@@ -206,7 +206,7 @@ def compile_encoders(model: MoCo | MotionClassifier) -> None:
 def wrap_ddp(model: MoCo | MotionClassifier, cfg: Config, device: torch.device) -> torch.nn.Module:
     """The model DDP runs (the model itself without a process group). With the task loss off
     (spatial-only) the projection head gets no gradient, hence ``find_unused_parameters``."""
-    if not D.is_dist():
+    if not distributed.is_dist():
         return model
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.errors import StdannError
 from stdann.runs.folder import RunFolder
@@ -64,9 +64,9 @@ class Decision:
 class Stopper:
     """The stop and clock-checkpoint decisions of a run (module docstring)."""
 
-    def __init__(self, cfg: Config, run: RunFolder, device: torch.device, distributed: bool,
+    def __init__(self, cfg: Config, run: RunFolder, device: torch.device, multi_process: bool,
                  stop_at_step: int | None, total_steps: int) -> None:
-        self.run, self.distributed, self.stop_at_step, self.total_steps = run, distributed, stop_at_step, total_steps
+        self.run, self.multi_process, self.stop_at_step, self.total_steps = run, multi_process, stop_at_step, total_steps
         self.budget_s = 60 * cfg.train.max_minutes if cfg.train.max_minutes > 0 else math.inf
         self.ckpt_s = 60.0 * cfg.train.ckpt_minutes  # 0: no clock checkpoints
         self.sync_every_step = device.type != "cuda"  # reading the loss costs nothing on the CPU
@@ -88,14 +88,14 @@ class Stopper:
         value = None
         if synchronising or self.sync_every_step:
             value = float(loss)  # one host sync, only where it is needed
-            diverged, clock, *decided = D.agree([not math.isfinite(value), clock, *asks.values()])
+            diverged, clock, *decided = distributed.agree([not math.isfinite(value), clock, *asks.values()])
             if diverged:
                 where = f"loss became {value}" if not math.isfinite(value) else "the loss became non-finite on another rank"
                 raise TrainingDiverged(f"{where} at step {step}; stopped. {kept_checkpoint(self.run)}. "
                                        "Lower optim.lr, set optim.clip_grad, or check the data")
         else:  # alone, decide now; under torchrun, at the next synchronising step
-            decided = [False] * len(asks) if self.distributed else list(asks.values())
-            clock = clock and not self.distributed
+            decided = [False] * len(asks) if self.multi_process else list(asks.values())
+            clock = clock and not self.multi_process
         return Decision(value, clock, next((name for name, yes in zip(asks, decided) if yes), None))
 
     def checkpointed(self) -> None:

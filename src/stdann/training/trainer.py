@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from stdann import distributed as D
+from stdann import distributed
 from stdann.config import Config
 from stdann.data.loader import build_pair_source
 from stdann.devices import resolve_device
@@ -90,7 +90,7 @@ def train(
     """
     cfg.validate()  # every value, before any device or process group is touched
     device = resolve_device(cfg.train.device)
-    dist_info = D.init_distributed(device.type, cfg.train.collective_minutes)
+    dist_info = distributed.init_distributed(device.type, cfg.train.collective_minutes)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     device = select_device(device)  # cuda:N becomes this process's current GPU (streams, events, kernels)
@@ -98,7 +98,7 @@ def train(
     cfg.validate(world_size=dist_info.world_size)  # the global batch split between the processes
     check_memory(cfg, device, dist_info.world_size)  # refuse what cannot fit, before allocating
     with training_folder(Path(out_dir), resume=resume, overwrite=overwrite, main=dist_info.is_main) as (run, resuming):
-        r = _build(run, bool(D.broadcast_from_main(resuming)), cfg, device, dist_info, source, extra_losses)
+        r = _build(run, bool(distributed.broadcast_from_main(resuming)), cfg, device, dist_info, source, extra_losses)
         return _loop(r, progress, stop_at_step)
 
 
@@ -142,11 +142,11 @@ def _build(run: RunFolder, resuming: bool, cfg: Config, device: torch.device, di
     model = build_model(cfg, device, settings)
     optimizer = build_optimizer(model, cfg, settings)
     if resuming:  # the checkpoint's configuration first: its error names every difference
-        start_step = D.on_every_rank("restoring the checkpoint", lambda: resume.restore(run, cfg, model, optimizer, device, is_main))
+        start_step = distributed.on_every_rank("restoring the checkpoint", lambda: resume.restore(run, cfg, model, optimizer, device, is_main))
         positions = shared_positions(cfg, run, is_main, device)
     else:  # the positions first: ones made for another network are refused before the run is started
         positions = shared_positions(cfg, run, is_main, device)
-        start_step = D.on_every_rank("starting the run", lambda: resume.start(run, cfg, model, device, is_main))
+        start_step = distributed.on_every_rank("starting the run", lambda: resume.start(run, cfg, model, device, is_main))
     check_ranks_agree(cfg, start_step, positions)
     if source is None:
         source = build_pair_source(cfg.data, cfg.optim.batch_size // dist_info.world_size, device,
@@ -181,7 +181,7 @@ def _loop(r: _Run, progress: bool, stop_at_step: int | None) -> TrainResult:
     bar = tqdm(total=r.total_steps, initial=r.start_step, disable=not (progress and r.dist.is_main), desc="train",
                unit="step", dynamic_ncols=True)
     status, step, saved_at, last_row = "finished", r.start_step, -1, {}
-    D.barrier()  # every rank starts its clock (train.max_minutes) here, after the main process's writes
+    distributed.barrier()  # every rank starts its clock (train.max_minutes) here, after the main process's writes
     stopper.start(time.time())
     interval = Interval(r.device, stopper.t_start)
     r.write_status("running", step)
@@ -195,7 +195,7 @@ def _loop(r: _Run, progress: bool, stop_at_step: int | None) -> TrainResult:
             decision = stopper.decide(step, out.loss, jobs.log or jobs.ckpt)  # every rank: stop? diverged? clock?
             ckpt = jobs.ckpt or decision.checkpoint
             if jobs.log or ckpt or jobs.snapshot:  # the main process writes, the others wait for it
-                row = D.on_main(f"step {step}: writing the log / checkpoint",
+                row = distributed.on_main(f"step {step}: writing the log / checkpoint",
                                 lambda: _write(r, step, out, decision.loss, jobs, ckpt, interval, stopper.t_start))
                 if jobs.log:
                     last_row = row or last_row
@@ -210,7 +210,7 @@ def _loop(r: _Run, progress: bool, stop_at_step: int | None) -> TrainResult:
                 status = decision.stop
                 break
         if saved_at != step:
-            D.on_main(f"step {step}: saving the last checkpoint", lambda: r.save_last(step))
+            distributed.on_main(f"step {step}: saving the last checkpoint", lambda: r.save_last(step))
         r.write_status(status, step, {"last": last_row})
     except TrainingDiverged:
         r.write_status("diverged", step)
