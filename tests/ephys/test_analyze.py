@@ -14,7 +14,7 @@ from stdann.ephys import tuning as TU
 from stdann.ephys.analyze import AnalysisError, axis_groups, by_axis
 from stdann.ephys.macaque import comparison_rows, load_reference
 from stdann.ephys.population import chance_resultant_length, resultant
-from stdann.orchestration.analysis import analyze_run
+from stdann.orchestration.run_analysis import analyze_run
 from stdann.ephys.recording import record_responses
 from stdann.ephys.stimuli import directions, drifting_gratings
 from stdann.models.r3d import block_output_shapes, r3d_18

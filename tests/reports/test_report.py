@@ -21,7 +21,7 @@ from PIL import Image
 from stdann import DIRECTION_CONVENTION
 from stdann.config import load_config
 from stdann.ephys.registry import DIRECTION_HEADLINE, format_value
-from stdann.orchestration.analysis import analyze_run, compare_block
+from stdann.orchestration.run_analysis import analyze_run, compare_block
 from stdann.reports.figures.common import new_figure, png_bytes
 from stdann.reports.html import ReportError, write_report
 from stdann.reports.markdown import SHORT, markdown_for, study_markdown

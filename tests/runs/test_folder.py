@@ -19,7 +19,7 @@ import stdann.runs
 from lock_helpers import hold_in_other_process
 from stdann.cli.main import main
 from stdann.config import load_config
-from stdann.orchestration.analysis import analyze_run
+from stdann.orchestration.run_analysis import analyze_run
 from stdann.runs.checkpoint import CheckpointError, load_backbone, safe_load
 from stdann.runs.errors import FolderInUse, RunFolderError
 from stdann.runs.folder import RunFolder

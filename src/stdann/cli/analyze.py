@@ -8,7 +8,7 @@ from stdann.config import section_overrides
 from stdann.ephys.registry import DIRECTION_HEADLINE, NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES
-from stdann.orchestration.analysis import analyze_run
+from stdann.orchestration.run_analysis import analyze_run
 
 
 def register(subparsers) -> argparse.ArgumentParser:

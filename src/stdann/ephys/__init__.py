@@ -11,7 +11,7 @@ pinwheels, smoothness, controls), ``analyze`` (one block / one network, the metr
 ``verdicts`` (trained vs untrained, map order), ``registry`` (the one list of reported metrics),
 ``macaque`` (``reference/macaque_mt.yaml`` and the comparison rows), ``outputs`` (metrics.json and
 tables). ephys computes and writes numbers; it imports neither training nor reports (loading a
-run's networks and drawing figures is ``stdann.orchestration.analysis``'s).
+run's networks and drawing figures is ``stdann.orchestration.run_analysis``'s).
 
 Direction convention: 0° = motion to the right (increasing column index), 90° = motion upward on
 the screen (decreasing row index), counter-clockwise. (Submodules are imported explicitly, so that

@@ -1,6 +1,6 @@
 """The electrophysiology of one network's blocks, and the metrics.json record of a run.
 
-This module computes; it loads no checkpoint and draws no figure (``stdann.orchestration.analysis``
+This module computes; it loads no checkpoint and draws no figure (``stdann.orchestration.run_analysis``
 loads the networks and calls it, ``stdann.reports.figures`` draws from its ``details``).
 
 Rules (written into metrics.json under ``rules``):

@@ -14,7 +14,7 @@ from stdann.devices import resolve_device
 from stdann.ephys.analyze import MEASUREMENT_VERSION
 from stdann.fileio import jsonable, read_json_cache
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.analysis import compare_block, evaluate_network, measured_now
+from stdann.orchestration.run_analysis import compare_block, evaluate_network, measured_now
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import CONDITION

@@ -14,7 +14,7 @@ from stdann import distributed
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, format_with_ci, get
-from stdann.orchestration.analysis import analyze_run
+from stdann.orchestration.run_analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
 from stdann.reports.html import write_report
 from stdann.runs.folder import RunFolder

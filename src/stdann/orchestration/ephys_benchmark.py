@@ -9,7 +9,7 @@ rdk, plaids, and the blank screen; :func:`~stdann.ephys.analyze.measurement_sets
 batch, BatchNorm in eval mode), then :func:`~stdann.ephys.analyze.analyze_block` of every block
 (tuning metrics, population bias, maps, pinwheels, smoothness, exact CIs). Position initialisation
 is timed apart: a run folder already holds its positions. Files and figures are not written (that
-is :func:`stdann.orchestration.analysis.analyze_run`'s I/O, not the computation).
+is :func:`stdann.orchestration.run_analysis.analyze_run`'s I/O, not the computation).
 """
 
 from __future__ import annotations

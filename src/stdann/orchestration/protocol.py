@@ -24,7 +24,7 @@ recipe, split by ``topography.pretrain_fraction`` into pretraining and joint tra
 
 Every condition is measured with drifting gratings beside its untrained network — the
 pretraining's step-0 weights, which every run of the seed shares — with BatchNorm statistics
-re-estimated on the same generated clips (``orchestration.analysis.evaluate_network``). The
+re-estimated on the same generated clips (``orchestration.run_analysis.evaluate_network``). The
 untrained network measured on the swapped positions is also stored as its own row
 (``mode = "control"``). Each finished condition writes ``condition.json`` in its run folder and
 the study rewrites ``OUT/study.json``; a stopped study continues where it stopped when the same
