@@ -187,7 +187,7 @@ def test_matplotlib_only_in_reports_figures_and_no_global_state():
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 450
 LONG_FUNCTIONS = {"data/cache.py:build_cache", "data/folder.py:probe", "ephys/analyze.py:analyze_block",
                   "orchestration/ephys_benchmark.py:bench_ephys",
-                  "topography/swap.py:swap_optimize", "training/benchmark.py:bench_train"}
+                  "training/benchmark.py:bench_train"}
 LONG_MODULES = {"config.py", "config_checks.py", "ephys/analyze.py", "runs/folder.py"}
 
 

@@ -123,26 +123,8 @@ def swap_optimize(
     ``accepted`` (swaps kept per step), and ``eval_step``/``eval_sl`` (mean SL_rel over a fixed
     set of ``eval_windows`` windows at the start, every ``eval_every`` steps and at the end).
     """
-    if not isinstance(positions, LayerPositions):
-        raise TypeError(f"positions must be a LayerPositions, got {type(positions).__name__}")
-    block = positions.name
-    responses = torch.as_tensor(responses)
-    if responses.ndim != 2:
-        raise PositionsError(f"{block}: responses must be (samples, units), got shape {tuple(responses.shape)}")
-    s, n = responses.shape
-    if n != positions.num_units:
-        raise PositionsError(
-            f"{block}: responses have {n} units but the positions hold {positions.num_units} "
-            f"(C,H,W = {positions.dims}); record the responses of the same block, width and clip size"
-        )
-    if s < 3:
-        raise PositionsError(f"{block}: {s} probe samples; at least 3 are needed to correlate units")
-    if not bool(torch.isfinite(responses).all()):
-        raise PositionsError(f"{block}: probe responses contain NaN or Inf")
-    if positions.neighborhood_indices.shape[0] == 0:
-        raise PositionsError(f"{block}: positions hold no neighborhoods")
-    if steps < 0 or windows_per_step < 1 or pairs_per_window < 1:
-        raise ValueError("steps must be >= 0 and windows_per_step, pairs_per_window >= 1")
+    responses = _checked_responses(responses, positions, steps, windows_per_step, pairs_per_window)
+    block, n = positions.name, positions.num_units
     device = torch.device(device) if device is not None else responses.device
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
 
@@ -166,22 +148,7 @@ def swap_optimize(
         every = max(1, steps // 100)
         wi = torch.arange(windows_per_step, device=device)[:, None]
         for step in bar:
-            rows = torch.randint(p, (windows_per_step,), generator=gen).to(device)
-            slots = nbhd[rows]  # (W, M)
-            r, dmat = _windows(xn, slot_xy, unit_at_slot, slots)
-            sl, den = sl_rel_from_matrices(r, dmat)
-            r.diagonal(dim1=1, dim2=2).zero_()
-            dmat.diagonal(dim1=1, dim2=2).zero_()
-            a = torch.randint(m, (windows_per_step, pairs_per_window), generator=gen).to(device)
-            b = (a + torch.randint(1, m, (windows_per_step, pairs_per_window), generator=gen).to(device)) % m
-            dsl = proposal_delta_sl(r, dmat, den, a, b)  # (W, Q) change of SL_rel
-            good = (dsl < -1e-7) & (den > _TINY)[:, None]
-            sa, sb = slots[wi, a][good], slots[wi, b][good]
-            acc = _match(-dsl[good], sa, sb, n, match_rounds)
-            sa, sb = sa[acc], sb[acc]
-            ua, ub = unit_at_slot[sa], unit_at_slot[sb]
-            unit_at_slot[sa] = ub
-            unit_at_slot[sb] = ua
+            sl, acc = _swap_step(xn, slot_xy, unit_at_slot, nbhd, gen, windows_per_step, pairs_per_window, match_rounds, wi)
             sl_steps.append(sl.mean())
             acc_steps.append(acc.sum())
             if progress and (step % every == 0 or step == steps - 1):
@@ -194,16 +161,73 @@ def swap_optimize(
             history["sl"] = torch.stack(sl_steps).cpu().tolist()
             history["accepted"] = [int(v) for v in torch.stack(acc_steps).cpu().tolist()]
             evaluate(steps)
-        slot_of_unit = torch.empty_like(unit_at_slot)
-        slot_of_unit[unit_at_slot] = torch.arange(n, device=device)
-        coords = slot_xy[slot_of_unit].cpu().numpy()
-        new_nbhd = unit_at_slot[nbhd].cpu().numpy()
-    new = LayerPositions(
-        name=block, dims=positions.dims, coordinates=coords, neighborhood_indices=new_nbhd,
-        neighborhood_width=positions.neighborhood_width, sheet_side=positions.sheet_side,
-    )
+        new = _permuted(positions, slot_xy, unit_at_slot, nbhd)
     history["total_accepted"] = int(sum(history["accepted"]))
     return new, history
+
+
+def _checked_responses(responses, positions: LayerPositions, steps: int, windows_per_step: int,
+                       pairs_per_window: int) -> torch.Tensor:
+    """The probe responses as a (samples, units) tensor, every input of :func:`swap_optimize` checked."""
+    if not isinstance(positions, LayerPositions):
+        raise TypeError(f"positions must be a LayerPositions, got {type(positions).__name__}")
+    block = positions.name
+    responses = torch.as_tensor(responses)
+    if responses.ndim != 2:
+        raise PositionsError(f"{block}: responses must be (samples, units), got shape {tuple(responses.shape)}")
+    s, n = responses.shape
+    if n != positions.num_units:
+        raise PositionsError(
+            f"{block}: responses have {n} units but the positions hold {positions.num_units} "
+            f"(C,H,W = {positions.dims}); record the responses of the same block, width and clip size"
+        )
+    if s < 3:
+        raise PositionsError(f"{block}: {s} probe samples; at least 3 are needed to correlate units")
+    if not bool(torch.isfinite(responses).all()):
+        raise PositionsError(f"{block}: probe responses contain NaN or Inf")
+    if positions.neighborhood_indices.shape[0] == 0:
+        raise PositionsError(f"{block}: positions hold no neighborhoods")
+    if steps < 0 or windows_per_step < 1 or pairs_per_window < 1:
+        raise ValueError("steps must be >= 0 and windows_per_step, pairs_per_window >= 1")
+    return responses
+
+
+def _swap_step(xn, slot_xy, unit_at_slot, nbhd, gen, windows_per_step: int, pairs_per_window: int, match_rounds: int,
+               wi) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step: sample windows, propose unit pairs in each, keep a conflict-free set of the swaps that
+    lower SL_rel and apply them to ``unit_at_slot`` in place. Returns (SL_rel of each window before the
+    step, the kept proposals' mask)."""
+    p, m = nbhd.shape
+    device = unit_at_slot.device
+    rows = torch.randint(p, (windows_per_step,), generator=gen).to(device)
+    slots = nbhd[rows]  # (W, M)
+    r, dmat = _windows(xn, slot_xy, unit_at_slot, slots)
+    sl, den = sl_rel_from_matrices(r, dmat)
+    r.diagonal(dim1=1, dim2=2).zero_()
+    dmat.diagonal(dim1=1, dim2=2).zero_()
+    a = torch.randint(m, (windows_per_step, pairs_per_window), generator=gen).to(device)
+    b = (a + torch.randint(1, m, (windows_per_step, pairs_per_window), generator=gen).to(device)) % m
+    dsl = proposal_delta_sl(r, dmat, den, a, b)  # (W, Q) change of SL_rel
+    good = (dsl < -1e-7) & (den > _TINY)[:, None]
+    sa, sb = slots[wi, a][good], slots[wi, b][good]
+    acc = _match(-dsl[good], sa, sb, unit_at_slot.numel(), match_rounds)
+    sa, sb = sa[acc], sb[acc]
+    ua, ub = unit_at_slot[sa], unit_at_slot[sb]
+    unit_at_slot[sa] = ub
+    unit_at_slot[sb] = ua
+    return sl, acc
+
+
+def _permuted(positions: LayerPositions, slot_xy, unit_at_slot, nbhd) -> LayerPositions:
+    """The positions after the swaps: each unit at the slot it ended in, neighbourhoods re-mapped."""
+    n = unit_at_slot.numel()
+    slot_of_unit = torch.empty_like(unit_at_slot)
+    slot_of_unit[unit_at_slot] = torch.arange(n, device=unit_at_slot.device)
+    return LayerPositions(
+        name=positions.name, dims=positions.dims, coordinates=slot_xy[slot_of_unit].cpu().numpy(),
+        neighborhood_indices=unit_at_slot[nbhd].cpu().numpy(), neighborhood_width=positions.neighborhood_width,
+        sheet_side=positions.sheet_side,
+    )
 
 
 def record_probe_responses(
