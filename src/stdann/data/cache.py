@@ -139,23 +139,15 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
     out = Path(out)
     claim = claim or (lambda rel: out / rel)
     shard_dir = out / "shards"
-    win = window_frames(cfg)
-    hw = cfg.resize_hw()
+    win, hw = window_frames(cfg), cfg.resize_hw()
     geometry = {"version": CACHE_VERSION, "window_frames": win, "height": hw[0], "width": hw[1], "windows_per_video": cfg.cache_windows,
                 "frames": cfg.frames, "frame_stride": cfg.frame_stride, "pair_max_gap": cfg.pair_max_gap, "fps": cfg.fps, "split": cfg.split}
-    meta_p = out / "cache.json"
-    if meta_p.exists() and not overwrite:
-        old = read_json_object(meta_p, DataError, "use another --out, or --overwrite to build the cache again")
-        if {k: old.get(k) for k in geometry} != geometry:
-            differ = sorted(k for k in geometry if old.get(k) != geometry[k])
-            raise DataError(f"{out} holds a cache built with other settings ({', '.join(differ)[:200]} differ); "
-                            "use another --out or --overwrite")
+    _refuse_other_geometry(out, geometry, overwrite)
     shard_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_shards(shard_dir)
     write_json(claim("cache.json"), {**geometry, "root": str(Path(root).resolve())}, indent=1)
     t0 = time.perf_counter()
     index = index_folder(root, cfg, progress=progress)
-    skipped = list(index.skipped)
     todo, metas = [], []
     for v in index.videos:
         key = shard_key(v.rel)
@@ -165,45 +157,70 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
         else:  # not encoded yet, or its record is damaged: encode it (again)
             todo.append(v)
     resumed = len(metas)
-    span = clip_span(cfg)
-    workers = max(1, int(workers if workers is not None else cfg.workers))
-    bar = None
-    if progress:
-        bar = tqdm(total=len(index.videos), initial=resumed, desc="cache", unit="video")
-    queue = list(todo)
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    job = (str(shard_dir), win, hw, cfg.cache_windows, span)
+    enc = _Encoder((str(shard_dir), win, hw, cfg.cache_windows, clip_span(cfg)), claim, metas, list(index.skipped),
+                   tqdm(total=len(index.videos), initial=resumed, desc="cache", unit="video") if progress else None)
+    enc.encode(todo, max(1, int(workers if workers is not None else cfg.workers)))
+    metas.sort(key=lambda m: m["rel"])
+    windows = [{"shard": f"{m['key']}.npy", "row": r, "rel": m["rel"], "label": m.get("label", ""), "fps": m["fps"],
+                "start": s, "valid": n} for m in metas for r, (s, n) in enumerate(zip(m["starts"], m["valid"]))]
+    summary = {"videos": len(metas), "windows": len(windows), "resumed": resumed, "skipped": enc.skipped,
+               "seconds": round(time.perf_counter() - t0, 2), **{k: geometry[k] for k in ("window_frames", "height", "width")}}
+    write_json(claim("index.json"), {**geometry, "windows": windows, "videos": len(metas), "skipped": enc.skipped}, indent=None)
+    return summary
 
-    def record(v, fut_result):
+
+def _refuse_other_geometry(out: Path, geometry: dict, overwrite: bool) -> None:
+    """Refuse to add to a cache built with other settings (unless the caller removed it: ``overwrite``)."""
+    meta_p = out / "cache.json"
+    if meta_p.exists() and not overwrite:
+        old = read_json_object(meta_p, DataError, "use another --out, or --overwrite to build the cache again")
+        if {k: old.get(k) for k in geometry} != geometry:
+            differ = sorted(k for k in geometry if old.get(k) != geometry[k])
+            raise DataError(f"{out} holds a cache built with other settings ({', '.join(differ)[:200]} differ); "
+                            "use another --out or --overwrite")
+
+
+class _Encoder:
+    """Videos encoded into shards by a pool of decoder processes. A process that dies (a decoder
+    crash, the OOM killer) breaks the pool: the videos in flight are retried one process each, so one
+    bad file cannot take others down, and the rest go to a fresh pool."""
+
+    def __init__(self, job: tuple, claim: Callable[[str], Path], metas: list, skipped: list, bar):
+        self.job, self.claim, self.metas, self.skipped, self.bar = job, claim, metas, skipped, bar
+        self.ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+    def record(self, v: VideoInfo, result: Callable[[], dict]) -> None:
         try:
-            metas.append(fut_result())
+            self.metas.append(result())
         except BrokenProcessPool:
             raise
         except Exception as e:
-            skipped.append({"path": v.path, "reason": f"cannot decode: {type(e).__name__}: {str(e)[:160]}"})
-        if bar is not None:
-            bar.update(1)
+            self.skipped.append({"path": v.path, "reason": f"cannot decode: {type(e).__name__}: {str(e)[:160]}"})
+        if self.bar is not None:
+            self.bar.update(1)
 
-    def claim_shard(v: VideoInfo) -> None:
-        key = shard_key(v.rel)
-        claim(f"shards/{key}.npy")
-        claim(f"shards/{key}.json")
+    def encode(self, queue: list[VideoInfo], workers: int) -> None:
+        while queue:
+            queue, suspects = self._pool_pass(queue, workers)
+            for v in suspects:
+                self._alone(v)
+        if self.bar is not None:
+            self.bar.close()
 
-    while queue:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent)
-        it = iter(queue)
-        queue = []
-        suspects: list[VideoInfo] = []
-        futures: dict = {}
-        pending: set = set()
-        broken = False
+    def _pool_pass(self, queue: list[VideoInfo], workers: int) -> tuple[list[VideoInfo], list[VideoInfo]]:
+        """Encode ``queue`` with ``workers`` processes until done or the pool breaks; returns (videos
+        not started, videos in flight when it broke)."""
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=self.ctx, initializer=_die_with_parent)
+        it, futures, pending, suspects, broken = iter(queue), {}, set(), [], False
 
         def submit_next() -> bool:
             v = next(it, None)
             if v is None:
                 return False
-            claim_shard(v)
-            f = pool.submit(_cache_one, asdict(v), *job)
+            key = shard_key(v.rel)
+            self.claim(f"shards/{key}.npy")
+            self.claim(f"shards/{key}.json")
+            f = pool.submit(_cache_one, asdict(v), *self.job)
             futures[f] = v
             pending.add(f)
             return True
@@ -217,40 +234,29 @@ def build_cache(root: str | Path, out: str | Path, cfg: DataConfig, workers: int
                 for f in done:
                     pending.discard(f)
                     try:
-                        record(futures[f], f.result)
+                        self.record(futures[f], f.result)
                     except BrokenProcessPool:
                         broken = True
                         suspects.append(futures[f])
                         continue
                     if not broken:
                         submit_next()
-            if broken:
-                # the pool is gone: in-flight videos become suspects, the rest go to a fresh pool
-                suspects += [futures[f] for f in pending]
-                queue = list(it)
+            if not broken:
+                return [], []
+            return list(it), suspects + [futures[f] for f in pending]
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        for v in suspects:  # one process each, so one bad file cannot take others down
-            p1 = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_die_with_parent)
-            try:
-                record(v, p1.submit(_cache_one, asdict(v), *job).result)
-            except BrokenProcessPool:
-                skipped.append({"path": v.path, "reason": "decoder process died"})
-                if bar is not None:
-                    bar.update(1)
-            finally:
-                p1.shutdown(wait=False, cancel_futures=True)
-    if bar is not None:
-        bar.close()
-    metas.sort(key=lambda m: m["rel"])
-    windows = []
-    for m in metas:
-        for r, (s, n) in enumerate(zip(m["starts"], m["valid"])):
-            windows.append({"shard": f"{m['key']}.npy", "row": r, "rel": m["rel"], "label": m.get("label", ""), "fps": m["fps"], "start": s, "valid": n})
-    summary = {"videos": len(metas), "windows": len(windows), "resumed": resumed, "skipped": skipped,
-               "seconds": round(time.perf_counter() - t0, 2), **{k: geometry[k] for k in ("window_frames", "height", "width")}}
-    write_json(claim("index.json"), {**geometry, "windows": windows, "videos": len(metas), "skipped": skipped}, indent=None)
-    return summary
+
+    def _alone(self, v: VideoInfo) -> None:
+        p1 = ProcessPoolExecutor(max_workers=1, mp_context=self.ctx, initializer=_die_with_parent)
+        try:
+            self.record(v, p1.submit(_cache_one, asdict(v), *self.job).result)
+        except BrokenProcessPool:
+            self.skipped.append({"path": v.path, "reason": "decoder process died"})
+            if self.bar is not None:
+                self.bar.update(1)
+        finally:
+            p1.shutdown(wait=False, cancel_futures=True)
 
 
 _WINDOW_FIELDS = {"shard": str, "row": int, "rel": str, "fps": (int, float), "valid": int}

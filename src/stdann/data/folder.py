@@ -15,6 +15,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -120,50 +121,14 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         if not container.streams.video:
             return None, "no video stream"
         stream = container.streams.video[0]
-        declared = int(stream.frames or 0)
-        if declared <= 0:  # containers without a frame count (mkv, webm): use the stated duration
-            dur = None
-            if stream.duration is not None and stream.time_base:
-                dur = float(stream.duration * stream.time_base)
-            elif container.duration:
-                dur = container.duration / 1_000_000
-            rate0 = stream.average_rate or stream.guessed_rate
-            if dur and rate0:
-                declared = int(dur * float(rate0))
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 25.0
-        if not (0 < fps < 1000):
-            fps = 25.0
+        declared, fps = _declared_frames(container, stream), _frame_rate(stream)
         w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         if max(w, h) > max_side:
             return None, _too_large(w, h, max_side)
-        n_packets = 0
-        first = None
+        n_packets, first, problem = _packets_and_first_frame(container, stream)
+        if problem:
+            return None, problem
         rotation = 0
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                n_packets += 1
-                if first is None:
-                    for frame in packet.decode():
-                        first = frame
-                        break
-        except Exception as e:
-            if n_packets == 0 or first is None:
-                return None, f"cannot decode: {type(e).__name__}: {str(e)[:120]}"
-            return None, f"truncated or corrupt: demuxing stopped after {n_packets} packets ({type(e).__name__})"
-        if first is None and n_packets > 0:
-            # decoders with delay only output after a few packets; retry by decoding properly
-            try:
-                container.seek(0)
-                for frame in container.decode(stream):
-                    first = frame
-                    break
-            except Exception as e:
-                return None, f"cannot decode: {type(e).__name__}: {str(e)[:120]}"
-        if first is None:
-            return None, "no decodable frames"
         w, h = first.width, first.height
         if max(w, h) > max_side:
             return None, _too_large(w, h, max_side)
@@ -181,6 +146,59 @@ def probe(path: str | Path, root: str | Path, min_frames: int = 1, min_side: int
         return VideoInfo(str(path), rel, n_packets, fps, w, h, rotation % 360, path.parent.name), None
     finally:
         container.close()
+
+
+def _declared_frames(container, stream) -> int:
+    """The frame count a file states: its stream's, else its duration × frame rate (mkv, webm); 0 if none."""
+    declared = int(stream.frames or 0)
+    if declared <= 0:
+        dur = None
+        if stream.duration is not None and stream.time_base:
+            dur = float(stream.duration * stream.time_base)
+        elif container.duration:
+            dur = container.duration / 1_000_000
+        rate0 = stream.average_rate or stream.guessed_rate
+        if dur and rate0:
+            declared = int(dur * float(rate0))
+    return declared
+
+
+def _frame_rate(stream) -> float:
+    """The stream's frame rate; 25 where it states none or an impossible one."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 25.0
+    return fps if 0 < fps < 1000 else 25.0
+
+
+def _packets_and_first_frame(container, stream) -> tuple[int, Any, str | None]:
+    """(video packets in the file, its first decoded frame, None) by demuxing it once, or a reason
+    the file cannot be used in place of None."""
+    n_packets, first = 0, None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            n_packets += 1
+            if first is None:
+                for frame in packet.decode():
+                    first = frame
+                    break
+    except Exception as e:
+        if n_packets == 0 or first is None:
+            return n_packets, None, f"cannot decode: {type(e).__name__}: {str(e)[:120]}"
+        return n_packets, first, f"truncated or corrupt: demuxing stopped after {n_packets} packets ({type(e).__name__})"
+    if first is None and n_packets > 0:
+        # decoders with delay only output after a few packets; retry by decoding properly
+        try:
+            container.seek(0)
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except Exception as e:
+            return n_packets, None, f"cannot decode: {type(e).__name__}: {str(e)[:120]}"
+    if first is None:
+        return n_packets, None, "no decodable frames"
+    return n_packets, first, None
 
 
 def _too_large(w: int, h: int, max_side: int) -> str:
