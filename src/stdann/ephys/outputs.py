@@ -1,6 +1,6 @@
 """What the analysis writes into a run folder: metrics.json and tables/*.csv (no figures here).
 
-* ``metrics.json``: see ``stdann.ephys.analyze.build_metrics`` (NaN written as null, ±inf as the
+* ``metrics.json``: see ``stdann.ephys.metrics_record.build_metrics`` (NaN written as null, ±inf as the
   strings "inf" / "-inf");
 * ``tables/ephys_summary.csv``: every scalar of every network's block summary, with its CI;
 * ``tables/macaque_comparison.csv``: the rows of ``ephys.macaque.comparison_rows``;

@@ -19,15 +19,8 @@ from tqdm.auto import tqdm
 from stdann.config import check_section
 from stdann.data.generator import VideoGenerator
 from stdann.devices import resolve_device
-from stdann.ephys.analyze import (
-    MEASUREMENT_VERSION,
-    AnalysisError,
-    analyze_network,
-    block_entry,
-    build_metrics,
-    check_stimuli,
-    measurement_sets,
-)
+from stdann.ephys.analyze import MEASUREMENT_VERSION, AnalysisError, analyze_network, check_stimuli, measurement_sets
+from stdann.ephys.metrics_record import block_entry, build_metrics
 from stdann.ephys.macaque import load_reference
 from stdann.ephys.outputs import write_metrics, write_tables
 from stdann.ephys.recording import bn_mode, calibrate_batchnorm
