@@ -89,14 +89,7 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     details for tables and figures)``.
     """
     dirs = directions(ecfg.n_directions)
-    n_units = grating_resp.shape[-1]
-    if positions.num_units != n_units:
-        raise AnalysisError(
-            f"{positions.name}: positions hold {positions.num_units} units (C,H,W = {positions.dims}) but the "
-            f"block gives {n_units} at this clip size; the positions were made for another width or clip size"
-        )
-    if not np.isfinite(grating_resp).all():
-        raise AnalysisError(f"{positions.name}: responses contain NaN/Inf (diverged weights?)")
+    n_units = _checked_units(grating_resp, positions)
     n_sf, n_tf = grating_resp.shape[1], grating_resp.shape[2]
     valid = (sampled_conditions(ecfg.spatial_frequencies, ecfg.temporal_frequencies, sampling)
              if sampling is not None else np.ones((n_sf, n_tf), dtype=bool))
@@ -147,18 +140,10 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
     s["best_tf_counts"] = np.bincount(itf, minlength=n_tf).tolist()
     s["direction_bias"] = direction_bias(m["preferred_direction"], channel[resp])
 
-    extent = (coords_all[:, 0].min(), coords_all[:, 0].max(), coords_all[:, 1].min(), coords_all[:, 1].max())
-    if not maps:
-        s["map_note"] = "maps not analysed (not asked for)"
-    elif n_resp >= MIN_UNITS_FOR_MAP:
-        try:
-            ms, md = _maps(coords_all[resp], m, extent, ecfg, s["direction_bias"])
-            s.update(ms)
-            details.update(md)
-        except M.MapError as e:
-            s["map_note"] = f"maps not analysed: {e}"
+    if maps:
+        _add_maps(s, details, coords_all, resp, m, ecfg)
     else:
-        s["map_note"] = f"maps not analysed: {n_resp} responsive units (< {MIN_UNITS_FOR_MAP})"
+        s["map_note"] = "maps not analysed (not asked for)"
     if plaid_resp is not None:
         ps, pd = _plaids(plaid_resp, best, curves, resp, dirs, ecfg)
         s["plaids"], details["plaids"] = ps, pd
@@ -166,6 +151,36 @@ def analyze_block(grating_resp: np.ndarray, positions, ecfg, plaid_resp=None, rd
         n_off = dot_offsets(sampling, frames or sampling.temporal_output) if sampling is not None else 1
         s["rdk"] = _rdk(rdk_resp, dirs, ecfg, n_off, blank)
     return s, details
+
+
+def _checked_units(grating_resp: np.ndarray, positions) -> int:
+    """The block's number of units, refused when the positions were made for another network or the
+    responses are not finite."""
+    n_units = grating_resp.shape[-1]
+    if positions.num_units != n_units:
+        raise AnalysisError(
+            f"{positions.name}: positions hold {positions.num_units} units (C,H,W = {positions.dims}) but the "
+            f"block gives {n_units} at this clip size; the positions were made for another width or clip size"
+        )
+    if not np.isfinite(grating_resp).all():
+        raise AnalysisError(f"{positions.name}: responses contain NaN/Inf (diverged weights?)")
+    return int(n_units)
+
+
+def _add_maps(s: dict, details: dict, coords_all: np.ndarray, resp: np.ndarray, m: dict, ecfg) -> None:
+    """The block's maps (:func:`_maps`) into the summary ``s`` and ``details``, or a note saying why none."""
+    n_resp = int(resp.sum())
+    if n_resp < MIN_UNITS_FOR_MAP:
+        s["map_note"] = f"maps not analysed: {n_resp} responsive units (< {MIN_UNITS_FOR_MAP})"
+        return
+    extent = (coords_all[:, 0].min(), coords_all[:, 0].max(), coords_all[:, 1].min(), coords_all[:, 1].max())
+    try:
+        ms, md = _maps(coords_all[resp], m, extent, ecfg, s["direction_bias"])
+    except M.MapError as e:
+        s["map_note"] = f"maps not analysed: {e}"
+        return
+    s.update(ms)
+    details.update(md)
 
 
 def _unmeasured_details(positions) -> dict:
