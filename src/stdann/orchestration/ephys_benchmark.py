@@ -43,18 +43,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _stimuli(stimuli) -> tuple[str, ...]:
+    """The stimulus sets to time, checked; gratings always (tuning curves need them)."""
+    stimuli = tuple(stimuli)
+    unknown = [s for s in stimuli if s not in STIMULUS_SETS]
+    if unknown:
+        raise ConfigError(f"unknown stimulus set(s) {unknown}; choose from {list(STIMULUS_SETS)}")
+    return stimuli if "gratings" in stimuli else ("gratings",) + stimuli
+
+
+def _peak_memory(dev: torch.device) -> tuple[float, str, str]:
+    """(peak memory in MiB, how it was measured, the device's name)."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20, "torch.cuda.max_memory_allocated", torch.cuda.get_device_name(dev)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "process peak RSS (ru_maxrss)",
+            platform.processor() or platform.machine())
+
+
 def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=DEFAULT_STIMULI,
                 progress=None) -> dict[str, Any]:
     """Record + analyse ``blocks`` (default all eight) on ``stimuli``; returns one JSON-able dict."""
     dev = select_device(device if isinstance(device, torch.device) else resolve_device(str(device), "--device", ("cpu", "cuda")))
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    stimuli = tuple(stimuli)
-    unknown = [s for s in stimuli if s not in STIMULUS_SETS]
-    if unknown:
-        raise ConfigError(f"unknown stimulus set(s) {unknown}; choose from {list(STIMULUS_SETS)}")
-    if "gratings" not in stimuli:
-        stimuli = ("gratings",) + stimuli  # tuning curves need them
+    stimuli = _stimuli(stimuli)
     blocks = list(blocks) if blocks else list(BLOCK_NAMES)
     ecfg = cfg.ephys
     frames, size = cfg.data.frames, cfg.data.size
@@ -97,12 +109,7 @@ def bench_ephys(cfg, device: str | torch.device = "auto", blocks=None, stimuli=D
     total = time.perf_counter() - t_all
     t_rec = sum(v["seconds"] for v in record.values())
     t_ana = sum(v["seconds"] for v in analyse.values())
-    if dev.type == "cuda":
-        mem, mem_kind = torch.cuda.max_memory_allocated(dev) / 2**20, "torch.cuda.max_memory_allocated"
-        dev_name = torch.cuda.get_device_name(dev)
-    else:
-        mem, mem_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "process peak RSS (ru_maxrss)"
-        dev_name = platform.processor() or platform.machine()
+    mem, mem_kind, dev_name = _peak_memory(dev)
     return {
         "benchmark": "ephys",
         "date": _dt.datetime.now().isoformat(timespec="seconds"),

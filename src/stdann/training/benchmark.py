@@ -322,15 +322,7 @@ def bench_train(
     variants = run_variants(benches, steps, warmup, progress=progress)
     del benches
 
-    if dev.type == "cuda":
-        dev_name = torch.cuda.get_device_name(dev)
-        if peak_tflops is None:
-            peak, peak_src = gpu_peak_tflops(dev_name)
-        else:
-            peak, peak_src = float(peak_tflops), "--peak-tflops"
-    else:
-        dev_name = platform.processor() or platform.machine()
-        peak, peak_src = (float(peak_tflops), "--peak-tflops") if peak_tflops else (None, "n/a on CPU")
+    dev_name, peak, peak_src = _device_peak(dev, peak_tflops)
     if "error" in variants["optimized"]:
         raise ConfigError(f"the optimised step failed: {variants['optimized']['error']}; lower --batch-size")
     for v in variants.values():
@@ -338,7 +330,6 @@ def bench_train(
             continue
         v["achieved_tflops"] = flops["train_per_pair"] * v["pairs_per_s"] / 1e12
         v["fraction_of_bf16_peak"] = v["achieved_tflops"] / peak if peak else None
-    opt = variants["optimized"]
     result: dict[str, Any] = {
         "benchmark": "train",
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -368,16 +359,32 @@ def bench_train(
         "variants": variants,
         "clips_counted": "clips through the query encoder per step = 2 x batch (both views of every pair)",
     }
+    result.update(_ratios(variants))
+    return result
+
+
+def _device_peak(dev: torch.device, peak_tflops: float | None) -> tuple[str, float | None, str]:
+    """(the device's name, its dense bf16 peak in TFLOP/s or None, where that figure comes from)."""
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        return (name, *gpu_peak_tflops(name)) if peak_tflops is None else (name, float(peak_tflops), "--peak-tflops")
+    name = platform.processor() or platform.machine()
+    return (name, float(peak_tflops), "--peak-tflops") if peak_tflops else (name, None, "n/a on CPU")
+
+
+def _ratios(variants: dict) -> dict[str, Any]:
+    """The optimised step against the baseline, and the spatial loss's share of it."""
+    opt, out = variants["optimized"], {}
     if "baseline" in variants and "error" not in variants["baseline"]:
-        result["speedup_vs_baseline"] = opt["clips_per_s"] / variants["baseline"]["clips_per_s"]
+        out["speedup_vs_baseline"] = opt["clips_per_s"] / variants["baseline"]["clips_per_s"]
         # the fastest step of each variant: the least disturbed by other jobs on a shared machine
-        result["speedup_vs_baseline_min"] = variants["baseline"]["step_s_min"] / opt["step_s_min"]
+        out["speedup_vs_baseline_min"] = variants["baseline"]["step_s_min"] / opt["step_s_min"]
     share = {"spatial_loss_forward_phase": opt["phase_share"]["spatial_loss"]}
     if "no_spatial" in variants and "error" not in variants["no_spatial"]:
         share["whole_step_ablation"] = 1.0 - variants["no_spatial"]["step_s_median"] / opt["step_s_median"]
         share["whole_step_ablation_min"] = 1.0 - variants["no_spatial"]["step_s_min"] / opt["step_s_min"]
-    result["spatial_loss_share"] = share
-    return result
+    out["spatial_loss_share"] = share
+    return out
 
 
 def format_train(r: dict[str, Any]) -> str:
