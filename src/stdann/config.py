@@ -7,18 +7,14 @@ Unknown keys are refused with the closest valid names; every value is checked by
 :meth:`Config.validate` (the rules live in :mod:`stdann.config_checks`), which ``load_config``,
 ``Config.from_dict`` and the trainer run, so a bad value is one clear error before any work.
 
-YAML is read with one loader (:func:`parse_yaml`): safe (a ``!!python`` tag is refused, nothing is
-ever constructed or run), with YAML 1.2 numbers, so ``1e-4`` and ``1e10`` are numbers, and without
-aliases (``*name``): a few hundred bytes of nested aliases expand to gigabytes ("billion laughs"),
-and a configuration never needs them. Error messages show values through :func:`stdann.errors.shown`,
-which cuts them to a line.
+YAML is read with one loader (:func:`stdann.fileio.parse_yaml`: safe, YAML 1.2 numbers, no aliases).
+Error messages show values through :func:`stdann.errors.shown`, which cuts them to a line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,97 +28,8 @@ from stdann import config_checks
 from stdann.data.config import DataConfig
 from stdann.ephys.config import EphysConfig
 from stdann.errors import ConfigError, shown
-from stdann.fileio import atomic_write_text
+from stdann.fileio import atomic_write_text, parse_yaml, read_yaml, yaml_problem
 from stdann.topography.config import TopographyConfig
-
-
-# -- YAML: one safe loader with YAML 1.2 numbers ------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus the floats YAML 1.1 reads as strings (``1e-4``, ``1e10``, ``.5e3``),
-    minus aliases (refused where they appear, before anything is expanded)."""
-
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None, None, "an alias (*name): stdann configurations do not use anchors and aliases; write the value out",
-                self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-MAX_YAML_BYTES = 1 << 20  # a configuration is a few kB; more is not a configuration
-MAX_YAML_DEPTH = 32  # nesting of mappings and lists (a configuration needs 3)
-
-def _depth(node: yaml.Node) -> int:
-    deepest, stack = 0, [(node, 1)]
-    while stack:
-        n, d = stack.pop()
-        deepest = max(deepest, d)
-        if d > MAX_YAML_DEPTH:
-            return d
-        if isinstance(n, yaml.SequenceNode):
-            stack += [(c, d + 1) for c in n.value]
-        elif isinstance(n, yaml.MappingNode):
-            stack += [(v, d + 1) for _, v in n.value]
-    return deepest
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML text → plain Python values (raises ``yaml.YAMLError``; see the module docstring).
-    Refused as a ``yaml.YAMLError``: more than :data:`MAX_YAML_BYTES`, aliases, nesting deeper
-    than :data:`MAX_YAML_DEPTH`."""
-    if len(text) > MAX_YAML_BYTES:
-        raise yaml.YAMLError(f"{len(text):,} characters: a stdann configuration is a few kilobytes "
-                             f"(at most {MAX_YAML_BYTES:,} characters are read)")
-    loader = _Loader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration") from None
-        if node is None:
-            return None
-        if _depth(node) > MAX_YAML_DEPTH:
-            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
-    if "!!python" in str(e) or "tag:yaml.org,2002:python" in str(e):
-        problem = "a !!python tag (stdann configurations hold plain values only; nothing is ever constructed or run)"
-    return f"{at}: {problem}"
-
-
-def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """The YAML content of a file, or a :class:`ConfigError` naming the file, where it is broken and
-    the fix (a missing file, binary data, malformed YAML, a ``!!python`` tag)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {p} does not exist{' (it is a folder)' if p.is_dir() else ''}; check the path")
-    raw = p.read_bytes()
-    try:
-        if b"\x00" in raw:
-            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {p} is not a text file (binary data): it is not YAML or it is damaged; "
-                          "give a YAML file of config sections (e.g. optim: {batch_size: 64})") from None
-    try:
-        return parse_yaml(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{what} {p} is not valid YAML{_yaml_problem(e)}; fix that line "
-                          "(e.g. optim: {batch_size: 64})") from None
 
 
 @dataclass
@@ -283,7 +190,7 @@ class Config:
             try:
                 value = parse_yaml(raw) if raw.strip() != "" else ""
             except yaml.YAMLError as e:
-                raise ConfigError(f"--set {shown(item)}: the value is not valid YAML{_yaml_problem(e)}; quote it or fix "
+                raise ConfigError(f"--set {shown(item)}: the value is not valid YAML{yaml_problem(e)}; quote it or fix "
                                   "it, e.g. --set 'topography.blocks=[layer3.1, layer4.1]'") from None
             nested: dict[str, Any] = {}
             cur = nested

@@ -14,12 +14,14 @@ import errno
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 
 import numpy as np
+import yaml
 
-from stdann.errors import storage_error
+from stdann.errors import ConfigError, storage_error
 
 _TEMP_MARK = ".tmp-"
 
@@ -291,3 +293,95 @@ def jsonable(x: Any, inf_as_text: bool = True) -> Any:
             return ("inf" if x > 0 else "-inf") if inf_as_text else None
         return x
     return x
+
+
+# YAML is read with one loader (parse_yaml): safe (a ``!!python`` tag is refused, nothing is ever
+# constructed or run), with YAML 1.2 numbers, so ``1e-4`` and ``1e10`` are numbers, and without
+# aliases (``*name``): a few hundred bytes of nested aliases expand to gigabytes ("billion laughs"),
+# and a configuration never needs them.
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus the floats YAML 1.1 reads as strings (``1e-4``, ``1e10``, ``.5e3``),
+    minus aliases (refused where they appear, before anything is expanded)."""
+
+    def compose_node(self, parent, index):  # noqa: D102 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "an alias (*name): stdann configurations do not use anchors and aliases; write the value out",
+                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+MAX_YAML_BYTES = 1 << 20  # a configuration is a few kB; more is not a configuration
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists (a configuration needs 3)
+
+def _depth(node: yaml.Node) -> int:
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_YAML_DEPTH:
+            return d
+        if isinstance(n, yaml.SequenceNode):
+            stack += [(c, d + 1) for c in n.value]
+        elif isinstance(n, yaml.MappingNode):
+            stack += [(v, d + 1) for _, v in n.value]
+    return deepest
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text → plain Python values (raises ``yaml.YAMLError``; see the module docstring).
+    Refused as a ``yaml.YAMLError``: more than :data:`MAX_YAML_BYTES`, aliases, nesting deeper
+    than :data:`MAX_YAML_DEPTH`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"{len(text):,} characters: a stdann configuration is a few kilobytes "
+                             f"(at most {MAX_YAML_BYTES:,} characters are read)")
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration") from None
+        if node is None:
+            return None
+        if _depth(node) > MAX_YAML_DEPTH:
+            raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels: not a stdann configuration")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    if "!!python" in str(e) or "tag:yaml.org,2002:python" in str(e):
+        problem = "a !!python tag (stdann configurations hold plain values only; nothing is ever constructed or run)"
+    return f"{at}: {problem}"
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The YAML content of a file, or a :class:`ConfigError` naming the file, where it is broken and
+    the fix (a missing file, binary data, malformed YAML, a ``!!python`` tag)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist{' (it is a folder)' if p.is_dir() else ''}; check the path")
+    raw = p.read_bytes()
+    try:
+        if b"\x00" in raw:
+            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a text file (binary data): it is not YAML or it is damaged; "
+                          "give a YAML file of config sections (e.g. optim: {batch_size: 64})") from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {p} is not valid YAML{yaml_problem(e)}; fix that line "
+                          "(e.g. optim: {batch_size: 64})") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from stdann import DIRECTION_CONVENTION
-from stdann.config import parse_yaml
+from stdann.fileio import parse_yaml
 from stdann.ephys.registry import (DIRECTION_HEADLINE, MAP, METRICS, NETWORKS, SELECTIVITY, as_number,
                                    format_number, format_value, format_with_ci, get, metric)
 from stdann.ephys.verdicts import COMPARISON_TEXT

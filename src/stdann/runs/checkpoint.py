@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import yaml
 
-from stdann.config import Config, ConfigError, parse_yaml, read_yaml
+from stdann.config import Config, ConfigError
+from stdann.fileio import parse_yaml, read_yaml
 from stdann.errors import MissingFileError, StdannError, shown
 from stdann.fileio import atomic_write
 from stdann.models.r3d import build_backbone

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Iterator
 import torch
 import yaml
 
-from stdann.config import Config, ConfigError, parse_yaml
+from stdann.config import Config, ConfigError
+from stdann.fileio import parse_yaml
 from stdann.runs.errors import RunExistsError, RunFolderError
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import CHECKPOINTS, CONFIG, STATUS, TRAIN_LOG, TRAINING_INPUTS, TRAINING_STATE
