@@ -11,7 +11,8 @@ import torch
 
 from stdann.cli.main import main
 from stdann.config import Config, ConfigError, flat_keys, load_config
-from stdann.config_checks import RULES, estimate_memory, memory_problem
+from stdann.config_checks import RULES
+from stdann.resources import estimate_memory, memory_problem
 from stdann.models.moco import build_moco
 from stdann.resources import check_memory
 from stdann.training.trainer import train
