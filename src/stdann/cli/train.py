@@ -11,7 +11,7 @@ from stdann.config import load_config
 from stdann.distributed import launch_rank
 from stdann.runs.folder import RunFolder
 from stdann.training.trainer import train
-from stdann.runs.training import resume_config
+from stdann.runs.training import hold_for_resume, resume_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             return _train(args, load_config(args.preset or "demo", args.config, args.overrides), out)
     # On resume, read the run's configuration under its lock (a folder in use says so first); under
     # torchrun only rank 0 locks, as only rank 0 writes.
-    with run_folder.hold_for_resume() if args.resume is True and launch_rank() == 0 else contextlib.nullcontext():
+    with hold_for_resume(run_folder) if args.resume is True and launch_rank() == 0 else contextlib.nullcontext():
         if args.resume and args.preset is None and args.config is None:
             cfg = resume_config(run_folder, args.overrides)  # the run's own configuration, checked
         else:

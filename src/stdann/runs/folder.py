@@ -36,7 +36,6 @@ from typing import Any, Iterable, Iterator
 from stdann import __version__
 from stdann.config import Config
 from stdann.fileio import (
-    atomic_write_many,
     atomic_write_text,
     is_temp_of,
     pid_alive,
@@ -58,9 +57,10 @@ from stdann.runs.manifest import (
     write_manifest,
 )
 from stdann.runs.layout import (
-    BOOKKEEPING, CHECKPOINTS, CONFIG, FIGURES, MARKER, POSITIONS, STAGING_PREFIX, STATUS, TRAINING_STATE,
+    BOOKKEEPING, CHECKPOINTS, CONFIG, FIGURES, MARKER, STAGING_PREFIX, STATUS, TRAINING_STATE,
 )
-from stdann.topography.positions import LayerPositions, load_run_positions, positions_path
+from stdann.runs.positions import interrupted_positions, load_positions, save_positions
+from stdann.topography.positions import LayerPositions, positions_path
 
 
 def _rel(rel: str) -> str:
@@ -186,16 +186,6 @@ class RunFolder:
                     raise FolderInUse(f"{self.root} lies inside {anc}, which another stdann process is using{holder}; "
                                       "wait for it to finish or stop it, then run the command again")
 
-    @contextlib.contextmanager
-    def hold_for_resume(self) -> Iterator["RunFolder"]:
-        """Hold the lock of a run to resume: a folder that does not exist is refused (never created),
-        one in use by another process is refused as such, one without a run to resume is refused."""
-        if not self.root.exists():
-            self.require_resumable()
-        with self.hold():
-            self.require_resumable()
-            yield self
-
     def require_lock(self) -> None:
         if not holds(self.root):
             raise RuntimeError(f"internal error: write into {self.root} without holding its lock (use RunFolder.hold())")
@@ -311,24 +301,12 @@ class RunFolder:
         return atomic_save(ckpt, self.claim(f"{CHECKPOINTS}/{which}.pt"))
 
     def save_positions(self, positions: dict[str, LayerPositions], record: tuple[str, Any] | None = None) -> None:
-        """Write every block's positions as one set, with ``record = (rel, obj)`` (e.g. ``swap.json``)
-        as a JSON file last: all files are written before any replaces its old version, so a process
-        killed while writing leaves the previous positions whole."""
-        rels = [f"{POSITIONS}/{b}.npz" for b in positions] + ([record[0]] if record else [])
-        self.check_writable(rels)
-        items = [(self.claim(f"{POSITIONS}/{block}.npz"), pos.write_to) for block, pos in positions.items()]
-        if record:
-            data = json.dumps(record[1]).encode("utf-8")
-            items.append((self.claim(record[0]), lambda f: f.write(data)))
-        atomic_write_many(items)
+        """:func:`stdann.runs.positions.save_positions` (one set, written atomically, ``record`` last)."""
+        save_positions(self, positions, record)
 
     def interrupted_positions(self, blocks: Iterable[str], record: str) -> bool:
-        """Whether this folder holds part of a set of positions that a killed process was writing
-        with ``record``: some blocks' files but not all, every one written by stdann, and no
-        ``record`` (written last)."""
-        present = [b for b in blocks if self.positions_file(b).is_file()]
-        return (0 < len(present) < len(list(blocks)) and not self.has(record)
-                and all(self.has(f"{POSITIONS}/{b}.npz") for b in present))
+        """:func:`stdann.runs.positions.interrupted_positions`."""
+        return interrupted_positions(self, blocks, record)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -429,54 +407,8 @@ class RunFolder:
     # -- reads --------------------------------------------------------------------------------------------------------
     def load_positions(self, blocks: Iterable[str],
                        dims: dict[str, tuple[int, int, int]] | None = None) -> dict[str, LayerPositions] | None:
-        """The positions of ``blocks``: all of them, or ``None`` when there are none at all. Some but
-        not all is refused, naming the missing files: positions of one run are made together, and
-        making the missing ones anew must never replace the others (e.g. swap-optimised ones)."""
-        blocks = list(blocks)
-        missing = [self.positions_file(b) for b in blocks if not self.positions_file(b).is_file()]
-        if len(missing) == len(blocks):
-            return None
-        if missing:
-            raise RunFolderError(
-                f"{self.root / POSITIONS} lacks {', '.join(p.name for p in missing)} while it holds the other blocks' "
-                f"positions; restore the missing file(s). (`stdann positions init {self.root} --force` would make all "
-                "positions anew: it replaces the other blocks' positions, swap-optimised ones included, so that a "
-                "run trained on them cannot be resumed)"
-            )
-        pos = load_run_positions(self.root, blocks)
-        wrong = [f"{b}: positions for (C,H,W) = {tuple(p.dims)}, the network has {tuple(dims[b])}"
-                 for b, p in pos.items() if dims is not None and b in dims and tuple(p.dims) != tuple(dims[b])]
-        if wrong:
-            raise RunFolderError(
-                f"{self.root / POSITIONS} holds positions for another network ({'; '.join(wrong)[:300]}): train with the "
-                "configuration they were made for (the run's config.yaml: leave out --preset / --set), or choose a new "
-                "--out"
-            )
-        return pos
-
-    def require_resumable(self) -> None:
-        """Refuse, naming the problem, unless this folder holds a run to resume."""
-        kind = self.kind()
-        if kind == "absent":
-            raise RunFolderError(f"{self.root} does not exist: there is no run to resume (check the path; "
-                                 "without --resume a new run is started there)")
-        if kind in ("empty", "foreign"):
-            raise RunFolderError(f"{self.root} is not a stdann run folder: there is no run to resume "
-                                 "(check the path; without --resume a new run is started there)")
-        last = f"{CHECKPOINTS}/last.pt"
-        if self.checkpoint("last").exists() and not self.has(last):
-            raise RunFolderError(
-                f"{self.checkpoint('last')} is not in {self.root / MANIFEST}, stdann's record of the files it wrote "
-                "there (the record was emptied or edited), so stdann will neither resume from it nor replace it: "
-                "restore the record, or copy the run elsewhere and start a new one (--set train.init_from=RUN "
-                "starts from its weights)"
-            )
-        if not self.has(last):
-            raise RunFolderError(
-                f"{self.root} has no checkpoint to resume ({self.checkpoint('last')}): the run stopped before its "
-                "first checkpoint (every train.ckpt_every steps) or the file was removed. "
-                "Start it again with --overwrite"
-            )
+        """:func:`stdann.runs.positions.load_positions` (all blocks or none; refused for another network)."""
+        return load_positions(self, blocks, dims)
 
     def discard(self, keep: Iterable[str] = ()) -> list[str]:
         """``--overwrite`` (lock held): delete the files stdann wrote here except those under ``keep``,

@@ -16,6 +16,7 @@ from stdann.fileio import parse_yaml
 from stdann.runs.errors import RunExistsError, RunFolderError
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import CHECKPOINTS, CONFIG, STATUS, TRAIN_LOG, TRAINING_INPUTS, TRAINING_STATE
+from stdann.runs.manifest import MANIFEST
 
 
 def _flat_keys(d: Any, prefix: str = "") -> set[str]:
@@ -61,7 +62,7 @@ def resume_config(run: RunFolder, overrides: Iterable[str] = ()) -> Config:
     checked against the complete copy inside ``checkpoints/last.pt`` — a key the checkpoint has
     and config.yaml lacks means a truncated or damaged file, never a default. Without
     config.yaml, the checkpoint's copy. Then ``overrides``."""
-    run.require_resumable()  # (callers hold the lock: see hold_for_resume)
+    require_resumable(run)  # (callers hold the lock: see hold_for_resume)
     ckpt = run.checkpoint("last")
     stored = _yaml_mapping(ckpt, checkpoint_config_text(ckpt))
     path = run.root / CONFIG
@@ -97,7 +98,7 @@ def prepare_training(run: RunFolder, *, resume: bool | str = False, overwrite: b
             run.check_writable(state)  # what would stop the new run is refused before anything is deleted
         run.discard(keep=TRAINING_INPUTS)
     elif resume is True:
-        run.require_resumable()
+        require_resumable(run)
     if resume and run.has(f"{CHECKPOINTS}/last.pt"):
         run.ensure_run()
         return True
@@ -113,6 +114,42 @@ def prepare_training(run: RunFolder, *, resume: bool | str = False, overwrite: b
     return False
 
 
+def require_resumable(run: RunFolder) -> None:
+    """Refuse, naming the problem, unless this folder holds a run to resume."""
+    kind = run.kind()
+    if kind == "absent":
+        raise RunFolderError(f"{run.root} does not exist: there is no run to resume (check the path; "
+                             "without --resume a new run is started there)")
+    if kind in ("empty", "foreign"):
+        raise RunFolderError(f"{run.root} is not a stdann run folder: there is no run to resume "
+                             "(check the path; without --resume a new run is started there)")
+    last = f"{CHECKPOINTS}/last.pt"
+    if run.checkpoint("last").exists() and not run.has(last):
+        raise RunFolderError(
+            f"{run.checkpoint('last')} is not in {run.root / MANIFEST}, stdann's record of the files it wrote "
+            "there (the record was emptied or edited), so stdann will neither resume from it nor replace it: "
+            "restore the record, or copy the run elsewhere and start a new one (--set train.init_from=RUN "
+            "starts from its weights)"
+        )
+    if not run.has(last):
+        raise RunFolderError(
+            f"{run.root} has no checkpoint to resume ({run.checkpoint('last')}): the run stopped before its "
+            "first checkpoint (every train.ckpt_every steps) or the file was removed. "
+            "Start it again with --overwrite"
+        )
+
+
+@contextlib.contextmanager
+def hold_for_resume(run: RunFolder) -> Iterator[RunFolder]:
+    """Hold the lock of a run to resume: a folder that does not exist is refused (never created),
+    one in use by another process is refused as such, one without a run to resume is refused."""
+    if not run.root.exists():
+        require_resumable(run)
+    with run.hold():
+        require_resumable(run)
+        yield run
+
+
 @contextlib.contextmanager
 def training_folder(out: str | Path, *, resume: bool | str = False, overwrite: bool = False,
                     main: bool = True) -> Iterator[tuple[RunFolder, bool]]:
@@ -123,7 +160,7 @@ def training_folder(out: str | Path, *, resume: bool | str = False, overwrite: b
     if not main:
         yield run, False
         return
-    with run.hold_for_resume() if resume is True and not overwrite else run.hold():
+    with hold_for_resume(run) if resume is True and not overwrite else run.hold():
         resuming = prepare_training(run, resume=resume, overwrite=overwrite)
         try:
             yield run, resuming
