@@ -130,7 +130,26 @@ def _plaquette_ok(z, mask):
 
 
 def pinwheel_stats(z, pixel_size_mm: float, mask=None, taper: bool = True) -> dict[str, float]:
-    """Count, charges, Λ (measured), analysed area and density (pinwheels per Λ²)."""
+    """Pinwheels of a map and their density per Λ².
+
+    Parameters
+    ----------
+    z : complex array (rows, cols)
+        The map (360°-periodic), rows along y.
+    pixel_size_mm : float
+        Side of one map pixel in mm.
+    mask : bool array like ``z``, optional
+        Pixels that may be analysed (a plaquette with a masked corner is skipped).
+    taper : bool
+        Hann taper when measuring Λ (:func:`stdann.ephys.maps.column_spacing`).
+
+    Returns
+    -------
+    dict
+        ``n_pinwheels``, ``n_plus``, ``n_minus`` (by charge), ``n_plaquettes_excluded`` (masked or
+        phase undefined), ``column_spacing_mm`` (Λ, measured on the same map), ``area_mm2`` (the
+        analysed plaquettes), ``density`` (n · Λ² / area; π for a narrow-band Gaussian random field).
+    """
     z = check_map(z)
     pw = find_pinwheels(z, pixel_size_mm, mask)
     lam = column_spacing(z if mask is None else np.where(mask, z, 0), pixel_size_mm, taper)
@@ -145,9 +164,28 @@ def pinwheel_stats(z, pixel_size_mm: float, mask=None, taper: bool = True) -> di
 
 
 def pinwheel_density_ci(n_pinwheels: int, area_mm2: float, spacing_mm: float, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) confidence interval of a pinwheel density n·Λ²/A, treating the count n as
-    Poisson and Λ, A as known: [χ²(α/2; 2n)/2, χ²(1−α/2; 2n+2)/2] · Λ²/A (lower bound 0 when
-    n = 0). It says how well the count pins the density down; Λ's own uncertainty is not in it."""
+    """Exact (Garwood) confidence interval of a pinwheel density n·Λ²/A.
+
+    The count n is treated as Poisson and Λ, A as known: [χ²(α/2; 2n)/2, χ²(1−α/2; 2n+2)/2] ·
+    Λ²/A, α = 1 − ``level`` (lower bound 0 when n = 0). It says how well the count pins the density
+    down; Λ's own uncertainty is not in it.
+
+    Parameters
+    ----------
+    n_pinwheels : int
+        Pinwheels counted (>= 0).
+    area_mm2 : float
+        Analysed area (> 0).
+    spacing_mm : float
+        Column spacing Λ (> 0).
+    level : float
+        Confidence level, in (0, 1).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        Bounds of the density in pinwheels per Λ².
+    """
     if n_pinwheels < 0 or area_mm2 <= 0 or spacing_mm <= 0 or not 0 < level < 1:
         raise MapError(f"need n >= 0, area > 0, spacing > 0 and 0 < level < 1; got {n_pinwheels}, {area_mm2}, "
                        f"{spacing_mm}, {level}")

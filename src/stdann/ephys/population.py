@@ -124,10 +124,24 @@ def chance_resultant_length(weights, level: float = CHANCE_LEVEL) -> float:
 
 
 def direction_bias(pref_deg, channel, level: float = CHANCE_LEVEL) -> dict:
-    """Population bias of preferred directions ``pref_deg`` (responsive units) whose channels are
-    ``channel`` (same length, integer ids). Returns ``resultant_length``, ``mean_direction_deg``,
-    ``chance_resultant_length`` (the ``level`` quantile of R for these channels, module
-    docstring), ``p_value``, ``above_chance``, ``n_units``, ``n_channels``, ``chance_level``."""
+    """Population bias of the preferred directions of a block's responsive units.
+
+    Parameters
+    ----------
+    pref_deg : array (units,)
+        Preferred directions in degrees.
+    channel : int array (units,)
+        Each unit's channel: units of one channel share weights, so the null draws one direction
+        per channel (module docstring).
+    level : float
+        Quantile of R under the null that is called chance.
+
+    Returns
+    -------
+    dict
+        ``resultant_length`` (R = |mean e^{iθ}|), ``mean_direction_deg``,
+        ``chance_resultant_length`` (the ``level`` quantile of R for these channels), ``p_value``,
+        ``above_chance``, ``n_units``, ``n_channels``, ``chance_level``."""
     th = np.asarray(pref_deg, dtype=np.float64).ravel()
     ch = np.asarray(channel).ravel()
     if th.shape != ch.shape:

@@ -54,8 +54,29 @@ def smoothness_curve(coords, pref_deg, bins, shuffle: bool = True, seed: int = 0
 
 def smoothness_index(coords, pref_deg, short_mm: float, seed: int = 0, max_units: int = 3000,
                      period: float = 360.0) -> dict[str, float]:
-    """One number: 1 − mean|Δpref|(d < short_mm) / the same with positions shuffled.
-    0 = no spatial order, 1 = neighbours share their preference exactly, < 0 = anti-ordered."""
+    """Smoothness index of a unit map: 1 − mean|Δpref|(d < short_mm) / the same with positions shuffled.
+
+    0 = no spatial order, 1 = neighbours share their preference exactly, < 0 = anti-ordered.
+
+    Parameters
+    ----------
+    coords : array (units, 2)
+        Cortical positions in mm.
+    pref_deg : array (units,)
+        Preferred directions in degrees (non-finite ones are left out).
+    short_mm : float
+        The distance below which two units count as neighbours.
+    seed, max_units : int
+        The random subset of units (at most ``max_units``) and the shuffles.
+    period : float
+        360 for directions, 180 for axes.
+
+    Returns
+    -------
+    dict
+        ``index``, the values it is made of (``mean_delta_short``, ``shuffled_delta_short``,
+        ``n_pairs_short``, ``short_mm``) and the permutation test's ``p_value``, ``n_shuffles``,
+        ``shuffled_mean``, ``shuffled_sd`` (:func:`smoothness_permutation_test`)."""
     c = smoothness_curve(coords, pref_deg, [0.0, short_mm], True, seed, max_units, period)
     a, b = float(c["mean_delta"][0]), float(c["shuffled_delta"][0])
     out = {"index": 1.0 - a / b if b > 0 else float("nan"), "mean_delta_short": a, "shuffled_delta_short": b,

@@ -97,12 +97,23 @@ def _prepare(curves, directions_deg, baseline):
 
 # -- metrics -------------------------------------------------------------------------------------------
 def tuning_metrics(curves, directions_deg, baseline=None) -> dict[str, np.ndarray]:
-    """Direction metrics of every unit. ``curves``: (units, directions), r >= 0.
+    """Direction metrics of every unit's tuning curve (definitions in the module docstring).
 
-    Returns arrays (one value per unit): ``preferred_direction`` (deg, [0, 360)),
-    ``preferred_axis`` (deg, [0, 180), arg F2 / 2), ``dsi``, ``di``,
-    ``cv_direction``, ``cv_axial``, ``axial_ratio``, ``peak``, ``valid`` (False for all-zero
-    units, whose metrics are NaN).
+    Parameters
+    ----------
+    curves : array (units, directions)
+        Responses r >= 0 at each direction.
+    directions_deg : array (directions,)
+        Evenly spaced directions in degrees (0 = rightward, counter-clockwise).
+    baseline : array (units,) or float, optional
+        Subtracted from every response first (clipped at 0): e.g. the blank response.
+
+    Returns
+    -------
+    dict of arrays (units,)
+        ``preferred_direction`` (deg, [0, 360), arg F1), ``preferred_axis`` (deg, [0, 180),
+        arg F2 / 2), ``dsi``, ``di``, ``cv_direction``, ``cv_axial``, ``axial_ratio``, ``peak``,
+        ``valid`` (False for all-zero units, whose metrics are NaN).
     """
     c, d = _prepare(curves, directions_deg, baseline)
     th = np.deg2rad(d)
