@@ -7,6 +7,7 @@ the clip the model receives).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def preview(cfg: DataConfig, out_dir: str | Path, clips: int = 16, stats_clips: 
     (rows = clips, columns = frames) and ``motion_stats.json``; return the stats dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = build_pair_source(cfg, clips, device, seed)
+    src = build_pair_source(dataclasses.replace(cfg, prefetch=0), clips, device, seed)  # one batch: read it here
     result: dict = {"source": cfg.source}
     try:
         if cfg.source == "generated":

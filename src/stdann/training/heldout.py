@@ -4,6 +4,8 @@ data source (a seed stream training never draws), and the log columns it fills a
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from stdann.config import Config
@@ -35,7 +37,8 @@ def heldout_pairs(cfg: Config, device: torch.device) -> tuple | None:
     n = int(cfg.train.eval_pairs)
     if n < 2:
         return None
-    src = build_pair_source(cfg.data, n, device, seed=heldout_seed(cfg.data.seed, cfg.train.seed))
+    # read once, here: no background workers (a paper run's 8 worker processes for one batch)
+    src = build_pair_source(dataclasses.replace(cfg.data, prefetch=0), n, device, seed=heldout_seed(cfg.data.seed, cfg.train.seed))
     try:
         if is_supervised(cfg):
             x1, x2, m1, m2 = src.batch(0, return_motion=True)
