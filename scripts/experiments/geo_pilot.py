@@ -24,6 +24,7 @@ import torch
 
 from stdann.config import load_config
 from stdann.orchestration import protocol as P
+from stdann.orchestration.conditions import evaluate_condition
 from stdann.orchestration.recipe import optimize_positions, swap_summary
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
@@ -59,8 +60,10 @@ def main(pretrain_dir: str, out_dir: str, sheets: str, alpha: str = "0.25", join
             final, hist = optimize_positions(model, cfg, init, cfg.topography.swap_steps, "cpu", False, None)
             swap.save_positions(final, (SWAP, {"steps": cfg.topography.swap_steps, "blocks": swap_summary(hist)}))
     run = P.joint(cfg, float(alpha), pre, swap, out, False)
-    entry, _ = P.condition_entry(run, cfg, name=f"alpha_{alpha}", label="", seed=0, alpha=float(alpha), mode="recipe",
-                                 blocks=[BLOCK], untrained=None, readout=False, seconds=time.time() - t)
+    meta = {"name": f"alpha_{alpha}", "label": "", "seed": 0, "alpha": float(alpha), "mode": "recipe",
+            "train_seconds": time.time() - t}
+    with run.hold():
+        entry = evaluate_condition(run, cfg, meta, [BLOCK], readout=False)
     m = entry["metrics"][BLOCK]["trained"]
     print(out.name, "Λ", m.get("column_spacing_mm"), "span", m.get("map_span_spacings"), "density",
           m.get("pinwheel_density"), m.get("pinwheel_density_ci"), "smoothness", m.get("smoothness"), "DSI",

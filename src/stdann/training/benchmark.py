@@ -5,7 +5,7 @@ it has no step of its own. Three variants run in one process on the same network
 data (the same data source, the same step indices, so the same clips):
 
 * ``optimized`` — the trainer's step, built by the same builder (:func:`~stdann.training.step.build_step`)
-  with the trainer's settings (:func:`~stdann.training.trainer.step_settings`): channels_last_3d,
+  with the trainer's settings (:func:`~stdann.training.setup.step_settings`): channels_last_3d,
   bf16 autocast where ``train.amp`` enables it (CUDA by default; CPU stays fp32), cuDNN autotuning
   and foreach SGD on CUDA, no per-step NaN check of the spatial loss on CUDA, ``torch.compile`` of
   both encoders with ``train.compile`` on CUDA, the fused EMA, the spatial loss's units kept

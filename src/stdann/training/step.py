@@ -17,7 +17,7 @@ key encoder embeds with the positive keys.
 
 Everything it uses is made once by the builders below from the configuration and a
 :class:`StepSettings` (how the step runs on its device: the trainer's choices come from
-:func:`stdann.training.trainer.step_settings`). The benchmark's plain baseline is this same step
+:func:`stdann.training.setup.step_settings`). The benchmark's plain baseline is this same step
 with :func:`plain_settings`: fp32, eager, contiguous tensors, non-foreach SGD, the EMA as a Python
 loop and the spatial loss on the finished block outputs, one neighborhood at a time.
 
