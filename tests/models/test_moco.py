@@ -152,3 +152,18 @@ def test_asymmetric_moco_is_one_query_against_the_other_views_key():
     assert float(sym(x1, x2)["loss"].detach()) != pytest.approx(float(expected), rel=1e-3)
     asym.enqueue(out["keys"])
     assert int(asym.queue_ptr) == 2
+
+
+def test_moco_takes_its_query_encoder_as_the_builder_of_moco_does():
+    from stdann.models.moco import Encoder
+    from stdann.models.r3d import build_backbone
+
+    torch.manual_seed(1)
+    enc = Encoder(build_backbone("r3d_18", 2), 8, 16)
+    m = MoCo(dim=16, queue_size=32, encoder=enc)
+    assert m.encoder_q is enc and m.backbone.num_features == 16  # 8 x width
+    k = dict(m.encoder_k.named_parameters())
+    for name, p in enc.named_parameters():  # the key encoder starts as a frozen copy
+        assert torch.equal(k[name], p) and k[name] is not p and not k[name].requires_grad
+    q, _ = m.encoder_q(torch.rand(2, 3, 4, 16, 16))
+    assert q.shape == (2, 16)

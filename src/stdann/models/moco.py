@@ -84,7 +84,12 @@ class MoCo(nn.Module):
         head_bn: bool = False,
         symmetric: bool = True,
         arch: str = "r3d_18",
+        encoder: Encoder | None = None,
     ):
+        """``encoder``: the query encoder (a backbone with a ``num_features`` attribute and its
+        projection head, :class:`Encoder`), as in MoCo's builder; by default ``model.arch`` at
+        ``width`` from :func:`stdann.models.r3d.build_backbone` with an MLP head of ``hidden_dim`` →
+        ``dim``. The key encoder starts as its copy."""
         super().__init__()
         self.symmetric = bool(symmetric)
         self.reverse_negatives = reverse_negatives
@@ -92,7 +97,7 @@ class MoCo(nn.Module):
         self.temperature = temperature
         self.bn_groups = max(1, int(bn_groups))
         self.shuffle_bn = shuffle_bn
-        self.encoder_q = Encoder(build_backbone(arch, width), hidden_dim, dim, head_bn)
+        self.encoder_q = encoder if encoder is not None else Encoder(build_backbone(arch, width), hidden_dim, dim, head_bn)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)
