@@ -76,12 +76,47 @@ def _task_cells(task: dict) -> str:
     return f"{loss} | {'—' if top1 is None else format(top1, '.2f')}"
 
 
+def seed_agreement(study: dict, block: str) -> list[dict]:
+    """Per condition with more than one seed: each seed's stored headline and classic-DSI verdicts in
+    ``block`` and whether the seeds agree (``agree`` / ``mixed``): a verdict one seed gives and another
+    does not is not a finding."""
+    by_name: dict[str, list[dict]] = {}
+    for c in study.get("conditions", []):
+        by_name.setdefault(c.get("name"), []).append(c)
+    rows = []
+    for name, conds in by_name.items():
+        if len(conds) < 2:
+            continue
+        conds = sorted(conds, key=lambda c: c.get("seed", 0))
+        entries = [((c.get("metrics") or {}).get(block) or {}) for c in conds]
+        head = [verdict(e, DIRECTION_HEADLINE) for e in entries]
+        dsi = [verdict(e) for e in entries]
+        rows.append({"condition": conds[0].get("label", name), "seeds": [c.get("seed") for c in conds],
+                     "headline": head, "dsi": dsi,
+                     "agreement": "agree" if len(set(head)) == 1 and len(set(dsi)) == 1 else "mixed"})
+    return rows
+
+
+def _agreement_table(study: dict, block: str) -> list[str]:
+    rows = seed_agreement(study, block)
+    if not rows:
+        return []
+    out = [f"**{block}: do the seeds agree?** (each seed's verdict against its own untrained network)\n",
+           "| condition | seeds | headline (vector strength) | classic DSI | seeds |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['condition']} | {', '.join(map(str, r['seeds']))} | {' / '.join(r['headline'])} | "
+                   f"{' / '.join(r['dsi'])} | {r['agreement']} |")
+    return out + [""]
+
+
 def study_markdown(study: dict, block: str | None = None) -> str:
-    """Two tables per block: the task and the units' selectivity against the untrained network (the
-    headline direction measure first), then the map (order, column spacing, pinwheels against π and the two controls)."""
+    """Per block: whether the seeds agree (when a condition has several), the task and the units'
+    selectivity against the untrained network (the headline direction measure first), then the map
+    (order, column spacing, pinwheels against π and the two controls)."""
     blocks = study.get("blocks") or []
     out = []
     for b in ([block] if block else blocks):
+        out += _agreement_table(study, b)
         out.append(f"**{b}: task and selectivity**\n")
         out.append("| condition | seed | task loss (below chance) | held-out top-1 | vector strength (blank-sub.) trained "
                    "| untrained | headline | median DSI trained | median DSI untrained "

@@ -15,6 +15,7 @@ from stdann import DIRECTION_CONVENTION
 from stdann.ephys.registry import (DIRECTION_HEADLINE, HEADLINE, NETWORKS, as_number,
                                    format_number, format_value, format_with_ci, get, metric)
 from stdann.topography.sheets import MT_BLOCK
+from stdann.reports.markdown import seed_agreement
 from stdann.reports.view import (
     figure_groups, footer, number_figures, read_json, read_pngs, stored_verdict, verdict_class, version_rows,
 )
@@ -136,7 +137,7 @@ def study_view(study: Path) -> dict:
         "headline_label": metric(DIRECTION_HEADLINE).label,
         "columns": [metric(k).column for k in shown], "task_keys": task_keys, "rows": rows,
         "other_columns": [metric(k).column for k in OTHER_BLOCK_KEYS],
-        "other_rows": orows, "controls": control_rows,
+        "other_rows": orows, "seed_agreement": seed_agreement(s, MT_BLOCK), "controls": control_rows,
         "controls_raw": json.dumps(controls, indent=2, default=str) if controls and control_rows is None else None,
         "figure_groups": groups, "n_images": n_images, "convention": DIRECTION_CONVENTION,
         "batchnorm": s.get("batchnorm"),
