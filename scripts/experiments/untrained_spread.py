@@ -1,0 +1,60 @@
+"""How direction selective is an *untrained* network, seed by seed? (docs/results.md §1, seed 1)
+
+    python scripts/experiments/untrained_spread.py OUT.json SEED [SEED ...] [key=value ...]
+
+For each seed, the network the `study` preset's seed starts from (``seed_config``: train.seed = s,
+data.seed = base + s; the same initial weights as the study's ``init`` checkpoint of that seed) is
+measured exactly as the study measures its untrained control (``evaluate_network``: BatchNorm
+re-estimated on that seed's generated clips, drifting gratings, measurement 3) in the analysed
+blocks, and its MT numbers are printed and written to OUT.json. The study compares each trained
+network with its own seed's untrained network only; this shows how far that reference moves
+between seeds. Uses one CPU thread unless ``NT`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+from stdann.config import load_config
+from stdann.ephys.registry import DIRECTION_HEADLINE, ci, get
+from stdann.orchestration.protocol import seed_config
+from stdann.orchestration.run_analysis import evaluate_network
+from stdann.topography import sheets_from_config
+from stdann.topography.cache import cached_model_positions
+from stdann.training.step import build_network
+
+KEYS = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective", "n_responsive")
+
+
+def main(out: str, *args: str) -> int:
+    torch.set_num_threads(int(os.environ.get("NT", "1")))
+    seeds = [int(a) for a in args if "=" not in a]
+    base = load_config("study", overrides=[a for a in args if "=" in a])
+    blocks = list(base.ephys.blocks)
+    positions = cached_model_positions(width=base.model.width, frames=base.data.frames, size=base.data.size, blocks=blocks,
+                                       sheets=sheets_from_config(base.topography), seed=base.topography.position_seed,
+                                       n_windows=base.topography.n_windows)
+    rows = {}
+    for s in seeds:
+        t = time.time()
+        cfg = seed_config(base, s)
+        torch.manual_seed(cfg.train.seed)  # as the trainer builds a run's network (training.step.build_model)
+        net = build_network(cfg).backbone.eval()
+        res = evaluate_network(net, cfg, positions, blocks, "cpu")
+        rows[s] = {b: {k: get(res[b], k) for k in KEYS} | {f"{k}_ci": ci(res[b], k) for k in KEYS[:3]} for b in blocks}
+        mt = rows[s]["layer3.1"]
+        print(f"seed {s}: MT vector strength {mt[DIRECTION_HEADLINE]:.3f} {mt[DIRECTION_HEADLINE + '_ci']}, "
+              f"classic DSI {mt['dsi_median']:.3f}, fraction DS {mt['fraction_direction_selective']:.3f}, "
+              f"responsive {mt['n_responsive']} ({time.time() - t:.0f} s)", flush=True)
+        with open(out, "w") as f:
+            json.dump({"preset": "study", "blocks": blocks, "seeds": rows}, f, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
