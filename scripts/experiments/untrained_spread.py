@@ -22,7 +22,7 @@ import torch
 
 from stdann.config import load_config
 from stdann.ephys.registry import DIRECTION_HEADLINE, ci, get
-from stdann.orchestration.protocol import seed_config
+from stdann.orchestration.conditions import seed_config
 from stdann.orchestration.run_analysis import evaluate_network
 from stdann.topography import sheets_from_config
 from stdann.topography.cache import cached_model_positions

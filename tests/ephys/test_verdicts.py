@@ -6,7 +6,7 @@ import pytest
 from stdann.ephys.macaque import comparison_rows, load_reference, range_verdict
 from stdann.ephys.registry import (HEADLINE, METRICS, SELECTIVITY, STUDY_PANELS, format_number, format_with_ci, get,
                                    metric, slim)
-from stdann.ephys.verdicts import compare_intervals, map_order, trained_vs_untrained
+from stdann.ephys.verdicts import compare_intervals, map_order, trained_vs_untrained, untrained_range_verdict
 
 
 @pytest.mark.parametrize("t, tci, u, uci, expected", [
@@ -74,3 +74,18 @@ def test_macaque_rows_carry_the_stored_rules():
     f = rows["fraction_direction_selective"]  # compared through fraction_di_ge_half and its exact CI
     assert f["trained_ci_low"] == 0.4 and f["trained_vs_macaque"] == "below"
     assert f["trained_vs_untrained"] == "not_distinguishable"
+
+
+@pytest.mark.parametrize("t, tci, values, expected", [
+    (0.65, [0.63, 0.67], [0.097, 0.204, 0.15], "above_range"),   # above the most selective untrained network
+    (0.21, [0.205, 0.215], [0.097, 0.204], "above_range"),
+    (0.20, [0.19, 0.21], [0.097, 0.204], "inside_range"),        # CI reaches into the range
+    (0.12, [0.11, 0.13], [0.097, 0.204], "inside_range"),
+    (0.05, [0.04, 0.06], [0.097, 0.204], "below_range"),
+    (0.12, None, [0.097, 0.204], "no_ci"),
+    (None, [0.1, 0.2], [0.097, 0.204], "missing"),
+    (0.12, [0.11, 0.13], [], "missing"),
+    (0.12, [0.11, 0.13], [0.1, None], "missing"),
+])
+def test_range_verdict_against_several_untrained_networks(t, tci, values, expected):
+    assert untrained_range_verdict(t, tci, values) == expected

@@ -12,6 +12,7 @@ from stdann.cli.study import background_command
 from stdann.config import load_config
 from stdann.orchestration.protocol import ProtocolPlan, run_protocol
 from stdann.orchestration.recipe import step_split
+from stdann.reports.markdown import study_markdown
 
 pytestmark = pytest.mark.heavy  # a shared study fixture of several seconds
 
@@ -118,3 +119,31 @@ def test_background_study_runs_to_its_end(tmp_path):
     while time.time() < deadline and not (out / "report.html").is_file():
         time.sleep(2)
     assert (out / "report.html").is_file(), (out / "study.log").read_text()[-2000:]
+
+
+def test_the_untrained_reference_range_judges_every_condition(tmp_path):
+    """--untrained-seeds: the networks seeds 0 and 1 start from, measured as the controls are, written
+    once (a resumed study reads them back) and used for a range verdict on every row."""
+    cfg = load_config("smoke", overrides=SMOKE)
+    plan = ProtocolPlan(alphas=(0.0,), seeds=1, spatial_only=False, untrained_seeds=2, blocks=["layer3.1"])
+    s = run_protocol(cfg, tmp_path, plan, progress=False, readout=False, log=lambda *_: None)
+    ref = s["untrained_reference"]
+    values = ref["blocks"]["layer3.1"]["vector_strength_blank_median"]
+    assert ref["seeds"] == 2 and len(values) == 2 and all(v is not None for v in values)
+    alpha0 = next(c for c in s["conditions"] if c["name"] == "alpha_0")
+    untrained = next(c for c in s["conditions"] if c["name"] == "untrained")
+    # seed 0's untrained network is one of the reference: it lies inside the range
+    assert untrained["metrics"]["layer3.1"]["trained"]["vector_strength_blank_median"] == pytest.approx(values[0])
+    verdict = untrained["range_verdicts"]["layer3.1"]["vector_strength_blank_median"]
+    assert verdict["verdict"] == "inside_range" and verdict["range"] == [min(values), max(values)]
+    assert alpha0["range_verdicts"]["layer3.1"]["dsi_median"]["verdict"] in ("above_range", "below_range", "inside_range")
+    written = json.loads((tmp_path / "untrained_reference.json").read_text())
+    assert written["blocks"] == ref["blocks"]
+    (tmp_path / "untrained_reference.json").write_text(json.dumps({**written, "blocks": {"layer3.1": {
+        k: [9.0, 9.5] for k in written["blocks"]["layer3.1"]}}}))  # a resumed study reads the file back
+    again = run_protocol(cfg, tmp_path, plan, progress=False, readout=False, log=lambda *_: None)
+    assert again["untrained_reference"]["blocks"]["layer3.1"]["dsi_median"] == [9.0, 9.5]
+    assert next(c for c in again["conditions"] if c["name"] == "alpha_0")["range_verdicts"]["layer3.1"][
+        "dsi_median"]["verdict"] == "below_range"
+    text = study_markdown(again)
+    assert "against 2 untrained networks" in text and "below the range" in text

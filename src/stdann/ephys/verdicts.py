@@ -9,6 +9,11 @@
   index (positions shuffled, ephys.smoothness.smoothness_permutation_test) gives p < ``MAP_ORDER_ALPHA``,
   else ``not_ordered``; ``not_tested`` without a p-value.
 * Population bias: ``above_chance`` in ``direction_bias`` (ephys.population).
+* Against the untrained range (studies with ``--untrained-seeds N``): ``above_range`` when the
+  trained CI lies above every one of N untrained networks of other initial seeds, ``below_range``
+  when below every one, ``inside_range`` otherwise. Between seeds an untrained network's
+  selectivity moves ten times further than one network's CI (docs/results.md §1), so this is the
+  verdict that says whether training made a network more selective than initialisation does.
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ def compare_intervals(t, t_ci, u, u_ci) -> str:
     if thi < ulo:
         return "below"
     return "not_distinguishable"
+
+
+RANGE_TEXT = {
+    "above_range": "above every untrained network of the reference (95% CI above their maximum)",
+    "below_range": "below every untrained network of the reference (95% CI below their minimum)",
+    "inside_range": "within the untrained networks' range",
+    "no_ci": "not compared (no confidence interval)",
+    "missing": "not compared (value or reference missing)",
+}
+
+
+def untrained_range_verdict(t, t_ci, untrained_values) -> str:
+    """``above_range`` / ``below_range`` / ``inside_range`` / ``no_ci`` / ``missing`` for a trained
+    value ``t`` with CI ``t_ci`` against the values of several untrained networks (module docstring)."""
+    values = [as_number(v) for v in (untrained_values or [])]
+    if as_number(t) is None or not values or None in values:
+        return "missing"
+    bounds = [as_number(x) for x in (t_ci or (None, None))]
+    if len(bounds) != 2 or None in bounds:
+        return "no_ci"
+    if bounds[0] > max(values):
+        return "above_range"
+    if bounds[1] < min(values):
+        return "below_range"
+    return "inside_range"
 
 
 def trained_vs_untrained(trained: dict, untrained: dict) -> dict[str, dict]:

@@ -45,10 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stdann import distributed
-from stdann.config import Config
+from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
+from stdann.orchestration.conditions import seed_config
 from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
@@ -77,30 +78,29 @@ class ProtocolPlan:
     # moco.reverse_negatives=true), joint at lever_alphas; rows mode "lever", folders lever_*
     lever: tuple[str, ...] = ()
     lever_alphas: tuple[float, ...] = ()
+    untrained_seeds: int = 0  # untrained networks of seeds 0 … measured as the reference range (0: none)
 
     def __post_init__(self) -> None:
         if not self.alphas:
-            raise ValueError("a study needs at least one α")
+            raise ConfigError("a study needs at least one α")
         if bool(self.lever) != bool(self.lever_alphas):
-            raise ValueError("a lever needs both its overrides and its α values")
+            raise ConfigError("a lever needs both its overrides and its α values")
         for what, values in (("α", self.alphas), ("positive-control α", self.positive_control),
                              ("lever α", self.lever_alphas)):
             if any(not math.isfinite(a) or a < 0 for a in values):
-                raise ValueError(f"{what} values must be finite and >= 0, got {list(values)}")
+                raise ConfigError(f"{what} values must be finite and >= 0, got {list(values)}")
+        if self.untrained_seeds < 0 or self.untrained_seeds == 1:
+            raise ConfigError(f"untrained seeds must be 0 (none) or at least 2 (a range), got {self.untrained_seeds}")
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         if self.positive_objective not in SUPERVISED:
-            raise ValueError(f"the positive control's objective must be one of {', '.join(SUPERVISED)}, "
+            raise ConfigError(f"the positive control's objective must be one of {', '.join(SUPERVISED)}, "
                              f"got {self.positive_objective!r}")
 
     @property
     def prefix(self) -> str:
         """Folder and condition-name prefix of the positive control's runs."""
         return f"{self.positive_objective}_"
-
-
-def seed_config(cfg: Config, seed: int) -> Config:
-    return cfg.with_overrides([f"train.seed={seed}", f"data.seed={cfg.data.seed + seed}"])
 
 
 def alpha_name(alpha: float) -> str:
@@ -231,12 +231,12 @@ def protocol_plan(cfg: Config, plan: ProtocolPlan, out: str | Path, *, readout: 
                 "joint_steps": joint_steps, "swap_steps": cfg.topography.swap_steps,
                 "positive_control": list(plan.positive_control), "positive_objective": plan.positive_objective,
                 "positive_overrides": list(plan.positive_overrides), "lever": list(plan.lever),
-                "lever_alphas": list(plan.lever_alphas),
+                "lever_alphas": list(plan.lever_alphas), "untrained_seeds": plan.untrained_seeds,
                 "order": "per seed: pretrain (shared) -> swap -> joint at each alpha -> spatial only"
                          + (" -> positive control: its pretrain -> swap -> joint at each of its alphas"
                             if plan.positive_control else "")}
     return StudyPlan(kind="sweep", base=cfg, conditions=rows, seeds=plan.seeds, blocks=list(plan.blocks),
-                     readout=readout, header={"protocol": protocol})
+                     readout=readout, header={"protocol": protocol}, untrained_seeds=plan.untrained_seeds)
 
 
 def run_protocol(cfg: Config, out: str | Path, plan: ProtocolPlan, *, progress: bool = True, readout: bool = True,

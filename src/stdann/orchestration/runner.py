@@ -23,8 +23,11 @@ from stdann import distributed
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
+from stdann.ephys.analyze import MEASUREMENT_VERSION
+from stdann.fileio import read_json_cache
 from stdann.orchestration.conditions import (
-    UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition,
+    UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition, range_verdicts,
+    untrained_reference,
 )
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.folder import RunFolder
@@ -58,6 +61,7 @@ class StudyPlan:
     readout: bool = True  # the linear motion probe of every network
     ephys_overrides: dict = field(default_factory=dict)
     header: dict = field(default_factory=dict)  # more study.json fields (e.g. the protocol)
+    untrained_seeds: int = 0  # measure this many untrained networks (seeds 0 …) as the reference range
 
 
 def run_plan(plan: StudyPlan, out: str | Path, *, progress: bool = True, log: Callable[[str], Any] = print) -> dict:
@@ -78,6 +82,11 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
                              "batchnorm": bn_mode(clips), "ephys_overrides": dict(plan.ephys_overrides),
                              **plan.header, "conditions": []}
     t_study = time.time()
+    reference = None
+    if plan.untrained_seeds:
+        reference = distributed.broadcast_from_main(distributed.on_main(
+            "measuring the untrained reference", lambda: _reference(plan, folder, blocks, log)))
+        study["untrained_reference"] = reference
     untrained: dict[str, dict] = {}  # group -> the untrained network's summaries
     for pc in plan.conditions:
         if pc.line and distributed.is_main():
@@ -86,9 +95,9 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
         run = pc.make(progress)
         entry = distributed.on_main(f"measuring {run.root}", lambda: _measure(pc, run, blocks, plan, untrained, time.time() - t))
         if distributed.is_main():
-            add_condition(study, entry)
-            if pc.control_after:
-                add_condition(study, control_row(entry))
+            rows = [entry] + ([control_row(entry)] if pc.control_after else [])
+            for row in rows:
+                add_condition(study, {**row, "range_verdicts": range_verdicts(row, reference)} if reference else row)
             _write(folder, study, t_study)
 
     def finish() -> dict:
@@ -115,6 +124,24 @@ def _measure(pc: PlannedCondition, run: RunFolder, blocks: list[str], plan: Stud
     if pc.untrained_group is not None:
         untrained.setdefault(pc.untrained_group, entry[UNTRAINED_SUMMARY])
     return entry
+
+
+REFERENCE_FILE = "untrained_reference.json"
+
+
+def _reference(plan: StudyPlan, folder: RunFolder, blocks: list[str], log) -> dict:
+    """(main process) The untrained reference range, from ``untrained_reference.json`` when it was
+    measured for these seeds and blocks under today's rules, else measured and written there."""
+    cached = read_json_cache(folder.path(REFERENCE_FILE))
+    if (cached.get("seeds") == plan.untrained_seeds and sorted(cached.get("blocks") or {}) == sorted(blocks)
+            and cached.get("measurement") == MEASUREMENT_VERSION):
+        return cached
+    log(f"[stdann {plan.kind}] the untrained reference: {plan.untrained_seeds} untrained networks (seeds 0 ... "
+        f"{plan.untrained_seeds - 1}) measured as the untrained controls are")
+    ref = {**untrained_reference(plan.base, plan.untrained_seeds, blocks, plan.ephys_overrides or None),
+           "measurement": MEASUREMENT_VERSION}
+    folder.write_json(REFERENCE_FILE, ref, indent=1)
+    return ref
 
 
 def _write(folder: RunFolder, study: dict, t_start: float) -> None:

@@ -109,6 +109,32 @@ def _agreement_table(study: dict, block: str) -> list[str]:
     return out + [""]
 
 
+RANGE_SHORT = {"above_range": "above the range", "below_range": "below the range", "inside_range": "inside",
+               "no_ci": "no CI", "missing": "—"}
+
+
+def _range_table(study: dict, block: str) -> list[str]:
+    """Each condition's trained network against the untrained reference range (``--untrained-seeds``)."""
+    ref = (study.get("untrained_reference") or {}).get("blocks", {}).get(block)
+    if not ref:
+        return []
+    n = (study.get("untrained_reference") or {}).get("seeds")
+    out = [f"**{block}: against {n} untrained networks** (seeds 0 … {n - 1}; each condition's 95% CI against "
+           "their range)\n",
+           "| condition | seed | vector strength trained | untrained range | verdict | classic DSI trained | "
+           "untrained range | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for c in study.get("conditions", []):
+        t = (((c.get("metrics") or {}).get(block) or {}).get("trained")) or {}
+        rv = (c.get("range_verdicts") or {}).get(block) or {}
+        cells = []
+        for k in (DIRECTION_HEADLINE, "dsi_median"):
+            r = (rv.get(k) or {}).get("range")
+            cells += [_ci(t, k), "—" if not r else f"{format_value(k, r[0])}–{format_value(k, r[1])}",
+                      RANGE_SHORT.get((rv.get(k) or {}).get("verdict"), "—")]
+        out.append(f"| {c.get('label', c.get('name'))} | {c.get('seed')} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def study_markdown(study: dict, block: str | None = None) -> str:
     """Per block: whether the seeds agree (when a condition has several), the task and the units'
     selectivity against the untrained network (the headline direction measure first), then the map
@@ -117,6 +143,7 @@ def study_markdown(study: dict, block: str | None = None) -> str:
     out = []
     for b in ([block] if block else blocks):
         out += _agreement_table(study, b)
+        out += _range_table(study, b)
         out.append(f"**{b}: task and selectivity**\n")
         out.append("| condition | seed | task loss (below chance) | held-out top-1 | vector strength (blank-sub.) trained "
                    "| untrained | headline | median DSI trained | median DSI untrained "

@@ -88,6 +88,16 @@ def _other_block_rows(conds: list[dict]) -> list[dict]:
     return rows
 
 
+def _range_cell(c: dict) -> dict | None:
+    """The MT headline against the untrained reference range, when the study measured one."""
+    rv = ((c.get("range_verdicts") or {}).get(MT_BLOCK) or {}).get(DIRECTION_HEADLINE)
+    if not rv:
+        return None
+    v = rv.get("verdict")
+    return {"text": (v or "").replace("_", " "), "title": rv.get("text", ""),
+            "css": {"above_range": "above", "below_range": "below"}.get(v, "na")}
+
+
 def study_view(study: Path) -> dict:
     """Everything the study template shows, read from study.json (and the conditions' run.json)."""
     study = Path(study)
@@ -112,7 +122,8 @@ def study_view(study: Path) -> dict:
                      "frac_trained": format_with_ci(tr, "fraction_direction_selective"),
                      "frac_untrained": format_with_ci(un, "fraction_direction_selective"),
                      "metrics": [f"{format_value(k, get(tr, k))} / {format_value(k, get(un, k))}" for k in shown],
-                     "task": [tc.get(k, "") for k in task_keys], "link": _cond_link(study, c)})
+                     "task": [tc.get(k, "") for k in task_keys], "link": _cond_link(study, c),
+                     "range": _range_cell(c)})
     orows = _other_block_rows(conds)
     controls = s.get("controls")
     control_rows = None
@@ -138,6 +149,7 @@ def study_view(study: Path) -> dict:
         "columns": [metric(k).column for k in shown], "task_keys": task_keys, "rows": rows,
         "other_columns": [metric(k).column for k in OTHER_BLOCK_KEYS],
         "other_rows": orows, "seed_agreement": seed_agreement(s, MT_BLOCK), "controls": control_rows,
+        "reference_seeds": (s.get("untrained_reference") or {}).get("seeds"),
         "controls_raw": json.dumps(controls, indent=2, default=str) if controls and control_rows is None else None,
         "figure_groups": groups, "n_images": n_images, "convention": DIRECTION_CONVENTION,
         "batchnorm": s.get("batchnorm"),
