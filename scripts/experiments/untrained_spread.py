@@ -1,8 +1,8 @@
 """How direction selective is an *untrained* network, seed by seed? (docs/results.md §1, seed 1)
 
-    python scripts/experiments/untrained_spread.py OUT.json SEED [SEED ...] [key=value ...]
+    [PRESET=demo] python scripts/experiments/untrained_spread.py OUT.json SEED [SEED ...] [key=value ...]
 
-For each seed, the network the `study` preset's seed starts from (``seed_config``: train.seed = s,
+For each seed, the network the preset's seed starts from (``PRESET``, default ``study``) (``seed_config``: train.seed = s,
 data.seed = base + s; the same initial weights as the study's ``init`` checkpoint of that seed) is
 measured exactly as the study measures its untrained control (``evaluate_network``: BatchNorm
 re-estimated on that seed's generated clips, drifting gratings, measurement 3) in the analysed
@@ -34,7 +34,8 @@ KEYS = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective", "n_res
 def main(out: str, *args: str) -> int:
     torch.set_num_threads(int(os.environ.get("NT", "1")))
     seeds = [int(a) for a in args if "=" not in a]
-    base = load_config("study", overrides=[a for a in args if "=" in a])
+    preset = os.environ.get("PRESET", "study")
+    base = load_config(preset, overrides=[a for a in args if "=" in a])
     blocks = list(base.ephys.blocks)
     positions = cached_model_positions(width=base.model.width, frames=base.data.frames, size=base.data.size, blocks=blocks,
                                        sheets=sheets_from_config(base.topography), seed=base.topography.position_seed,
@@ -52,7 +53,7 @@ def main(out: str, *args: str) -> int:
               f"classic DSI {mt['dsi_median']:.3f}, fraction DS {mt['fraction_direction_selective']:.3f}, "
               f"responsive {mt['n_responsive']} ({time.time() - t:.0f} s)", flush=True)
         with open(out, "w") as f:
-            json.dump({"preset": "study", "blocks": blocks, "seeds": rows}, f, indent=1, default=float)
+            json.dump({"preset": preset, "blocks": blocks, "seeds": rows}, f, indent=1, default=float)
     return 0
 
 
