@@ -174,3 +174,24 @@ def test_every_emergence_variant_starts_from_the_papers_moco():
     assert not paper.moco.reverse_negatives and paper.moco.motion_negatives == 0
     assert reverse.moco.reverse_negatives and reverse.with_overrides(["moco.reverse_negatives=false"]) == paper
     assert mneg.moco.motion_negatives == 4 and not mneg.moco.reverse_negatives
+
+
+def test_emergence_judges_its_runs_against_the_untrained_range(tmp_path):
+    """`--untrained-seeds` in sweep / emergence: the reference's seed-0 network is the run's own
+    untrained control (same weights, same measurement), and every row carries its range verdict."""
+    base = load_config("smoke", overrides=["optim.max_steps=2"])
+    study = run_study("emergence", base, emergence_conditions(["paper"]), tmp_path / "em", seeds=1, progress=False,
+                      blocks=["layer3.1"], readout=False, ephys_overrides=FAST, untrained_seeds=2)
+    (entry,) = study["conditions"]
+    ref = study["untrained_reference"]["blocks"]["layer3.1"]["dsi_median"]
+    assert len(ref) == 2 and ref[0] == pytest.approx(entry["metrics"]["layer3.1"]["untrained"]["dsi_median"])
+    verdict = entry["range_verdicts"]["layer3.1"]["dsi_median"]
+    assert verdict["verdict"] in ("above_range", "below_range", "inside_range") and verdict["range"] == [min(ref), max(ref)]
+
+
+def test_rows_of_another_clip_size_get_no_range_verdict():
+    from stdann.orchestration.runner import _geometry
+
+    base = load_config("smoke")
+    paper, frames16 = (base.with_overrides(c.overrides) for c in emergence_conditions(["paper", "frames16"]))
+    assert _geometry(paper) == _geometry(base) and _geometry(frames16) != _geometry(base)

@@ -25,7 +25,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", nargs="+", choices=BLOCK_NAMES, metavar="BLOCK", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--steps", type=count(2), help="training steps per run (shortcut for optim.max_steps)")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe (task performance)")
+    p.add_argument("--untrained-seeds", type=_untrained_seeds, default=0, metavar="N",
+                   help="judge every run against the range of the untrained networks of seeds 0 … N-1 too "
+                        "(docs/emergence.md §13) [default: 0, none; else at least 2]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _untrained_seeds(text: str) -> int:
+    n = int(text) if text.strip().lstrip("-").isdigit() else -1
+    if n < 0 or n == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (none) or at least 2 (a range), got {text!r}")
+    return n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +95,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
-                      untrained_rows=args.untrained)
+                      untrained_rows=args.untrained, untrained_seeds=args.untrained_seeds)
     _finish(study, out)
     return 0
 
@@ -96,6 +106,7 @@ def run_emergence(args: argparse.Namespace) -> int:
     cfg = cfg.with_overrides([f"train.snapshot_every={every}"])
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     study = run_study("emergence", cfg, emergence_conditions(names, args.alpha), Path(args.out), seeds=args.seeds,
-                      progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True)
+                      progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True,
+                      untrained_seeds=args.untrained_seeds)
     _finish(study, Path(args.out))
     return 0

@@ -96,8 +96,9 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
         entry = distributed.on_main(f"measuring {run.root}", lambda: _measure(pc, run, blocks, plan, untrained, time.time() - t))
         if distributed.is_main():
             rows = [entry] + ([control_row(entry)] if pc.control_after else [])
+            judged = reference is not None and _geometry(pc.cfg) == _geometry(plan.base)  # same network shape and clips
             for row in rows:
-                add_condition(study, {**row, "range_verdicts": range_verdicts(row, reference)} if reference else row)
+                add_condition(study, {**row, "range_verdicts": range_verdicts(row, reference)} if judged else row)
             _write(folder, study, t_study)
 
     def finish() -> dict:
@@ -127,6 +128,12 @@ def _measure(pc: PlannedCondition, run: RunFolder, blocks: list[str], plan: Stud
 
 
 REFERENCE_FILE = "untrained_reference.json"
+
+
+def _geometry(cfg: Config) -> tuple:
+    """What the untrained reference (made from the study's base configuration) must share with a row
+    to judge it: the network and the clips it is measured with."""
+    return cfg.model.arch, cfg.model.width, cfg.data.frames, cfg.data.size
 
 
 def _reference(plan: StudyPlan, folder: RunFolder, blocks: list[str], log) -> dict:

@@ -45,9 +45,11 @@ def _make(cond: Condition, cfg: Config, run_dir: Path):
 
 def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
                blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
-               ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False) -> StudyPlan:
+               ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False,
+               untrained_seeds: int = 0) -> StudyPlan:
     """Every condition at every seed, each in ``out/<condition>/seed<k>/``; with ``untrained_rows``
-    the untrained network of the α = 0 runs (else of the first condition) as rows of their own."""
+    the untrained network of the α = 0 runs (else of the first condition) as rows of their own; with
+    ``untrained_seeds`` every row is judged against that many untrained networks' range too."""
     rows = []
     with_control = [c for c in conditions if c.alpha == 0.0] or conditions[:1]
     for cond in conditions:
@@ -60,16 +62,18 @@ def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | 
                 line=f"[stdann {kind}] {cond.name} seed {seed}", alpha=cond.alpha, mode=cond.mode,
                 overrides=list(cond.overrides), snapshots=snapshots, control_after=untrained_rows and cond in with_control))
     return StudyPlan(kind=kind, base=base, conditions=rows, seeds=seeds, blocks=list(blocks or []), readout=readout,
-                     ephys_overrides=dict(ephys_overrides or {}), header=dict(extra or {}))
+                     ephys_overrides=dict(ephys_overrides or {}), header=dict(extra or {}), untrained_seeds=untrained_seeds)
 
 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
               progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
-              ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False) -> dict:
+              ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False,
+              untrained_seeds: int = 0) -> dict:
     """Run (or continue) every condition and seed (:func:`study_plan`) with the one study runner;
     returns the study as written to ``study.json``, on every rank under torchrun."""
     plan = study_plan(kind, base, conditions, out, seeds=seeds, blocks=blocks, readout=readout, snapshots=snapshots,
-                      ephys_overrides=ephys_overrides, extra=extra, untrained_rows=untrained_rows)
+                      ephys_overrides=ephys_overrides, extra=extra, untrained_rows=untrained_rows,
+                      untrained_seeds=untrained_seeds)
     return run_plan(plan, out, progress=progress)
 
 
