@@ -22,11 +22,8 @@ import torch
 
 from stdann.config import load_config
 from stdann.ephys.registry import DIRECTION_HEADLINE, ci, get
-from stdann.orchestration.conditions import seed_config
+from stdann.orchestration.conditions import reference_positions, seed_config, untrained_network
 from stdann.orchestration.run_analysis import evaluate_network
-from stdann.topography import sheets_from_config
-from stdann.topography.cache import cached_model_positions
-from stdann.training.step import build_network
 
 KEYS = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective", "n_responsive")
 
@@ -37,16 +34,12 @@ def main(out: str, *args: str) -> int:
     preset = os.environ.get("PRESET", "study")
     base = load_config(preset, overrides=[a for a in args if "=" in a])
     blocks = list(base.ephys.blocks)
-    positions = cached_model_positions(width=base.model.width, frames=base.data.frames, size=base.data.size, blocks=blocks,
-                                       sheets=sheets_from_config(base.topography), seed=base.topography.position_seed,
-                                       n_windows=base.topography.n_windows)
+    positions = reference_positions(base, blocks)
     rows = {}
     for s in seeds:
         t = time.time()
         cfg = seed_config(base, s)
-        torch.manual_seed(cfg.train.seed)  # as the trainer builds a run's network (training.step.build_model)
-        net = build_network(cfg).backbone.eval()
-        res = evaluate_network(net, cfg, positions, blocks, "cpu")
+        res = evaluate_network(untrained_network(cfg), cfg, positions, blocks, "cpu")
         rows[s] = {b: {k: get(res[b], k) for k in KEYS} | {f"{k}_ci": ci(res[b], k) for k in KEYS[:3]} for b in blocks}
         mt = rows[s]["layer3.1"]
         print(f"seed {s}: MT vector strength {mt[DIRECTION_HEADLINE]:.3f} {mt[DIRECTION_HEADLINE + '_ci']}, "

@@ -8,6 +8,7 @@ from pathlib import Path
 from stdann import distributed
 from stdann.cli.common import add_config_args, config_from_args, count
 from stdann.models.r3d import BLOCK_NAMES
+from stdann.orchestration.runner import untrained_seeds_problem
 from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
 from stdann.reports.html import write_report
 
@@ -32,9 +33,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _untrained_seeds(text: str) -> int:
-    n = int(text) if text.strip().lstrip("-").isdigit() else -1
-    if n < 0 or n == 1:
-        raise argparse.ArgumentTypeError(f"must be 0 (none) or at least 2 (a range), got {text!r}")
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if untrained_seeds_problem(n):
+        raise argparse.ArgumentTypeError(untrained_seeds_problem(n))
     return n
 
 

@@ -120,20 +120,30 @@ def control_row(entry: dict) -> dict:
             "task": {"probe_trained": (entry.get("task") or {}).get("probe_untrained")}}
 
 
+def untrained_network(cfg: Config):
+    """The backbone a run of ``cfg`` starts from (seeded from ``train.seed`` as
+    :func:`stdann.training.step.build_model` seeds it), on the CPU, in eval mode."""
+    torch.manual_seed(cfg.train.seed)
+    return build_network(cfg).backbone.eval()
+
+
+def reference_positions(cfg: Config, blocks: list[str]) -> dict:
+    """Retinotopic positions of ``cfg``'s network (unit-level metrics do not depend on them)."""
+    return cached_model_positions(width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size, blocks=blocks,
+                                  sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
+                                  n_windows=cfg.topography.n_windows)
+
+
 def untrained_reference(base: Config, seeds: int, blocks: list[str], ephys_overrides: dict | None = None) -> dict:
     """(main process) The networks seeds 0 … ``seeds`` − 1 of ``base`` start from (the weights the
     trainer builds for ``seed_config(base, s)``), measured as a study measures its untrained control;
     returns ``{"seeds": n, "blocks": {block: {key: [value per seed]}}}`` for :data:`REFERENCE_KEYS`."""
     device = resolve_device(base.train.device)
-    positions = cached_model_positions(width=base.model.width, frames=base.data.frames, size=base.data.size,
-                                       blocks=blocks, sheets=sheets_from_config(base.topography),
-                                       seed=base.topography.position_seed, n_windows=base.topography.n_windows)
+    positions = reference_positions(base, blocks)
     out: dict[str, Any] = {"seeds": int(seeds), "blocks": {b: {k: [] for k in REFERENCE_KEYS} for b in blocks}}
     for s in range(int(seeds)):
         cfg = seed_config(base, s)
-        torch.manual_seed(cfg.train.seed)  # as the trainer builds a run's network (training.step.build_model)
-        net = build_network(cfg).backbone.to(device).eval()
-        res = evaluate_network(net, cfg, positions, blocks, device, ephys_overrides)
+        res = evaluate_network(untrained_network(cfg).to(device), cfg, positions, blocks, device, ephys_overrides)
         for b in blocks:
             for k in REFERENCE_KEYS:
                 out["blocks"][b][k].append(get(res[b], k))

@@ -48,7 +48,7 @@ from stdann import distributed
 from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
+from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan, untrained_seeds_problem
 from stdann.orchestration.conditions import seed_config
 from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage
 from stdann.runs.checkpoint import load_backbone
@@ -89,8 +89,8 @@ class ProtocolPlan:
                              ("lever α", self.lever_alphas)):
             if any(not math.isfinite(a) or a < 0 for a in values):
                 raise ConfigError(f"{what} values must be finite and >= 0, got {list(values)}")
-        if self.untrained_seeds < 0 or self.untrained_seeds == 1:
-            raise ConfigError(f"untrained seeds must be 0 (none) or at least 2 (a range), got {self.untrained_seeds}")
+        if untrained_seeds_problem(self.untrained_seeds):  # checked here too: before a --background study detaches
+            raise ConfigError(untrained_seeds_problem(self.untrained_seeds))
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         if self.positive_objective not in SUPERVISED:

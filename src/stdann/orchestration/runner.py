@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stdann import distributed
-from stdann.config import Config
+from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
 from stdann.ephys.analyze import MEASUREMENT_VERSION
@@ -51,6 +51,12 @@ class PlannedCondition:
     control_after: bool = False  # add this run's untrained network as a row of its own after it
 
 
+def untrained_seeds_problem(n: int) -> str | None:
+    """Why ``n`` cannot be a study's number of untrained reference networks, or None (0 = none; a
+    range needs at least 2)."""
+    return None if n == 0 or n >= 2 else f"untrained seeds must be 0 (none) or at least 2 (a range), got {n}"
+
+
 @dataclass
 class StudyPlan:
     kind: str  # study.json's kind: sweep (α rows; `stdann study` too) | emergence
@@ -62,6 +68,10 @@ class StudyPlan:
     ephys_overrides: dict = field(default_factory=dict)
     header: dict = field(default_factory=dict)  # more study.json fields (e.g. the protocol)
     untrained_seeds: int = 0  # measure this many untrained networks (seeds 0 …) as the reference range
+
+    def __post_init__(self) -> None:
+        if untrained_seeds_problem(self.untrained_seeds):
+            raise ConfigError(untrained_seeds_problem(self.untrained_seeds))
 
 
 def run_plan(plan: StudyPlan, out: str | Path, *, progress: bool = True, log: Callable[[str], Any] = print) -> dict:
