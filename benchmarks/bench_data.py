@@ -31,7 +31,7 @@ import torch
 from stdann.config import load_config
 from stdann.data.cache import CacheStore, build_cache
 from stdann.data.folder import torchcodec_problem
-from stdann.data.loader import StepReader, _FolderStore, build_pair_source
+from stdann.data.loader import FolderStore, StepReader, build_pair_source
 
 
 def encode(path: Path, frames: int, h: int = 240, w: int = 320, seed: int = 0) -> None:
@@ -115,10 +115,10 @@ def main() -> int:
         t = time.perf_counter()
         build_cache(vids, tmp / "cache", cfg, workers=args.workers, progress=False)
         print(f"cache build ({args.workers} processes): {time.perf_counter() - t:.1f} s")
-        readers = {"PyAV on the fly (baseline)": StepReader(folder, _FolderStore(folder), B, 0, 0)}
+        readers = {"PyAV on the fly (baseline)": StepReader(folder, FolderStore(folder), B, 0, 0)}
         if not problem:
             tc = replace(folder, decoder="torchcodec")
-            readers["torchcodec on the fly"] = StepReader(tc, _FolderStore(tc), B, 0, 0)
+            readers["torchcodec on the fly"] = StepReader(tc, FolderStore(tc), B, 0, 0)
         readers["cache (memory-mapped uint8)"] = StepReader(cfg, CacheStore(tmp / "cache"), B, 0, 0)
         got = per_core(readers, args.batches, clips)
         table("Part 1: reading a step's clips on ONE core (a data worker's work)",

@@ -106,7 +106,7 @@ def folder_index(cfg: DataConfig, collective: bool = False) -> FolderIndex:
     return _INDEXES[key]
 
 
-class _FolderStore:
+class FolderStore:
     """Videos of a folder as items (decoded on demand)."""
 
     def __init__(self, cfg: DataConfig, collective: bool = False):
@@ -301,7 +301,7 @@ class VideoPairSource:
         self.cfg, self.batch_size, self.seed, self.rank, self.world_size = cfg, int(batch_size), int(seed), int(rank), int(world_size)
         self.device = as_device(device)
         if store is None:
-            store = CacheStore(cfg.root) if cfg.source == "cache" else _FolderStore(cfg, collective=self.world_size > 1)
+            store = CacheStore(cfg.root) if cfg.source == "cache" else FolderStore(cfg, collective=self.world_size > 1)
         self.store = store
         self.reader = StepReader(cfg, store, batch_size, seed, rank)
         self.failed: dict[int, str] = {}
