@@ -165,6 +165,17 @@ def test_sweep_untrained_rows_are_planned_and_a_held_study_folder_is_refused(tmp
     assert not (out / "study.json").exists() and not (out / "alpha_0").exists()
 
 
+def test_a_later_first_seed_adds_seeds_without_repeating_the_first(tmp_path):
+    """`--first-seed K`: seeds K … K+N-1, each with its own initialisation and data seed and folder, the
+    same configurations a study of K+N seeds gives its last N."""
+    base = load_config("smoke")
+    later = study_plan("emergence", base, emergence_conditions(["paper"]), tmp_path, seeds=2, first_seed=1)
+    whole = study_plan("emergence", base, emergence_conditions(["paper"]), tmp_path, seeds=3)
+    assert [r.seed for r in later.conditions] == [1, 2]
+    assert [r.cfg for r in later.conditions] == [r.cfg for r in whole.conditions[1:]]
+    assert later.conditions[0].cfg.train.seed == 1 and later.conditions[0].cfg.data.seed == base.data.seed + 1
+
+
 def test_every_emergence_variant_starts_from_the_papers_moco():
     """The demo preset turns time-reversed negatives on; `paper` must still be the paper's MoCo, and
     `reverse` differ from it by the reversed negatives alone."""

@@ -23,6 +23,9 @@ def _floats(text: str) -> list[float]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="study folder (one run folder per condition and seed)")
     p.add_argument("--seeds", type=count(1), default=1, help="seeds per condition [default: 1]")
+    p.add_argument("--first-seed", type=count(0), default=0, metavar="K",
+                   help="run seeds K … K+seeds-1 (add seeds to a study folder, e.g. from a second process) "
+                        "[default: 0]")
     p.add_argument("--blocks", nargs="+", choices=BLOCK_NAMES, metavar="BLOCK", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--steps", type=count(2), help="training steps per run (shortcut for optim.max_steps)")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe (task performance)")
@@ -99,7 +102,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
-                      untrained_rows=args.untrained, untrained_seeds=args.untrained_seeds)
+                      untrained_rows=args.untrained, untrained_seeds=args.untrained_seeds, first_seed=args.first_seed)
     _finish(study, out)
     return 0
 
@@ -111,6 +114,6 @@ def run_emergence(args: argparse.Namespace) -> int:
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     study = run_study("emergence", cfg, emergence_conditions(names, args.alpha), Path(args.out), seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True,
-                      untrained_seeds=args.untrained_seeds)
+                      untrained_seeds=args.untrained_seeds, first_seed=args.first_seed)
     _finish(study, Path(args.out))
     return 0

@@ -46,8 +46,10 @@ def _make(cond: Condition, cfg: Config, run_dir: Path):
 def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
                blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
                ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False,
-               untrained_seeds: int = 0) -> StudyPlan:
-    """Every condition at every seed, each in ``out/<condition>/seed<k>/``; with ``untrained_rows``
+               untrained_seeds: int = 0, first_seed: int = 0) -> StudyPlan:
+    """Every condition at seeds ``first_seed`` … ``first_seed + seeds - 1``, each in
+    ``out/<condition>/seed<k>/`` (a later first seed adds seeds to a study, e.g. from a second
+    process, without repeating the first ones); with ``untrained_rows``
     the untrained network of the α = 0 runs (else of the first condition) as rows of their own; with
     ``untrained_seeds`` every row is judged against that many untrained networks' range too."""
     rows = []
@@ -55,7 +57,7 @@ def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | 
     for cond in conditions:
         if cond.mode not in ("recipe", "train"):
             raise ValueError(f"unknown condition mode {cond.mode!r}")
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             cfg = base.with_overrides(cond.overrides + [f"train.seed={seed}", f"data.seed={base.data.seed + seed}"])
             rows.append(PlannedCondition(
                 name=cond.name, label=cond.label, seed=seed, cfg=cfg, make=_make(cond, cfg, Path(out) / cond.name / f"seed{seed}"),
@@ -68,12 +70,12 @@ def study_plan(kind: str, base: Config, conditions: list[Condition], out: str | 
 def run_study(kind: str, base: Config, conditions: list[Condition], out: str | Path, *, seeds: int = 1,
               progress: bool = True, blocks: list[str] | None = None, readout: bool = True, snapshots: bool = False,
               ephys_overrides: dict | None = None, extra: dict | None = None, untrained_rows: bool = False,
-              untrained_seeds: int = 0) -> dict:
+              untrained_seeds: int = 0, first_seed: int = 0) -> dict:
     """Run (or continue) every condition and seed (:func:`study_plan`) with the one study runner;
     returns the study as written to ``study.json``, on every rank under torchrun."""
     plan = study_plan(kind, base, conditions, out, seeds=seeds, blocks=blocks, readout=readout, snapshots=snapshots,
                       ephys_overrides=ephys_overrides, extra=extra, untrained_rows=untrained_rows,
-                      untrained_seeds=untrained_seeds)
+                      untrained_seeds=untrained_seeds, first_seed=first_seed)
     return run_plan(plan, out, progress=progress)
 
 
