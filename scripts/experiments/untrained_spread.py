@@ -22,8 +22,8 @@ import torch
 
 from stdann.config import load_config
 from stdann.ephys.registry import DIRECTION_HEADLINE, ci, get
-from stdann.orchestration.conditions import reference_positions, seed_config, untrained_network
-from stdann.orchestration.run_analysis import evaluate_network
+from stdann.orchestration.reference import reference_positions, seed_config, untrained_network
+from stdann.orchestration.measure import evaluate_network
 
 KEYS = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective", "n_responsive")
 

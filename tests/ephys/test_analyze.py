@@ -195,3 +195,41 @@ def test_axis_groups_cover_every_unit_once():
     g = axis_groups(a)
     assert (g["horizontal"] ^ g["vertical"]).all()
     assert g["horizontal"][a < 45].all() and g["vertical"][(a > 45) & (a < 135)].all() and g["horizontal"][a > 135].all()
+
+
+@pytest.mark.heavy
+def test_analyze_judges_the_run_against_the_untrained_range(run_dir, tmp_path):
+    """`stdann analyze --untrained-seeds N`: the untrained networks of seeds 0 … N-1 are measured as
+    the control is (seed 0's is the run's own control when the run starts from the trainer's seed-0
+    network), every block gets its range verdicts, and metrics.json, `report --markdown`, the HTML
+    report and the printed summary show them."""
+    from stdann.cli.main import main
+    from stdann.ephys.verdicts import untrained_range_verdict
+    from stdann.ephys.registry import ci, get
+    from stdann.orchestration.reference import REFERENCE_KEYS, untrained_network
+    from stdann.reports.html import write_report
+    from stdann.reports.markdown import markdown_for
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("metrics.json", "tables", "figures", "report.html"))
+    cfg = load_config("smoke", overrides=[f"ephys.blocks={BLOCKS}".replace("'", "")])
+    saved = torch.load(run / "checkpoints" / "init.pt", weights_only=True)
+    torch.save({**saved, "backbone": untrained_network(cfg).state_dict()}, run / "checkpoints" / "init.pt")
+    assert main(["analyze", str(run), "--untrained-seeds", "2", "--no-figures", "--no-progress"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    ref = m["untrained_reference"]
+    assert ref["seeds"] == 2 and set(ref["blocks"]) == set(BLOCKS) and "untrained_range" in m["rules"]
+    for b in BLOCKS:
+        entry = m["blocks"][b]
+        for k in REFERENCE_KEYS:
+            values = ref["blocks"][b][k]
+            assert len(values) == 2 and values[0] == pytest.approx(get(entry["untrained"], k), abs=1e-6)
+            rv = entry["range_verdicts"][k]
+            assert rv["verdict"] == untrained_range_verdict(get(entry["trained"], k), ci(entry["trained"], k), values)
+            assert rv["range"] == [min(values), max(values)]
+    md = markdown_for(run)
+    assert "Against 2 untrained networks" in md and md.count("| layer3.1 |") == 2
+    (run / "config.yaml").write_text(cfg.to_yaml())  # a run folder as `stdann train` leaves it, for the report
+    assert "untrained networks of the reference" in write_report(run).read_text()
+    with pytest.raises(SystemExit):
+        main(["analyze", str(run), "--untrained-seeds", "1"])

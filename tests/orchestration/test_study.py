@@ -17,7 +17,7 @@ from stdann.config import load_config
 from stdann.ephys.analyze import MEASUREMENT_VERSION
 from stdann.ephys.recording import calibrate_batchnorm
 from stdann.models import r3d_18
-from stdann.orchestration.run_analysis import evaluate_network
+from stdann.orchestration.measure import evaluate_network
 from stdann.orchestration.study import emergence_conditions, run_study, study_plan, sweep_conditions
 from stdann.runs.errors import FolderInUse
 from stdann.topography import init_model_positions

@@ -38,6 +38,14 @@ def test_background_child_gets_the_same_plan():
     again = parse(*argv[2:])
     assert again.positive_control == "0,0.25" and again.positive_objective == "supervised_direction"
     assert "data.frames=16" in again.overrides
+    # every option reaches the child (a new option forgotten in _argv_of fails here)
+    full = parse("--alphas", "0,1", "--seeds", "3", "--no-spatial-only", "--positive-control", "--positive-objective",
+                 "supervised_direction", "--lever", "moco.reverse_negatives=true", "--lever-alphas", "0.25",
+                 "--untrained-seeds", "4", "--blocks", "layer3.1", "--no-readout", "--no-progress", "--background",
+                 "--preset", "smoke", "--set", "optim.max_steps=4", "--debug")
+    child = parse(*study_cli._argv_of(full)[2:])
+    skip = {"background", "out"}
+    assert {k: v for k, v in vars(child).items() if k not in skip} == {k: v for k, v in vars(full).items() if k not in skip}
 
 
 def test_plan_refuses_a_moco_positive_control():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from stdann.cli.common import untrained_seeds
 from stdann.config import section_overrides
 from stdann.ephys.registry import DIRECTION_HEADLINE, NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES
+from stdann.orchestration.demo import range_lines
 from stdann.orchestration.run_analysis import analyze_run
 
 
@@ -33,6 +35,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--no-control", action="store_true",
                    help="skip the untrained control (init.pt); not recommended: selectivity needs its baseline")
+    p.add_argument("--untrained-seeds", type=untrained_seeds, default=None, metavar="N",
+                   help="also measure the untrained networks of seeds 0 … N-1 of the run's configuration and judge "
+                        "each block against their range (docs/emergence.md §13; same as --set untrained_seeds=N) "
+                        "[default: ephys.untrained_seeds of the run, 0 = none]")
     p.add_argument("--no-figures", action="store_true", help="write metrics.json and tables only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
@@ -43,6 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    overrides = section_overrides("ephys", args.overrides)
+    if args.untrained_seeds is not None:
+        overrides["untrained_seeds"] = args.untrained_seeds
     metrics = analyze_run(
         args.run_dir,
         blocks=args.blocks,
@@ -53,10 +62,12 @@ def run(args) -> int:
         device=args.device,
         control=not args.no_control,
         figures=not args.no_figures,
-        ephys_overrides=section_overrides("ephys", args.overrides),
+        ephys_overrides=overrides,
     )
     for b, entry in metrics["blocks"].items():
         print(f"{b}  " + " | ".join(_network_line(label, entry[label]) for label in NETWORKS if label in entry))
+    for line in range_lines(metrics):
+        print(line)
     for n in metrics.get("notes", []):
         print("note:", n)
     print(f"wrote {args.out or args.run_dir}/metrics.json")

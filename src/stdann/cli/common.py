@@ -6,6 +6,18 @@ from __future__ import annotations
 import argparse
 
 from stdann.config import PRESETS, load_config
+from stdann.ephys.verdicts import untrained_seeds_problem
+
+
+def untrained_seeds(text: str) -> int:
+    """An argparse type: the number of untrained reference networks, 0 (none) or at least 2."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if untrained_seeds_problem(n):
+        raise argparse.ArgumentTypeError(untrained_seeds_problem(n))
+    return n
 
 
 def count(minimum: int = 0):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from stdann import cpu
-from stdann.cli.common import add_config_args, config_from_args
+from stdann.cli.common import add_config_args, config_from_args, untrained_seeds
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.protocol import DEFAULT_ALPHAS, ProtocolPlan, run_protocol
 from stdann.orchestration.recipe import step_split
@@ -67,11 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--lever-alphas; rows and folders lever_*")
     p.add_argument("--lever-alphas", type=_floats, default=None, metavar="ALPHAS",
                    help="α values of the lever's joint runs [default with --lever: 0 and topography.alpha]")
-    p.add_argument("--untrained-seeds", type=int, default=0, metavar="N",
+    p.add_argument("--untrained-seeds", type=untrained_seeds, default=None, metavar="N",
                    help="measure the untrained networks of seeds 0 … N-1 (about half a minute each at the study preset) "
                         "and judge every condition against their range as well as against its own seed's untrained "
                         "network: between seeds an untrained network's selectivity moves far more than one network's "
-                        "confidence interval (docs/results.md §1) [default: 0, none; else at least 2]")
+                        "confidence interval (docs/emergence.md §13) [default: ephys.untrained_seeds; 0 = none, "
+                        "else at least 2]")
     p.add_argument("--blocks", nargs="+", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe")
     p.add_argument("--background", action="store_true",
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     plan = ProtocolPlan(alphas=tuple(args.alphas), seeds=args.seeds, spatial_only=not args.no_spatial_only,
                         blocks=list(args.blocks or []), positive_control=positive_alphas(args.positive_control, cfg),
                         positive_objective=args.positive_objective, lever=tuple(args.lever),
-                        untrained_seeds=args.untrained_seeds,
+                        untrained_seeds=cfg.ephys.untrained_seeds if args.untrained_seeds is None else args.untrained_seeds,
                         lever_alphas=(tuple(args.lever_alphas) if args.lever_alphas else
                                       tuple(dict.fromkeys((0.0, float(cfg.topography.alpha)))) if args.lever else ()))
     pre, joint = step_split(cfg)
@@ -167,4 +168,10 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         argv.append("--no-readout")
     if args.blocks:
         argv += ["--blocks", *args.blocks]
+    if args.untrained_seeds is not None:
+        argv += ["--untrained-seeds", str(args.untrained_seeds)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    if getattr(args, "debug", False):
+        argv.append("--debug")
     return argv

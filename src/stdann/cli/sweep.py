@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from stdann import distributed
-from stdann.cli.common import add_config_args, config_from_args, count
+from stdann.cli.common import add_config_args, config_from_args, count, untrained_seeds
 from stdann.models.r3d import BLOCK_NAMES
-from stdann.orchestration.runner import untrained_seeds_problem
 from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
 from stdann.reports.html import write_report
 
@@ -29,20 +28,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", nargs="+", choices=BLOCK_NAMES, metavar="BLOCK", help="blocks to analyse [default: ephys.blocks]")
     p.add_argument("--steps", type=count(2), help="training steps per run (shortcut for optim.max_steps)")
     p.add_argument("--no-readout", action="store_true", help="skip the linear motion probe (task performance)")
-    p.add_argument("--untrained-seeds", type=_untrained_seeds, default=0, metavar="N",
+    p.add_argument("--untrained-seeds", type=untrained_seeds, default=None, metavar="N",
                    help="judge every run against the range of the untrained networks of seeds 0 … N-1 too "
-                        "(docs/emergence.md §13) [default: 0, none; else at least 2]")
+                        "(docs/emergence.md §13) [default: ephys.untrained_seeds; 0 = none, else at least 2]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _untrained_seeds(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if untrained_seeds_problem(n):
-        raise argparse.ArgumentTypeError(untrained_seeds_problem(n))
-    return n
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,12 +86,18 @@ def _finish(study: dict, out: Path) -> None:
     print(f"[stdann] study written: {out / 'study.json'}; report: {path}")
 
 
+def _reference_seeds(args: argparse.Namespace, cfg) -> int:
+    """``--untrained-seeds``, else the configuration's ``ephys.untrained_seeds``."""
+    return cfg.ephys.untrained_seeds if args.untrained_seeds is None else args.untrained_seeds
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     cfg = _base(args)
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
-                      untrained_rows=args.untrained, untrained_seeds=args.untrained_seeds, first_seed=args.first_seed)
+                      untrained_rows=args.untrained, untrained_seeds=_reference_seeds(args, cfg),
+                      first_seed=args.first_seed)
     _finish(study, out)
     return 0
 
@@ -114,6 +109,6 @@ def run_emergence(args: argparse.Namespace) -> int:
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     study = run_study("emergence", cfg, emergence_conditions(names, args.alpha), Path(args.out), seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True,
-                      untrained_seeds=args.untrained_seeds, first_seed=args.first_seed)
+                      untrained_seeds=_reference_seeds(args, cfg), first_seed=args.first_seed)
     _finish(study, Path(args.out))
     return 0

@@ -61,4 +61,9 @@ class EphysConfig:
     # batches, and the comparison mixes learned weights with BatchNorm state. 0 = keep the stored
     # running statistics.
     bn_calibration_clips: int = 256
+    # The untrained reference of `stdann analyze` (and the demo): besides the run's own untrained control, the
+    # networks seeds 0 .. N-1 of the run's configuration start from, measured the same way; each block then gets a
+    # verdict against their range (above only when its CI lies above all N). Between seeds the untrained networks'
+    # MT selectivity moves ~10x further than one network's CI (docs/emergence.md §13). 0 = none; else >= 2.
+    untrained_seeds: int = 0
     seed: int = 0

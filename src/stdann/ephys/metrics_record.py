@@ -63,6 +63,11 @@ def rules(ecfg) -> dict[str, str]:
         "confidence_intervals": "95%, exact: medians by order statistics (binomial, distribution-free), fractions "
                                 "by Clopper-Pearson",
         "trained_vs_untrained": "above / below when the two 95% CIs are disjoint, else not distinguishable",
+        "untrained_range": "with ephys.untrained_seeds = N >= 2: the untrained networks of seeds 0 .. N-1 of the run's "
+                           "configuration (train.seed 0 .. N-1, data.seed + s), each measured as the untrained control "
+                           "is; a block is above_range when the trained 95% CI lies above all N values, below_range "
+                           "when below all, else inside_range (blocks -> <block> -> range_verdicts; the values in "
+                           "untrained_reference)",
         "direction_bias": f"R = |mean e^(i pref)| over responsive units; chance = {CHANCE_LEVEL:.0%} quantile of R when "
                           "each channel's units share one direction drawn uniformly at random (weight sharing: a block "
                           "has as many independent full-field tuning curves as channels), exact (Kluyver's formula)",

@@ -61,6 +61,13 @@ RANGE_TEXT = {
 }
 
 
+def untrained_seeds_problem(n) -> str | None:
+    """Why ``n`` cannot be the number of untrained reference networks, or None (0 = no reference;
+    a range needs at least 2)."""
+    ok = isinstance(n, int) and not isinstance(n, bool) and (n == 0 or n >= 2)
+    return None if ok else f"untrained seeds must be 0 (none) or at least 2 (a range), got {n!r}"
+
+
 def untrained_range_verdict(t, t_ci, untrained_values) -> str:
     """``above_range`` / ``below_range`` / ``inside_range`` / ``no_ci`` / ``missing`` for a trained
     value ``t`` with CI ``t_ci`` against the values of several untrained networks (module docstring)."""

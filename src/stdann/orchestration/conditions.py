@@ -9,32 +9,20 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from stdann.config import Config
 from stdann.devices import resolve_device
 from stdann.ephys.analyze import MEASUREMENT_VERSION
-from stdann.ephys.registry import DIRECTION_HEADLINE, ci, get
-from stdann.ephys.verdicts import RANGE_TEXT, untrained_range_verdict
 from stdann.fileio import jsonable, read_json_cache
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.run_analysis import compare_block, evaluate_network, measured_now
+from stdann.orchestration.measure import evaluate_network
+from stdann.orchestration.run_analysis import compare_block, measured_now
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import CONDITION
 from stdann.runs.trainlog import read_log
-from stdann.topography import sheets_from_config
-from stdann.topography.cache import cached_model_positions
 from stdann.training.readout import linear_probe_motion
-from stdann.training.step import build_network
 
 UNTRAINED_SUMMARY = "untrained_summary"  # condition.json's copy of the untrained network's summaries (not in study.json)
-REFERENCE_KEYS = (DIRECTION_HEADLINE, "dsi_median", "fraction_direction_selective")  # judged against the untrained range
-
-
-def seed_config(cfg: Config, seed: int) -> Config:
-    """A study seed's configuration: its own initial weights (train.seed) and data (data.seed)."""
-    return cfg.with_overrides([f"train.seed={seed}", f"data.seed={cfg.data.seed + seed}"])
 
 
 def task_summary(run_dir: Path, cfg: Config) -> dict[str, Any]:
@@ -118,47 +106,3 @@ def control_row(entry: dict) -> dict:
             "alpha": None, "mode": "control", "run_dir": entry["run_dir"],
             "metrics": {b: compare_block(v["untrained"], v["untrained"]) for b, v in entry["metrics"].items()},
             "task": {"probe_trained": (entry.get("task") or {}).get("probe_untrained")}}
-
-
-def untrained_network(cfg: Config):
-    """The backbone a run of ``cfg`` starts from (seeded from ``train.seed`` as
-    :func:`stdann.training.step.build_model` seeds it), on the CPU, in eval mode."""
-    torch.manual_seed(cfg.train.seed)
-    return build_network(cfg).backbone.eval()
-
-
-def reference_positions(cfg: Config, blocks: list[str]) -> dict:
-    """Retinotopic positions of ``cfg``'s network (unit-level metrics do not depend on them)."""
-    return cached_model_positions(width=cfg.model.width, frames=cfg.data.frames, size=cfg.data.size, blocks=blocks,
-                                  sheets=sheets_from_config(cfg.topography), seed=cfg.topography.position_seed,
-                                  n_windows=cfg.topography.n_windows)
-
-
-def untrained_reference(base: Config, seeds: int, blocks: list[str], ephys_overrides: dict | None = None) -> dict:
-    """(main process) The networks seeds 0 … ``seeds`` − 1 of ``base`` start from (the weights the
-    trainer builds for ``seed_config(base, s)``), measured as a study measures its untrained control;
-    returns ``{"seeds": n, "blocks": {block: {key: [value per seed]}}}`` for :data:`REFERENCE_KEYS`."""
-    device = resolve_device(base.train.device)
-    positions = reference_positions(base, blocks)
-    out: dict[str, Any] = {"seeds": int(seeds), "blocks": {b: {k: [] for k in REFERENCE_KEYS} for b in blocks}}
-    for s in range(int(seeds)):
-        cfg = seed_config(base, s)
-        res = evaluate_network(untrained_network(cfg).to(device), cfg, positions, blocks, device, ephys_overrides)
-        for b in blocks:
-            for k in REFERENCE_KEYS:
-                out["blocks"][b][k].append(get(res[b], k))
-    return jsonable(out, inf_as_text=False)
-
-
-def range_verdicts(entry: dict, reference: dict) -> dict:
-    """{block: {key: {"verdict", "text", "range"}}} of a study entry's trained networks against the
-    untrained reference (:func:`stdann.ephys.verdicts.untrained_range_verdict`)."""
-    out = {}
-    for b, values in (reference.get("blocks") or {}).items():
-        trained = ((entry.get("metrics") or {}).get(b) or {}).get("trained") or {}
-        out[b] = {}
-        for k in REFERENCE_KEYS:
-            v = untrained_range_verdict(get(trained, k), ci(trained, k), values.get(k))
-            finite = [x for x in values.get(k) or [] if x is not None]
-            out[b][k] = {"verdict": v, "text": RANGE_TEXT[v], "range": [min(finite), max(finite)] if finite else None}
-    return out

@@ -48,8 +48,9 @@ from stdann import distributed
 from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.models.motion_classifier import SUPERVISED
-from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan, untrained_seeds_problem
-from stdann.orchestration.conditions import seed_config
+from stdann.ephys.verdicts import untrained_seeds_problem
+from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
+from stdann.orchestration.reference import seed_config
 from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder

@@ -17,50 +17,22 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from stdann.config import check_section
-from stdann.data.generator import VideoGenerator
 from stdann.devices import resolve_device
 from stdann.ephys.analyze import MEASUREMENT_VERSION, AnalysisError, analyze_network, check_stimuli, measurement_sets
 from stdann.ephys.metrics_record import block_entry, build_metrics
 from stdann.ephys.macaque import load_reference
 from stdann.ephys.outputs import write_metrics, write_tables
-from stdann.ephys.recording import bn_mode, calibrate_batchnorm
-from stdann.ephys.registry import slim
+from stdann.ephys.recording import bn_mode
 from stdann.ephys.stimuli import directions
 from stdann.fileio import require_writable
+from stdann.orchestration.measure import prepare_network
+from stdann.orchestration.reference import judge_run
 from stdann.reports.figures.run import write_run_figures
 from stdann.runs.checkpoint import load_backbone
 from stdann.runs.folder import RunFolder
 from stdann.topography.positions import load_run_positions
 
-CALIBRATION_SEED = 777_000
 METRICS_FILE = "metrics.json"
-
-
-def calibration_batches(data_cfg, ecfg, device):
-    """The generated naturalistic clips used to re-estimate BatchNorm statistics (fixed seed, so
-    every network sees exactly the same clips)."""
-    gen = VideoGenerator(data_cfg, device=device)
-    total, bs = int(ecfg.bn_calibration_clips), int(ecfg.batch_size)
-    for start in range(0, total, bs):
-        yield gen.generate(min(bs, total - start), seed=CALIBRATION_SEED + start)
-
-
-def prepare_network(model, cfg, ecfg, device) -> None:
-    """Re-estimate the BatchNorm statistics of ``model`` on the calibration clips (when
-    ``ecfg.bn_calibration_clips`` > 0); the model is left in eval mode."""
-    if ecfg.bn_calibration_clips > 0:
-        calibrate_batchnorm(model, calibration_batches(cfg.data, ecfg, device), device=device)
-    model.eval()
-
-
-def evaluate_network(model, cfg, positions: dict, blocks: list[str], device, ephys_overrides: dict | None = None,
-                     stimuli=("gratings",)) -> dict[str, dict]:
-    """{block: slim summary (ephys.registry.slim)} of one network, BatchNorm re-estimated on the
-    same generated clips as every other network (for studies: many networks, no files)."""
-    ecfg = dataclasses.replace(cfg.ephys, **(ephys_overrides or {}))
-    prepare_network(model, cfg, ecfg, device)
-    res = analyze_network(model, positions, blocks, stimuli, ecfg, cfg.data.frames, cfg.data.size, device)
-    return {b: slim(res[b][0]) for b in blocks}
 
 
 def measured_now(entry: dict) -> bool:
@@ -80,7 +52,9 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
                 device="auto", control: bool = True, figures: bool = True, ephys_overrides: dict | None = None) -> dict:
     """Analyse ``RUN/checkpoints/<which>.pt`` and (with ``control``) ``RUN/checkpoints/init.pt``;
     write metrics.json, tables/ and figures/ into ``out_dir`` (default the run folder) and
-    return the metrics dict (as written).
+    return the metrics dict (as written). With ``ephys.untrained_seeds`` = N (the run's config or
+    ``ephys_overrides``) the untrained networks of seeds 0 … N − 1 are measured too and every block
+    gets its verdicts against their range (:mod:`stdann.orchestration.reference`).
 
     The output folder is held (not while another process writes there) and made a stdann folder;
     everything is written into a private staging folder first, then moved into place through its
@@ -100,6 +74,16 @@ def analyze_run(run_dir, blocks=None, stimuli=("gratings",), which: str = "last"
                                ephys_overrides)
             target.publish(staging)
     return metrics
+
+
+def _judge_against_range(metrics: dict, cfg, ecfg, ephys_overrides, progress: bool) -> None:
+    n = int(ecfg.untrained_seeds)
+    bar = tqdm(total=n, desc="untrained reference", unit="network") if progress else None
+    try:
+        judge_run(metrics, cfg, n, ephys_overrides, progress=(lambda s: bar.update(1)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device, control, figures,
@@ -136,6 +120,8 @@ def _analyze(run_dir: Path, out: Path, blocks, stimuli, which, progress, device,
     checkpoints = {"trained": which, **({"untrained": "init"} if "untrained" in nets else {})}
     metrics = build_metrics(results, ecfg, run_dir=run_dir, checkpoints=checkpoints, stimuli=stimuli, frames=frames,
                             size=size, notes=notes)
+    if ecfg.untrained_seeds:
+        _judge_against_range(metrics, cfg, ecfg, ephys_overrides, progress)
     out.mkdir(parents=True, exist_ok=True)
     write_tables(out / "tables", metrics, results)
     if figures:

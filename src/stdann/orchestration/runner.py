@@ -23,12 +23,11 @@ from stdann import distributed
 from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
 from stdann.ephys.recording import bn_mode
-from stdann.ephys.analyze import MEASUREMENT_VERSION
-from stdann.fileio import read_json_cache
+from stdann.ephys.verdicts import untrained_seeds_problem
 from stdann.orchestration.conditions import (
-    UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition, range_verdicts,
-    untrained_reference,
+    UNTRAINED_SUMMARY, add_condition, cached_condition, control_row, evaluate_condition,
 )
+from stdann.orchestration.reference import cached_reference, range_verdicts
 from stdann.orchestration.study_files import study_folder, write_study_figures, write_study_json
 from stdann.runs.folder import RunFolder
 
@@ -49,12 +48,6 @@ class PlannedCondition:
     untrained_group: str | None = None  # rows that share their untrained network's summaries
     snapshots: bool = False  # measure every step_* checkpoint too (emergence)
     control_after: bool = False  # add this run's untrained network as a row of its own after it
-
-
-def untrained_seeds_problem(n: int) -> str | None:
-    """Why ``n`` cannot be a study's number of untrained reference networks, or None (0 = none; a
-    range needs at least 2)."""
-    return None if n == 0 or n >= 2 else f"untrained seeds must be 0 (none) or at least 2 (a range), got {n}"
 
 
 @dataclass
@@ -95,7 +88,9 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
     reference = None
     if plan.untrained_seeds:
         reference = distributed.broadcast_from_main(distributed.on_main(
-            "measuring the untrained reference", lambda: _reference(plan, folder, blocks, log)))
+            "measuring the untrained reference",
+            lambda: cached_reference(folder, plan.base, plan.untrained_seeds, blocks, plan.ephys_overrides or None,
+                                     log=lambda m: log(f"[stdann {plan.kind}] {m}"))))
         study["untrained_reference"] = reference
     untrained: dict[str, dict] = {}  # group -> the untrained network's summaries
     for pc in plan.conditions:
@@ -108,7 +103,7 @@ def _run_plan(plan: StudyPlan, folder: RunFolder, progress: bool, log) -> dict:
             rows = [entry] + ([control_row(entry)] if pc.control_after else [])
             judged = reference is not None and _geometry(pc.cfg) == _geometry(plan.base)  # same network shape and clips
             for row in rows:
-                add_condition(study, {**row, "range_verdicts": range_verdicts(row, reference)} if judged else row)
+                add_condition(study, {**row, "range_verdicts": range_verdicts(row["metrics"], reference)} if judged else row)
             _write(folder, study, t_study)
 
     def finish() -> dict:
@@ -137,28 +132,10 @@ def _measure(pc: PlannedCondition, run: RunFolder, blocks: list[str], plan: Stud
     return entry
 
 
-REFERENCE_FILE = "untrained_reference.json"
-
-
 def _geometry(cfg: Config) -> tuple:
     """What the untrained reference (made from the study's base configuration) must share with a row
     to judge it: the network and the clips it is measured with."""
     return cfg.model.arch, cfg.model.width, cfg.data.frames, cfg.data.size
-
-
-def _reference(plan: StudyPlan, folder: RunFolder, blocks: list[str], log) -> dict:
-    """(main process) The untrained reference range, from ``untrained_reference.json`` when it was
-    measured for these seeds and blocks under today's rules, else measured and written there."""
-    cached = read_json_cache(folder.path(REFERENCE_FILE))
-    if (cached.get("seeds") == plan.untrained_seeds and sorted(cached.get("blocks") or {}) == sorted(blocks)
-            and cached.get("measurement") == MEASUREMENT_VERSION):
-        return cached
-    log(f"[stdann {plan.kind}] the untrained reference: {plan.untrained_seeds} untrained networks (seeds 0 ... "
-        f"{plan.untrained_seeds - 1}) measured as the untrained controls are")
-    ref = {**untrained_reference(plan.base, plan.untrained_seeds, blocks, plan.ephys_overrides or None),
-           "measurement": MEASUREMENT_VERSION}
-    folder.write_json(REFERENCE_FILE, ref, indent=1)
-    return ref
 
 
 def _write(folder: RunFolder, study: dict, t_start: float) -> None:

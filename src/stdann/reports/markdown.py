@@ -54,7 +54,31 @@ def run_markdown(metrics: dict) -> str:
             f"{_v(t, r)} / {_v(u, r)} ({_v(t, 'direction_bias.chance_resultant_length')}) | "
             f"{_v(t, 'pinwheel_density')} ({_v(t, 'map_with_mean.pinwheel_density')}) | {_v(t, 'column_spacing_mm')} | "
             f"{_v(t, 'smoothness')} ({_v(t, 'smoothness_detail.p_value')}) | {_excluded(t)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _run_range_table(metrics))
+
+
+def _range_cells(trained: dict, rv: dict) -> list[str]:
+    """Trained value with CI, the untrained range, the range verdict — for the headline and the classic DSI."""
+    cells = []
+    for k in (DIRECTION_HEADLINE, "dsi_median"):
+        r = (rv.get(k) or {}).get("range")
+        cells += [_ci(trained, k), "—" if not r else f"{format_value(k, r[0])}–{format_value(k, r[1])}",
+                  RANGE_SHORT.get((rv.get(k) or {}).get("verdict"), "—")]
+    return cells
+
+
+def _run_range_table(metrics: dict) -> list[str]:
+    """Each block's trained network against the untrained reference (``ephys.untrained_seeds``)."""
+    n = (metrics.get("untrained_reference") or {}).get("seeds")
+    if not n:
+        return []
+    out = ["", f"**Against {n} untrained networks** (seeds 0 … {n - 1} of this configuration; the trained 95% CI "
+               "against their range)\n",
+           "| block | vector strength trained | untrained range | verdict | classic DSI trained | untrained range | "
+           "verdict |", "|---|---|---|---|---|---|---|"]
+    for b, e in metrics.get("blocks", {}).items():
+        out.append(f"| {b} | " + " | ".join(_range_cells(e.get("trained") or {}, e.get("range_verdicts") or {})) + " |")
+    return out
 
 
 def _excluded(summary: dict) -> str:
@@ -125,12 +149,7 @@ def _range_table(study: dict, block: str) -> list[str]:
            "untrained range | verdict |", "|---|---|---|---|---|---|---|---|"]
     for c in study.get("conditions", []):
         t = (((c.get("metrics") or {}).get(block) or {}).get("trained")) or {}
-        rv = (c.get("range_verdicts") or {}).get(block) or {}
-        cells = []
-        for k in (DIRECTION_HEADLINE, "dsi_median"):
-            r = (rv.get(k) or {}).get("range")
-            cells += [_ci(t, k), "—" if not r else f"{format_value(k, r[0])}–{format_value(k, r[1])}",
-                      RANGE_SHORT.get((rv.get(k) or {}).get("verdict"), "—")]
+        cells = _range_cells(t, (c.get("range_verdicts") or {}).get(block) or {})
         out.append(f"| {c.get('label', c.get('name'))} | {c.get('seed')} | " + " | ".join(cells) + " |")
     return out + [""]
 

@@ -76,6 +76,7 @@ def _headline_findings(entry: dict, tr: dict, un: dict, has_un: bool) -> list[di
             findings.append(finding(f"{text} vs untrained {format_with_ci(un, key)}:", vtext, verdict_class(v, m.sense)))
         else:
             findings.append(finding(text + "."))
+    findings += _range_findings(entry)
     sampled = sampling_line(tr.get("sampling"))
     if sampled:
         findings.append(finding(sampled))
@@ -85,6 +86,20 @@ def _headline_findings(entry: dict, tr: dict, un: dict, has_un: bool) -> list[di
             t += f", {format_number(un.get('n_responsive'))} of {format_number(un.get('n_units'))} (untrained)"
         findings.append(finding(t + "."))
     return findings
+
+
+RANGE_CSS = {"above_range": "above", "below_range": "below", "inside_range": "same"}
+
+
+def _range_findings(entry: dict) -> list[dict]:
+    """The trained network against the untrained reference range (``ephys.untrained_seeds``), per key."""
+    out = []
+    for key, rv in (entry.get("range_verdicts") or {}).items():
+        r, v = rv.get("range"), rv.get("verdict")
+        span = f"{format_value(key, r[0])}–{format_value(key, r[1])}" if r else "n/a"
+        out.append(finding(f"{metric(key).label} {format_with_ci(entry.get('trained') or {}, key)} against the untrained "
+                           f"networks of the reference (range {span}):", rv.get("text"), RANGE_CSS.get(v, "na")))
+    return out
 
 
 def _network_findings(label: str, s: dict) -> list[dict]:

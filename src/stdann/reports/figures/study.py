@@ -28,6 +28,23 @@ def study_footer(study: dict) -> str:
     return "Gratings. " + footer_text(study.get("batchnorm"))
 
 
+def _reference_band(ax, study: dict, block: str, key: str) -> bool:
+    """Shade the range of the untrained reference networks (``--untrained-seeds``) for ``key``, when
+    the study measured one; returns whether it did."""
+    values = ((((study.get("untrained_reference") or {}).get("blocks") or {}).get(block) or {}).get(key)) or []
+    finite = [float(v) for v in values if v is not None and np.isfinite(float(v))]
+    if not finite:
+        return False
+    ax.axhspan(min(finite), max(finite), color="0.88", zorder=0, lw=0)
+    return True
+
+
+def _reference_label(ax, study: dict) -> None:
+    n = (study.get("untrained_reference") or {}).get("seeds")
+    if n:
+        ax.fill_between([], [], color="0.88", label=f"range of {n} untrained networks (seeds 0-{n - 1})")
+
+
 def sweep_figures(study: dict, folder: Path) -> list[str]:
     """One figure per block: every STUDY_PANELS metric (and the motion probe) against α, trained
     beside the untrained control of each run, spatial-loss-only runs at the right edge."""
@@ -51,6 +68,8 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
 
             def val(c, which):
                 return _probe(c, which) if key == "probe" else _value(c, block, key, which)
+
+            _reference_band(ax, study, block, key)
 
             for c in conds:
                 yt, yu = val(c, "trained"), val(c, "untrained")
@@ -98,8 +117,11 @@ def sweep_figures(study: dict, folder: Path) -> list[str]:
             axes[0].plot([], [], "D", color="C4", label="MoCo + " + ", ".join(study.get("protocol", {}).get("lever", [])))
         if any(c.get("mode") == "control" for c in conds):
             axes[0].plot([], [], "--", color="0.5", label="untrained row")
-        axes[0].legend(fontsize=8)
-        written.append(_finish(fig, f"{block}: metrics versus α", folder / f"sweep_{block}.png", study, top=0.93))
+        _reference_label(axes[0], study)
+        # above the panels, where it hides no point
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=4, fontsize=8,
+                   bbox_to_anchor=(0.5, 0.955), frameon=False)
+        written.append(_finish(fig, f"{block}: metrics versus α", folder / f"sweep_{block}.png", study, top=0.9))
     return written
 
 
@@ -132,10 +154,13 @@ def emergence_figures(study: dict, folder: Path) -> list[str]:
                     ax.plot(steps, ys, "-o", color=color, ms=3, label=c["label"] if c["seed"] == 0 else None)
                     ax.axhline(u, color=color, lw=0.6, ls=":")
         for ax, m in zip(axes[:2], (head, dsi)):
+            _reference_band(ax, study, block, m.key)
             ax.set_xlabel("training step")
             ax.set_title(textwrap.fill(f"{m.label} (dotted: untrained)", 48), fontsize=9)
+        _reference_label(axes[0], study)
         axes[0].legend(fontsize=8)
         ax = axes[2]
+        _reference_band(ax, study, block, head.key)
         for j, c in enumerate(conds):
             m = (c.get("metrics") or {}).get(block) or {}
             for off, d, col in ((-0.15, m.get("untrained") or {}, "0.5"),
