@@ -78,14 +78,25 @@ def cached_reference(folder: RunFolder, base: Config, seeds: int, blocks: list[s
     """(main process, ``folder`` held) The reference from ``folder/untrained_reference.json`` when it
     was measured for these seeds and blocks under today's rules, else measured and written there."""
     cached = read_json_cache(folder.path(REFERENCE_FILE))
+    made_for = reference_key(base, ephys_overrides)
     if (cached.get("seeds") == seeds and sorted(cached.get("blocks") or {}) == sorted(blocks)
-            and cached.get("measurement") == MEASUREMENT_VERSION):
+            and cached.get("measurement") == MEASUREMENT_VERSION and cached.get("made_for", made_for) == made_for):
         return cached
     log(f"the untrained reference: {seeds} untrained networks (seeds 0 ... {seeds - 1}) measured as the untrained "
         "controls are")
-    ref = untrained_reference(base, seeds, blocks, ephys_overrides)
+    ref = {**untrained_reference(base, seeds, blocks, ephys_overrides), "made_for": made_for}
     folder.write_json(REFERENCE_FILE, ref, indent=1)
     return ref
+
+
+def reference_key(base: Config, ephys_overrides: dict | None = None) -> dict:
+    """What the reference's values depend on besides seeds and blocks: the network, the clips it is
+    calibrated on and the measurement settings (a cached reference made for other ones is measured
+    again)."""
+    cfg = base.to_dict()
+    ephys = {**cfg["ephys"], **(ephys_overrides or {})}
+    ephys.pop("untrained_seeds", None)
+    return jsonable({"model": cfg["model"], "data": cfg["data"], "ephys": ephys}, inf_as_text=False)
 
 
 def range_verdicts(metrics: dict, reference: dict) -> dict:
