@@ -9,7 +9,7 @@ from stdann.config import section_overrides
 from stdann.ephys.registry import DIRECTION_HEADLINE, NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES
-from stdann.orchestration.demo import range_lines
+from stdann.reports.markdown import range_lines
 from stdann.orchestration.run_analysis import analyze_run
 
 

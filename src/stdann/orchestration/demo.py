@@ -17,6 +17,7 @@ from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, fo
 from stdann.orchestration.run_analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
 from stdann.reports.html import write_report
+from stdann.reports.markdown import range_lines
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import METRICS, REPORT
 
@@ -105,18 +106,3 @@ def print_summary(metrics: dict) -> None:
     for line in range_lines(metrics):
         print(line)
 
-
-def range_lines(metrics: dict) -> list[str]:
-    """One line per block: the headline measure against the untrained reference range, when measured
-    (``ephys.untrained_seeds``)."""
-    n = (metrics.get("untrained_reference") or {}).get("seeds")
-    if not n:
-        return []
-    lines = [f"  against {n} untrained networks (seeds 0 ... {n - 1}, measured the same way):"]
-    for block, e in metrics.get("blocks", {}).items():
-        rv = (e.get("range_verdicts") or {}).get(DIRECTION_HEADLINE) or {}
-        r = rv.get("range")
-        span = f"{format_value(DIRECTION_HEADLINE, r[0])}-{format_value(DIRECTION_HEADLINE, r[1])}" if r else "n/a"
-        lines.append(f"    {block}: vector strength {format_with_ci(e.get('trained') or {}, DIRECTION_HEADLINE)} vs "
-                     f"untrained range {span}: {rv.get('text', 'not compared')}")
-    return lines

@@ -81,6 +81,22 @@ def _run_range_table(metrics: dict) -> list[str]:
     return out
 
 
+def range_lines(metrics: dict) -> list[str]:
+    """One line per block: the headline measure against the untrained reference range, when measured
+    (``ephys.untrained_seeds``)."""
+    n = (metrics.get("untrained_reference") or {}).get("seeds")
+    if not n:
+        return []
+    lines = [f"  against {n} untrained networks (seeds 0 ... {n - 1}, measured the same way):"]
+    for block, e in metrics.get("blocks", {}).items():
+        rv = (e.get("range_verdicts") or {}).get(DIRECTION_HEADLINE) or {}
+        r = rv.get("range")
+        span = f"{format_value(DIRECTION_HEADLINE, r[0])}-{format_value(DIRECTION_HEADLINE, r[1])}" if r else "n/a"
+        lines.append(f"    {block}: vector strength {format_with_ci(e.get('trained') or {}, DIRECTION_HEADLINE)} vs "
+                     f"untrained range {span}: {rv.get('text', 'not compared')}")
+    return lines
+
+
 def _excluded(summary: dict) -> str:
     """The grating conditions excluded for the block as aliased ("—" when none or not stated)."""
     pairs = get(summary, "sampling.excluded_conditions")
