@@ -198,7 +198,7 @@ def test_axis_groups_cover_every_unit_once():
 
 
 @pytest.mark.heavy
-def test_analyze_judges_the_run_against_the_untrained_range(run_dir, tmp_path):
+def test_analyze_judges_the_run_against_the_untrained_range(run_dir, tmp_path, capsys):
     """`stdann analyze --untrained-seeds N`: the untrained networks of seeds 0 … N-1 are measured as
     the control is (seed 0's is the run's own control when the run starts from the trainer's seed-0
     network), every block gets its range verdicts, and metrics.json, `report --markdown`, the HTML
@@ -216,6 +216,8 @@ def test_analyze_judges_the_run_against_the_untrained_range(run_dir, tmp_path):
     saved = torch.load(run / "checkpoints" / "init.pt", weights_only=True)
     torch.save({**saved, "backbone": untrained_network(cfg).state_dict()}, run / "checkpoints" / "init.pt")
     assert main(["analyze", str(run), "--untrained-seeds", "2", "--no-figures", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "against 2 untrained networks" in printed and printed.count("vs untrained range") == len(BLOCKS)
     m = json.loads((run / "metrics.json").read_text())
     ref = m["untrained_reference"]
     assert ref["seeds"] == 2 and set(ref["blocks"]) == set(BLOCKS) and "untrained_range" in m["rules"]
