@@ -436,3 +436,25 @@ def test_task_line_states_the_loss_against_chance_and_the_heldout_check():
     assert "InfoNCE 5.12" in text and "2.5 nats below" in text
     assert "n = 256" in text and "top-1 0.25" in text and "step 20" in text
     assert task_line([{"step": 1.0, "lr": 0.1}]) is None
+
+
+def test_a_report_that_fails_at_the_end_of_a_long_command_loses_nothing(run_dir, tmp_path, monkeypatch, capsys):
+    """`write_final_report`: a failure of the page (here: a template that no longer matches its view,
+    as when templates change under a process that ran for hours) is said in one line naming the fix;
+    the results files stay as they were and `stdann report` makes the page later."""
+    import stdann.reports.html as H
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = (run / "metrics.json").read_bytes()
+
+    def broken(page):
+        raise RuntimeError("'dict object' has no attribute 'reference_seeds'")
+
+    monkeypatch.setattr(H, "render", broken)
+    assert H.write_final_report(run) is None
+    err = capsys.readouterr().err
+    assert "results in" in err and "reference_seeds" in err and f"stdann report {run}" in err
+    assert (run / "metrics.json").read_bytes() == before
+    monkeypatch.undo()
+    assert H.write_final_report(run) == run / "report.html"

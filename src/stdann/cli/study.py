@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stdann import cpu
+from stdann import cpu, distributed
 from stdann.cli.common import add_config_args, config_from_args, untrained_seeds
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.protocol import DEFAULT_ALPHAS, ProtocolPlan, run_protocol
 from stdann.orchestration.recipe import step_split
 from stdann.orchestration.study_files import STUDY_FILE
 from stdann.orchestration.study_files import study_folder
-from stdann.reports.html import write_report
+from stdann.reports.html import write_final_report
 
 LOG_NAME = "study.log"
 
@@ -120,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
           f"{len(plan.alphas)} α x {joint} joint steps" + (f", spatial only {joint} steps" if plan.spatial_only else "")
           + pc + lever + f"): {n_runs} trained networks + the untrained one per seed")
     study = run_protocol(cfg, out, plan, progress=not args.no_progress)
-    report = write_report(out)
-    print(f"[stdann study] done: {out / STUDY_FILE}; report: {report} ({len(study['conditions'])} rows)")
-    return 0
+    if not distributed.is_main():  # under torchrun the main process writes the report
+        return 0
+    report = write_final_report(out)
+    print(f"[stdann study] done: {out / STUDY_FILE}; report: {report or 'not written'} "
+          f"({len(study['conditions'])} rows)")
+    return 0 if report is not None else 1
 
 
 def background_command(argv: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from stdann import distributed
 from stdann.cli.common import add_config_args, config_from_args, count, untrained_seeds
 from stdann.models.r3d import BLOCK_NAMES
 from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
-from stdann.reports.html import write_report
+from stdann.reports.html import write_final_report
 
 
 def _floats(text: str) -> list[float]:
@@ -79,11 +79,13 @@ def _base(args):
     return cfg.validate()
 
 
-def _finish(study: dict, out: Path) -> None:
+def _finish(study: dict, out: Path) -> int:
+    """The report (main process); the command's exit status: 1 when the report could not be written."""
     if not distributed.is_main():  # under torchrun the main process writes the report
-        return
-    path = write_report(out)
-    print(f"[stdann] study written: {out / 'study.json'}; report: {path}")
+        return 0
+    path = write_final_report(out)
+    print(f"[stdann] study written: {out / 'study.json'}; report: {path or 'not written'}")
+    return 0 if path is not None else 1
 
 
 def _reference_seeds(args: argparse.Namespace, cfg) -> int:
@@ -98,8 +100,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
                       untrained_rows=args.untrained, untrained_seeds=_reference_seeds(args, cfg),
                       first_seed=args.first_seed)
-    _finish(study, out)
-    return 0
+    return _finish(study, out)
 
 
 def run_emergence(args: argparse.Namespace) -> int:
@@ -110,5 +111,4 @@ def run_emergence(args: argparse.Namespace) -> int:
     study = run_study("emergence", cfg, emergence_conditions(names, args.alpha), Path(args.out), seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True,
                       untrained_seeds=_reference_seeds(args, cfg), first_seed=args.first_seed)
-    _finish(study, Path(args.out))
-    return 0
+    return _finish(study, Path(args.out))

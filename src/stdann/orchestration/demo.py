@@ -16,7 +16,7 @@ from stdann.devices import resolve_device
 from stdann.ephys.registry import DIRECTION_HEADLINE, HEADLINE, format_value, format_with_ci, get
 from stdann.orchestration.run_analysis import analyze_run
 from stdann.orchestration.recipe import RecipeResult, topographic_recipe
-from stdann.reports.html import write_report
+from stdann.reports.html import write_final_report
 from stdann.reports.markdown import range_lines
 from stdann.runs.folder import RunFolder
 from stdann.runs.layout import METRICS, REPORT
@@ -50,22 +50,24 @@ def demo_stages(cfg: Config, run_folder: RunFolder, *, preset: str | None, stimu
         print(f"[stdann demo] {preset} preset → {out} (width {cfg.model.width}, clips {cfg.data.frames}x{cfg.data.size}², "
               f"{cfg.optim.total_steps()} steps of {cfg.optim.batch_size} clip pairs, α = {cfg.topography.alpha})")
     result = topographic_recipe(cfg, out, progress=progress)
-    distributed.on_main(f"analysing {out}", lambda: _analyse(cfg, run_folder, result, t0, preset, stimuli, progress))
-    return 0
+    status = distributed.on_main(f"analysing {out}", lambda: _analyse(cfg, run_folder, result, t0, preset, stimuli,
+                                                                     progress))
+    return int(status or 0)  # 1 when the report could not be written (the results are complete)
 
 
 def _analyse(cfg: Config, run_folder: RunFolder, result: RecipeResult, t0: float, preset: str | None,
-             stimuli: list[str] | None, progress: bool) -> None:
+             stimuli: list[str] | None, progress: bool) -> int:
     """(main process) Electrophysiology of the trained network and its control, metrics, report."""
     out = run_folder.root
     t_train = time.time() - t0
     stimuli = stimuli or (["gratings"] if preset == "smoke" else ["gratings", "rdk", "plaids"])
     metrics = analyze_run(out, blocks=list(cfg.ephys.blocks), stimuli=stimuli, progress=progress)
     metrics = finalize_metrics(out, metrics, cfg, extra={"recipe_seconds": result.seconds, "swap": result.swap.get("blocks")})
-    report = write_report(out)
     print_summary(metrics)
+    report = write_final_report(out)
     print(f"[stdann demo] done in {time.time() - t0:.0f} s (training recipe {t_train:.0f} s). "
-          f"Metrics: {out / METRICS}; report: {report}")
+          f"Metrics: {out / METRICS}; report: {report or 'not written'}")
+    return 0 if report is not None else 1
 
 
 def finalize_metrics(run_dir: Path, metrics: dict, cfg, extra: dict | None = None) -> dict:

@@ -21,6 +21,7 @@ condition's own ``report.html`` when it exists, the study's config and the versi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -74,6 +75,19 @@ def _is_stdann_report(path: Path) -> bool:
             return _GENERATOR in f.read(4096)
     except OSError:
         return False
+
+
+def write_final_report(folder) -> Path | None:
+    """The HTML report at the end of a long command (demo, study, sweep, emergence), or None after
+    saying on stderr why it could not be written: the results files are complete by then, and a
+    failure of this view of them (e.g. templates changed under a process that ran for hours) must not
+    read as a lost run. ``stdann report FOLDER`` makes it later."""
+    try:
+        return write_report(folder)
+    except Exception as e:  # noqa: BLE001 -- any failure of the page; the results it shows are already written
+        print(f"stdann: the results in {folder} are complete, but its HTML report could not be written "
+              f"({type(e).__name__}: {e}); make it with `stdann report {folder}`", file=sys.stderr)
+        return None
 
 
 def write_report(path_in: str | Path, out_html: str | Path | None = None) -> Path:
