@@ -24,7 +24,6 @@ def merged(specs: list[str]) -> dict:
         study = json.loads((Path(folder) / "study.json").read_text())
         if not out:
             out = {**study, "conditions": []}
-        out.setdefault("untrained_reference", study.get("untrained_reference"))
         if not out.get("untrained_reference"):
             out["untrained_reference"] = study.get("untrained_reference")
         for c in study["conditions"]:

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 
 from stdann.data.augment import PAIR_FLIP_MODES
 from stdann.data.folder import DECODERS
-from stdann.ephys.verdicts import untrained_seeds_problem
 from stdann.data.textures import available_images
+from stdann.ephys.verdicts import MAX_UNTRAINED_SEEDS, untrained_seeds_problem
 from stdann.errors import shown
 from stdann.models.motion_classifier import OBJECTIVES, SUPERVISED
 from stdann.models.r3d import BLOCK_NAMES, block_output_shapes
@@ -244,8 +244,8 @@ RULES: dict[str, Check] = {
     "ephys.spatial_frequencies": numbers(0, 0.5, above=True, most=16),
     "ephys.temporal_frequencies": numbers(0, 0.5, above=True, below=True, most=16),
     "ephys.n_phases": integer(1, 64),
-    "ephys.untrained_seeds": Check(lambda v: untrained_seeds_problem(v) is None and v <= 1000,
-                                   "0 (no reference) or an integer from 2 to 1000"),
+    "ephys.untrained_seeds": Check(lambda v: untrained_seeds_problem(v) is None,
+                                   f"0 (no reference) or an integer from 2 to {MAX_UNTRAINED_SEEDS}"),
     "ephys.contrast": number(0, 1),
     "ephys.aperture": number(0),
     "ephys.rdk_coherences": numbers(0, 1, most=16),

@@ -9,8 +9,8 @@ from stdann.config import section_overrides
 from stdann.ephys.registry import DIRECTION_HEADLINE, NETWORKS, format_value
 from stdann.ephys.stimuli import STIMULUS_SETS
 from stdann.models.r3d import BLOCK_NAMES
-from stdann.reports.markdown import range_lines
 from stdann.orchestration.run_analysis import analyze_run
+from stdann.reports.markdown import range_lines
 
 
 def register(subparsers) -> argparse.ArgumentParser:

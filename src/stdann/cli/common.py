@@ -20,6 +20,11 @@ def untrained_seeds(text: str) -> int:
     return n
 
 
+def reference_seeds(args: argparse.Namespace, cfg) -> int:
+    """``--untrained-seeds``, else the configuration's ``ephys.untrained_seeds``."""
+    return cfg.ephys.untrained_seeds if args.untrained_seeds is None else args.untrained_seeds
+
+
 def count(minimum: int = 0):
     """An argparse type: an integer >= ``minimum`` (refused at parse time with a one-line usage error)."""
 

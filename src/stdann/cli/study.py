@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from stdann import cpu, distributed
-from stdann.cli.common import add_config_args, config_from_args, untrained_seeds
+from stdann.cli.common import add_config_args, config_from_args, reference_seeds, untrained_seeds
 from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.protocol import DEFAULT_ALPHAS, ProtocolPlan, run_protocol
 from stdann.orchestration.recipe import step_split
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     plan = ProtocolPlan(alphas=tuple(args.alphas), seeds=args.seeds, spatial_only=not args.no_spatial_only,
                         blocks=list(args.blocks or []), positive_control=positive_alphas(args.positive_control, cfg),
                         positive_objective=args.positive_objective, lever=tuple(args.lever),
-                        untrained_seeds=cfg.ephys.untrained_seeds if args.untrained_seeds is None else args.untrained_seeds,
+                        untrained_seeds=reference_seeds(args, cfg),
                         lever_alphas=(tuple(args.lever_alphas) if args.lever_alphas else
                                       tuple(dict.fromkeys((0.0, float(cfg.topography.alpha)))) if args.lever else ()))
     pre, joint = step_split(cfg)
@@ -175,6 +175,6 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         argv += ["--untrained-seeds", str(args.untrained_seeds)]
     if args.no_progress:
         argv.append("--no-progress")
-    if getattr(args, "debug", False):
+    if args.debug:
         argv.append("--debug")
     return argv

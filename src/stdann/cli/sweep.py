@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from stdann import distributed
-from stdann.cli.common import add_config_args, config_from_args, count, untrained_seeds
+from stdann.cli.common import add_config_args, config_from_args, count, reference_seeds, untrained_seeds
 from stdann.models.r3d import BLOCK_NAMES
 from stdann.orchestration.study import EMERGENCE_VARIANTS, emergence_conditions, run_study, sweep_conditions
 from stdann.reports.html import write_final_report
@@ -88,17 +88,12 @@ def _finish(study: dict, out: Path) -> int:
     return 0 if path is not None else 1
 
 
-def _reference_seeds(args: argparse.Namespace, cfg) -> int:
-    """``--untrained-seeds``, else the configuration's ``ephys.untrained_seeds``."""
-    return cfg.ephys.untrained_seeds if args.untrained_seeds is None else args.untrained_seeds
-
-
 def run_sweep(args: argparse.Namespace) -> int:
     cfg = _base(args)
     out = Path(args.out)
     study = run_study("sweep", cfg, sweep_conditions(args.alphas, args.spatial_only), out, seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout,
-                      untrained_rows=args.untrained, untrained_seeds=_reference_seeds(args, cfg),
+                      untrained_rows=args.untrained, untrained_seeds=reference_seeds(args, cfg),
                       first_seed=args.first_seed)
     return _finish(study, out)
 
@@ -110,5 +105,5 @@ def run_emergence(args: argparse.Namespace) -> int:
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     study = run_study("emergence", cfg, emergence_conditions(names, args.alpha), Path(args.out), seeds=args.seeds,
                       progress=not args.no_progress, blocks=args.blocks, readout=not args.no_readout, snapshots=True,
-                      untrained_seeds=_reference_seeds(args, cfg), first_seed=args.first_seed)
+                      untrained_seeds=reference_seeds(args, cfg), first_seed=args.first_seed)
     return _finish(study, Path(args.out))

@@ -61,11 +61,15 @@ RANGE_TEXT = {
 }
 
 
+MAX_UNTRAINED_SEEDS = 1000
+
+
 def untrained_seeds_problem(n) -> str | None:
     """Why ``n`` cannot be the number of untrained reference networks, or None (0 = no reference;
-    a range needs at least 2)."""
-    ok = isinstance(n, int) and not isinstance(n, bool) and (n == 0 or n >= 2)
-    return None if ok else f"untrained seeds must be 0 (none) or at least 2 (a range), got {n!r}"
+    a range needs at least 2; at most :data:`MAX_UNTRAINED_SEEDS`)."""
+    ok = isinstance(n, int) and not isinstance(n, bool) and (n == 0 or 2 <= n <= MAX_UNTRAINED_SEEDS)
+    return None if ok else (f"untrained seeds must be 0 (none) or from 2 (a range) to {MAX_UNTRAINED_SEEDS}, "
+                            f"got {n!r}")
 
 
 def untrained_range_verdict(t, t_ci, untrained_values) -> str:

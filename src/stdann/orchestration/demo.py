@@ -107,4 +107,3 @@ def print_summary(metrics: dict) -> None:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
     for line in range_lines(metrics):
         print(line)
-

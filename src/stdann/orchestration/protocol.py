@@ -47,8 +47,8 @@ from pathlib import Path
 from stdann import distributed
 from stdann.config import Config, ConfigError
 from stdann.devices import resolve_device
-from stdann.models.motion_classifier import SUPERVISED
 from stdann.ephys.verdicts import untrained_seeds_problem
+from stdann.models.motion_classifier import SUPERVISED
 from stdann.orchestration.runner import PlannedCondition, StudyPlan, run_plan
 from stdann.orchestration.reference import seed_config
 from stdann.orchestration.recipe import joint_config, pretrain_config, step_split, swap_stage, train_stage

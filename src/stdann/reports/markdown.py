@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stdann.ephys.registry import DIRECTION_HEADLINE, format_value, format_with_ci, get
 from stdann.errors import MissingFileError
-from stdann.reports.view import read_json
+from stdann.reports.view import range_span, read_json
 
 SHORT = {"above": "above", "below": "below", "not_distinguishable": "overlapping", "no_ci": "no CI",
          "missing": "missing"}
@@ -62,8 +62,7 @@ def _range_cells(trained: dict, rv: dict) -> list[str]:
     cells = []
     for k in (DIRECTION_HEADLINE, "dsi_median"):
         r = (rv.get(k) or {}).get("range")
-        cells += [_ci(trained, k), "—" if not r else f"{format_value(k, r[0])}–{format_value(k, r[1])}",
-                  RANGE_SHORT.get((rv.get(k) or {}).get("verdict"), "—")]
+        cells += [_ci(trained, k), range_span(k, r) if r else "—", RANGE_SHORT.get((rv.get(k) or {}).get("verdict"), "—")]
     return cells
 
 
@@ -90,10 +89,9 @@ def range_lines(metrics: dict) -> list[str]:
     lines = [f"  against {n} untrained networks (seeds 0 ... {n - 1}, measured the same way):"]
     for block, e in metrics.get("blocks", {}).items():
         rv = (e.get("range_verdicts") or {}).get(DIRECTION_HEADLINE) or {}
-        r = rv.get("range")
-        span = f"{format_value(DIRECTION_HEADLINE, r[0])}-{format_value(DIRECTION_HEADLINE, r[1])}" if r else "n/a"
         lines.append(f"    {block}: vector strength {format_with_ci(e.get('trained') or {}, DIRECTION_HEADLINE)} vs "
-                     f"untrained range {span}: {rv.get('text', 'not compared')}")
+                     f"untrained range {range_span(DIRECTION_HEADLINE, rv.get('range'), sep='-')}: "
+                     f"{rv.get('text', 'not compared')}")
     return lines
 
 

@@ -17,8 +17,8 @@ from stdann.ephys.verdicts import COMPARISON_TEXT
 from stdann.reports.figures.training import training_curve_png
 from stdann.topography.sheets import MT_BLOCK
 from stdann.reports.view import (
-    FINDING_KEYS, bias_line, compact, figure_item, figure_groups, figure_key, finding, footer,
-    number_figures, read_json, read_pngs, read_text_or_none, read_train_log, sampling_line, stored_verdict,
+    FINDING_KEYS, RANGE_CSS, bias_line, compact, figure_item, figure_groups, figure_key, finding, footer,
+    number_figures, range_span, read_json, read_pngs, read_text_or_none, read_train_log, sampling_line, stored_verdict,
     verdict_class, version_rows, with_ci,
 )
 
@@ -88,17 +88,13 @@ def _headline_findings(entry: dict, tr: dict, un: dict, has_un: bool) -> list[di
     return findings
 
 
-RANGE_CSS = {"above_range": "above", "below_range": "below", "inside_range": "same"}
-
-
 def _range_findings(entry: dict) -> list[dict]:
     """The trained network against the untrained reference range (``ephys.untrained_seeds``), per key."""
     out = []
     for key, rv in (entry.get("range_verdicts") or {}).items():
-        r, v = rv.get("range"), rv.get("verdict")
-        span = f"{format_value(key, r[0])}–{format_value(key, r[1])}" if r else "n/a"
         out.append(finding(f"{metric(key).label} {format_with_ci(entry.get('trained') or {}, key)} against the untrained "
-                           f"networks of the reference (range {span}):", rv.get("text"), RANGE_CSS.get(v, "na")))
+                           f"networks of the reference (range {range_span(key, rv.get('range'))}):", rv.get("text"),
+                           RANGE_CSS.get(rv.get("verdict"), "na")))
     return out
 
 

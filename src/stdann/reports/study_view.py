@@ -17,7 +17,7 @@ from stdann.ephys.registry import (DIRECTION_HEADLINE, HEADLINE, NETWORKS, as_nu
 from stdann.topography.sheets import MT_BLOCK
 from stdann.reports.markdown import seed_agreement
 from stdann.reports.view import (
-    figure_groups, footer, number_figures, read_json, read_pngs, stored_verdict, verdict_class, version_rows,
+    RANGE_CSS, figure_groups, footer, number_figures, read_json, read_pngs, stored_verdict, verdict_class, version_rows,
 )
 
 
@@ -95,7 +95,7 @@ def _range_cell(c: dict) -> dict | None:
         return None
     v = rv.get("verdict")
     return {"text": (v or "").replace("_", " "), "title": rv.get("text", ""),
-            "css": {"above_range": "above", "below_range": "below"}.get(v, "na")}
+            "css": RANGE_CSS.get(v, "na")}
 
 
 def study_view(study: Path) -> dict:

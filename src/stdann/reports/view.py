@@ -184,6 +184,16 @@ def verdict_class(verdict: str | None, sense: int) -> str:
     return "same" if verdict == "not_distinguishable" else "na"
 
 
+# CSS class of a stored range verdict (ephys.verdicts.untrained_range_verdict): green / red when the trained network
+# lies above / below every untrained network of the reference, neutral inside; no reading otherwise
+RANGE_CSS = {"above_range": "above", "below_range": "below", "inside_range": "same"}
+
+
+def range_span(key: str, bounds, sep: str = "–") -> str:
+    """The untrained reference range ``[low, high]`` of ``key`` as text ("n/a" without one)."""
+    return f"{format_value(key, bounds[0])}{sep}{format_value(key, bounds[1])}" if bounds else "n/a"
+
+
 def stored_verdict(entry: dict, key: str) -> tuple[str | None, str]:
     v = get(entry, f"trained_vs_untrained.{key}") if isinstance(entry, dict) else None
     if not isinstance(v, dict):
